@@ -1,0 +1,52 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Turns every error that reaches the edge into RFC 9457 problem+json.
+///
+/// Known problems render as they are; Hummingbird's own HTTP errors (unknown route, body too large)
+/// map to the matching problem; anything else is logged with its cause and shown to the caller as a
+/// bare `internal-error`, so no internals leak.
+public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let problem = Self.problem(for: error, logger: context.logger)
+            return problem.response(instance: request.uri.path, requestID: request.headers[.requestID])
+        }
+    }
+
+    static func problem(for error: any Error, logger: Logger) -> Problem {
+        switch error {
+        case let problem as Problem:
+            if problem.status.kind == .serverError {
+                logger.error("request failed", metadata: ["problem": "\(problem.slug)"])
+            }
+            return problem
+        case let httpError as HTTPError:
+            let status = httpError.status
+            if status.kind == .serverError {
+                logger.error("request failed", metadata: ["status": "\(status.code)"])
+                return status == .internalServerError ? .internalError : .forStatus(status)
+            }
+            var problem = Problem.forStatus(status, detail: httpError.body)
+            for field in httpError.headers where field.name != .contentType && field.name != .contentLength {
+                problem.headers.append(field)
+            }
+            return problem
+        case is DecodingError:
+            return .badRequest("The request body is not valid JSON for this endpoint.")
+        default:
+            logger.error("unhandled error", metadata: ["error": "\(String(reflecting: error))"])
+            return .internalError
+        }
+    }
+}

@@ -1,0 +1,26 @@
+/// Every migration this binary knows, in order. Append only: never edit or reorder an entry
+/// that has shipped (the checksum check refuses to start if one changed).
+public enum Migrations {
+    public static let all: [Migration] = [
+        Migration(
+            version: 1,
+            name: "baseline_privileges",
+            statements: [
+                // Nobody but the owner creates objects; the application role only uses them.
+                "REVOKE ALL ON SCHEMA public FROM PUBLIC",
+                "GRANT USAGE ON SCHEMA public TO {{app_role}}",
+                """
+                ALTER DEFAULT PRIVILEGES IN SCHEMA public
+                    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {{app_role}}
+                """,
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {{app_role}}",
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO {{app_role}}",
+                // The application reads which migrations ran (health), and may not change that record.
+                "GRANT SELECT ON zaas_schema_migrations TO {{app_role}}",
+                "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON zaas_schema_migrations FROM {{app_role}}",
+            ]
+        )
+    ]
+
+    public static var latestVersion: Int { all.last?.version ?? 0 }
+}

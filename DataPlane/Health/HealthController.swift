@@ -1,0 +1,77 @@
+import Common
+import Hummingbird
+import Logging
+import Metrics
+
+/// `GET /api/v1/health`: whether this node can serve queries.
+///
+/// Redis is on the query path (rate limits, cache), so without it the node answers 503. The
+/// control plane is not: nodes serve from the configuration they hold, so its absence makes the
+/// node `degraded`, still 200.
+struct HealthController: Sendable {
+    let nodeID: String
+    let redis: RedisClient
+    let controlPlane: ControlPlaneMonitor
+    let redisGauge = Gauge(label: "zaas_redis_up")
+
+    func addRoutes(to router: Router<some RequestContext>) {
+        router.get("/api/v1/health") { request, context in
+            await self.report(logger: context.logger).response(request: request)
+        }
+    }
+
+    func report(logger: Logger) async -> HealthReport {
+        var checks: [String: HealthReport.Check] = [:]
+        do {
+            let latency = try await self.redis.ping()
+            checks["redis"] = .init(status: "up", latencyMilliseconds: latency.milliseconds)
+            self.redisGauge.record(1)
+        } catch {
+            checks["redis"] = .init(status: "down", detail: Self.describe(error))
+            self.redisGauge.record(0)
+        }
+        if self.controlPlane.reachability == .unknown {
+            await self.controlPlane.check()
+        }
+        switch self.controlPlane.reachability {
+        case .up: checks["control_plane"] = .init(status: "up")
+        case .unhealthy(let why): checks["control_plane"] = .init(status: "unhealthy", detail: why)
+        case .down(let why): checks["control_plane"] = .init(status: "down", detail: why)
+        case .unknown: checks["control_plane"] = .init(status: "unknown")
+        }
+
+        let status: HealthReport.Status =
+            if checks["redis"]?.status != "up" {
+                .down
+            } else if checks["control_plane"]?.status != "up" {
+                .degraded
+            } else {
+                .ok
+            }
+        return HealthReport(
+            status: status,
+            service: "zaas-data",
+            checks: checks,
+            extra: [
+                "node_id": .string(self.nodeID),
+                // The configuration version this node enforces; 0 until config distribution exists.
+                "config_version": .int(0),
+            ]
+        )
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as RedisError:
+            switch error {
+            case .unavailable: return "cannot connect"
+            case .timeout: return "no answer within the command timeout"
+            case .connectionClosed, .notSent: return "connection lost"
+            case .server: return "error reply to PING"
+            case .protocolError: return "protocol error"
+            case .shutdown: return "client shut down"
+            }
+        default: return "unavailable"
+        }
+    }
+}

@@ -1,0 +1,64 @@
+# ZaaS: `make run` brings the whole stack up; `make test` runs every test against real services.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+SWIFT_SOURCES := Package.swift Common ControlPlane DataPlane Tests
+
+.PHONY: help install services run stop stop-services build release test bench format format-check clean
+
+help:
+	@echo "make run           install what is missing, start PostgreSQL, Redis, the control plane and two data-plane nodes"
+	@echo "make stop          stop everything make run started"
+	@echo "make test          install what is missing, start PostgreSQL and Redis if needed, run every test"
+	@echo "make bench         run the benchmarks (docs/benchmarks.md)"
+	@echo "make format        format the Swift sources; make format-check checks them"
+
+install:
+	@bash infra/install.sh
+
+services: install
+	@bash infra/start-services.sh
+
+build: install
+	swift build
+
+release: install
+	swift build -c release --product zaas-control
+	swift build -c release --product zaas-data
+
+run: services release
+	@bash infra/start-stack.sh
+	@. .zaas/stack.env; \
+	echo; \
+	echo "ZaaS is running."; \
+	echo "  control plane   $$CONTROL_URL   (health: $$CONTROL_URL/healthz, metrics: $$CONTROL_URL/metrics)"; \
+	for url in $$DATA_URLS; do echo "  data plane      $$url   (health: $$url/api/v1/health)"; done; \
+	echo "  PostgreSQL      127.0.0.1:$${ZAAS_PG_PORT:-54320}   Redis 127.0.0.1:$${ZAAS_REDIS_PORT:-63790}"; \
+	echo "  logs            .zaas/logs/   connection details: .zaas/stack.env"; \
+	echo; \
+	echo "Try:"; \
+	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \
+	echo "  curl -s $$CONTROL_URL/healthz"; \
+	echo "  make stop"
+
+stop:
+	@bash infra/stop-stack.sh
+	@bash infra/stop-services.sh
+
+stop-services:
+	@bash infra/stop-services.sh
+
+test: services
+	swift build --build-tests
+	swift test --skip-build
+
+bench: services
+	@bash infra/bench.sh
+
+format:
+	swift format --in-place --recursive --parallel $(SWIFT_SOURCES)
+
+format-check:
+	swift format lint --strict --recursive --parallel $(SWIFT_SOURCES)
+
+clean:
+	rm -rf .build

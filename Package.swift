@@ -1,0 +1,170 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "zaas",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "zaas-control", targets: ["zaas-control"]),
+        .executable(name: "zaas-data", targets: ["zaas-data"]),
+        .library(name: "Common", targets: ["Common"]),
+        .library(name: "ControlPlane", targets: ["ControlPlane"]),
+        .library(name: "DataPlane", targets: ["DataPlane"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // System libraries from Debian's -dev packages.
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Common/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CArgon2",
+            path: "Common/CArgon2",
+            pkgConfig: "libargon2",
+            providers: [.apt(["libargon2-dev"])]
+        ),
+
+        // What both planes share.
+        .target(
+            name: "Common",
+            dependencies: [
+                "CHiredis",
+                "CArgon2",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Common/Sources",
+            swiftSettings: swiftSettings
+        ),
+
+        // The control plane: system of record on PostgreSQL.
+        .target(
+            name: "ControlPlane",
+            dependencies: [
+                "Common",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "ControlPlane",
+            exclude: ["zaas-control"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "zaas-control",
+            dependencies: [
+                "ControlPlane",
+                "Common",
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            path: "ControlPlane/zaas-control",
+            swiftSettings: swiftSettings
+        ),
+
+        // The data plane: stateless query nodes.
+        .target(
+            name: "DataPlane",
+            dependencies: [
+                "Common",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "DataPlane",
+            exclude: ["zaas-data"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "zaas-data",
+            dependencies: [
+                "DataPlane",
+                "Common",
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            path: "DataPlane/zaas-data",
+            swiftSettings: swiftSettings
+        ),
+
+        // Tests. TestSupport finds the local stack's services (started by `make test`).
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "Common",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CommonTests",
+            dependencies: [
+                "Common",
+                "TestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/CommonTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ControlPlaneTests",
+            dependencies: [
+                "ControlPlane",
+                "Common",
+                "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Tests/ControlPlaneTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DataPlaneTests",
+            dependencies: [
+                "DataPlane",
+                "ControlPlane",
+                "Common",
+                "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Tests/DataPlaneTests",
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

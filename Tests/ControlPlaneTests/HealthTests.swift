@@ -1,0 +1,99 @@
+import Common
+import Configuration
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import PostgresNIO
+import TestSupport
+import Testing
+
+@testable import ControlPlane
+
+@Suite("control plane /healthz against real PostgreSQL")
+struct ControlPlaneHealthTests {
+    static func configuration(database: String, overrides: [String: String] = [:]) async throws
+        -> ControlPlaneConfiguration
+    {
+        var environment: [String: String] = [:]
+        for (key, value) in TestEnvironment.shared.controlPlaneSettings(database: database).merging(
+            overrides, uniquingKeysWith: { $1 })
+        {
+            environment[ConfigurationError.environmentName(key)] = value
+        }
+        environment["ZAAS_HTTP_PORT"] = "0"
+        let reader = try await ConfigurationLoader.reader(
+            defaults: ControlPlaneConfiguration.defaults, environment: environment)
+        return try ControlPlaneConfiguration(reader: reader)
+    }
+
+    func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+        try #require(JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any])
+    }
+
+    @Test("healthy after start: migrations run by the app, PostgreSQL up, 200")
+    func healthy() async throws {
+        try await TestDatabase.withFresh { database in
+            let configuration = try await Self.configuration(database: database.name)
+            let app = try await buildApplication(configuration: configuration)
+            try await app.test(.live) { client in
+                try await client.execute(uri: "/healthz", method: .get) { response in
+                    #expect(response.status == .ok)
+                    #expect(response.headers[.contentType] == "application/json")
+                    let body = try json(response.body)
+                    #expect(body["status"] as? String == "ok")
+                    let checks = try #require(body["checks"] as? [String: [String: Any]])
+                    #expect(checks["postgres"]?["status"] as? String == "up")
+                    #expect(checks["migrations"]?["status"] as? String == "up")
+                }
+                try await client.execute(uri: "/nowhere", method: .get) { response in
+                    #expect(response.status == .notFound)
+                    #expect(response.headers[.contentType] == "application/problem+json")
+                }
+            }
+        }
+    }
+
+    @Test("without migrations applied, health is 503 problem+json")
+    func notMigrated() async throws {
+        try await TestDatabase.withFresh { database in
+            let configuration = try await Self.configuration(database: database.name)
+            let postgres = PostgresClient(configuration: configuration.database.applicationClient)
+            let app = Application(
+                router: buildRouter(postgres: postgres, configuration: configuration), services: [postgres])
+            try await app.test(.router) { client in
+                try await client.execute(uri: "/healthz", method: .get) { response in
+                    #expect(response.status == .serviceUnavailable)
+                    #expect(response.headers[.contentType] == "application/problem+json")
+                    let body = try json(response.body)
+                    #expect(body["type"] as? String == "https://zaas.dev/problems/unhealthy")
+                    #expect(body["status"] as? Int == 503)
+                    #expect(body["health_status"] as? String == "down")
+                }
+            }
+        }
+    }
+
+    @Test("PostgreSQL unreachable: 503 with a reason and no connection details")
+    func postgresDown() async throws {
+        let closedPort = try RedisServerProcess.freePort()
+        let configuration = try await Self.configuration(
+            database: "zaas",
+            overrides: ["postgres.port": String(closedPort), "postgres.connect_timeout_ms": "500"]
+        )
+        let postgres = PostgresClient(configuration: configuration.database.applicationClient)
+        let app = Application(
+            router: buildRouter(postgres: postgres, configuration: configuration), services: [postgres])
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let body = try json(response.body)
+                let reasons = try #require(body["reasons"] as? [String])
+                #expect(reasons.contains { $0.hasPrefix("postgres is down") })
+                let text = String(buffer: response.body)
+                #expect(!text.contains(String(closedPort)))
+                #expect(!text.contains(TestEnvironment.shared.appPassword))
+            }
+        }
+    }
+}

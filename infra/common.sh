@@ -1,0 +1,53 @@
+# Shared settings for the infra scripts. Sourced, not run.
+# Everything lives under .zaas/ in the repository (git-ignored); ports are project-specific.
+set -euo pipefail
+
+ZAAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ZAAS_HOME="${ZAAS_HOME:-$ZAAS_ROOT/.zaas}"
+
+ZAAS_PG_PORT="${ZAAS_PG_PORT:-54320}"
+ZAAS_REDIS_PORT="${ZAAS_REDIS_PORT:-63790}"
+ZAAS_CONTROL_PORT="${ZAAS_CONTROL_PORT:-8400}"
+ZAAS_DATA_PORTS="${ZAAS_DATA_PORTS:-8401 8402}"
+
+ZAAS_PG_BIN="${ZAAS_PG_BIN:-/usr/lib/postgresql/15/bin}"
+ZAAS_PG_DATA="$ZAAS_HOME/postgres/data"
+ZAAS_PG_RUN="$ZAAS_HOME/postgres/run"
+ZAAS_PG_LOG="$ZAAS_HOME/logs/postgres.log"
+ZAAS_REDIS_DIR="$ZAAS_HOME/redis"
+ZAAS_REDIS_PID="$ZAAS_HOME/redis/redis.pid"
+ZAAS_REDIS_LOG="$ZAAS_HOME/logs/redis.log"
+ZAAS_SECRETS="$ZAAS_HOME/secrets.env"
+
+# PostgreSQL refuses to run as root; Debian's package creates this user.
+ZAAS_PG_USER="${ZAAS_PG_USER:-postgres}"
+
+ZAAS_DB_NAME="${ZAAS_DB_NAME:-zaas}"
+ZAAS_DB_OWNER="${ZAAS_DB_OWNER:-zaas_owner}"
+ZAAS_DB_APP="${ZAAS_DB_APP:-zaas_app}"
+
+log() { printf '[zaas] %s\n' "$*" >&2; }
+
+# Runs a command as the PostgreSQL user (or as is, when we already are that user).
+as_pg() {
+    if [ "$(id -un)" = "$ZAAS_PG_USER" ]; then "$@"; else runuser -u "$ZAAS_PG_USER" -- "$@"; fi
+}
+
+# Superuser psql over the private Unix socket (peer authentication).
+pg_super() {
+    as_pg "$ZAAS_PG_BIN/psql" -h "$ZAAS_PG_RUN" -p "$ZAAS_PG_PORT" -U "$ZAAS_PG_USER" -d postgres \
+        -v ON_ERROR_STOP=1 -qAt "$@"
+}
+
+pg_running() {
+    [ -f "$ZAAS_PG_DATA/postmaster.pid" ] && as_pg "$ZAAS_PG_BIN/pg_ctl" -D "$ZAAS_PG_DATA" status >/dev/null 2>&1
+}
+
+redis_running() {
+    [ -f "$ZAAS_SECRETS" ] || return 1
+    # shellcheck disable=SC1090
+    . "$ZAAS_SECRETS"
+    REDISCLI_AUTH="$ZAAS_REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$ZAAS_REDIS_PORT" ping 2>/dev/null | grep -q PONG
+}
+
+random_secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the project needs from Debian's packages, only when something is missing.
+source "$(dirname "$0")/common.sh"
+
+need=()
+[ -x "$ZAAS_PG_BIN/postgres" ] || need+=(postgresql-15 postgresql-client-15)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+[ -f /usr/include/hiredis/hiredis.h ] || need+=(libhiredis-dev)
+[ -f /usr/include/argon2.h ] || need+=(libargon2-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v curl >/dev/null || need+=(curl)
+command -v runuser >/dev/null || need+=(util-linux)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    log "missing packages: ${need[*]}; run as root or install them: apt-get install ${need[*]}"
+    exit 1
+fi
+log "installing: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# An apt index older than a day (or none) is refreshed first.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
+    apt-get update -qq
+fi
+# Debian's postgresql-common would create and start a default cluster; we run our own.
+mkdir -p /etc/postgresql-common/createcluster.d
+echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/zaas.conf
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Starts (or restarts, so a new build is picked up) the control plane and the data-plane nodes
+# from the release build, waits until they are healthy, and writes .zaas/stack.env.
+source "$(dirname "$0")/common.sh"
+# shellcheck disable=SC1090
+. "$ZAAS_SECRETS"
+
+BIN="${ZAAS_BIN:-$ZAAS_ROOT/.build/release}"
+RUN="$ZAAS_HOME/run"
+mkdir -p "$RUN" "$ZAAS_HOME/logs"
+
+bash "$(dirname "$0")/stop-stack.sh"
+
+wait_healthy() { # url name
+    for _ in $(seq 1 150); do
+        if curl -fsS -o /dev/null "$1"; then return 0; fi
+        sleep 0.2
+    done
+    log "$2 did not become healthy at $1; last log lines:"
+    tail -n 20 "$ZAAS_HOME/logs/$2.log" >&2 || true
+    return 1
+}
+
+start() { # name, then env assignments, then the binary
+    local name="$1"; shift
+    env "$@" >>"$ZAAS_HOME/logs/$name.log" 2>&1 </dev/null &
+    echo $! >"$RUN/$name.pid"
+}
+
+start control \
+    ZAAS_HTTP_PORT="$ZAAS_CONTROL_PORT" \
+    ZAAS_POSTGRES_PORT="$ZAAS_PG_PORT" ZAAS_POSTGRES_DATABASE="$ZAAS_DB_NAME" \
+    ZAAS_POSTGRES_USER="$ZAAS_DB_APP" ZAAS_POSTGRES_PASSWORD="$ZAAS_DB_APP_PASSWORD" \
+    ZAAS_POSTGRES_OWNER_USER="$ZAAS_DB_OWNER" ZAAS_POSTGRES_OWNER_PASSWORD="$ZAAS_DB_OWNER_PASSWORD" \
+    "$BIN/zaas-control"
+wait_healthy "http://127.0.0.1:$ZAAS_CONTROL_PORT/healthz" control
+
+data_urls=()
+index=0
+for port in $ZAAS_DATA_PORTS; do
+    index=$((index + 1))
+    start "data-$index" \
+        ZAAS_HTTP_PORT="$port" ZAAS_NODE_ID="data-$index" \
+        ZAAS_REDIS_PORT="$ZAAS_REDIS_PORT" ZAAS_REDIS_PASSWORD="$ZAAS_REDIS_PASSWORD" \
+        ZAAS_CONTROL_URL="http://127.0.0.1:$ZAAS_CONTROL_PORT" \
+        "$BIN/zaas-data"
+    data_urls+=("http://127.0.0.1:$port")
+done
+index=0
+for url in "${data_urls[@]}"; do
+    index=$((index + 1))
+    wait_healthy "$url/api/v1/health" "data-$index"
+done
+
+umask 077
+cat >"$ZAAS_HOME/stack.env" <<ENV
+# Written by make run. Source it: . .zaas/stack.env
+CONTROL_URL=http://127.0.0.1:$ZAAS_CONTROL_PORT
+DATA_URLS="${data_urls[*]}"
+DATABASE_URL=postgres://$ZAAS_DB_APP:$ZAAS_DB_APP_PASSWORD@127.0.0.1:$ZAAS_PG_PORT/$ZAAS_DB_NAME
+REDIS_URL=redis://:$ZAAS_REDIS_PASSWORD@127.0.0.1:$ZAAS_REDIS_PORT/0
+# The bootstrap operator; the control plane creates it once the admin API exists.
+ZAAS_OPERATOR_EMAIL=$ZAAS_OPERATOR_EMAIL
+ZAAS_OPERATOR_PASSWORD=$ZAAS_OPERATOR_PASSWORD
+ENV
