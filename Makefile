@@ -50,6 +50,7 @@ stop-services:
 test: services
 	swift build --build-tests
 	swift test --skip-build
+	@bash infra/smoke.sh
 
 bench: services
 	@bash infra/bench.sh

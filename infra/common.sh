@@ -11,13 +11,19 @@ ZAAS_CONTROL_PORT="${ZAAS_CONTROL_PORT:-8400}"
 ZAAS_DATA_PORTS="${ZAAS_DATA_PORTS:-8401 8402}"
 
 ZAAS_PG_BIN="${ZAAS_PG_BIN:-/usr/lib/postgresql/15/bin}"
-ZAAS_PG_DATA="$ZAAS_HOME/postgres/data"
-ZAAS_PG_RUN="$ZAAS_HOME/postgres/run"
-ZAAS_PG_LOG="$ZAAS_HOME/logs/postgres.log"
+# PostgreSQL's files live in .zaas/postgres. When the checkout sits where the unprivileged
+# PostgreSQL user cannot reach (a clone under /root, say), they live under /var/lib/zaas and
+# .zaas/postgres is a symlink to them.
+ZAAS_PG_ROOT="$ZAAS_HOME/postgres"
+ZAAS_PG_DATA="$ZAAS_PG_ROOT/data"
+ZAAS_PG_RUN="$ZAAS_PG_ROOT/run"
+ZAAS_PG_LOG="$ZAAS_PG_ROOT/postgres.log"
 ZAAS_REDIS_DIR="$ZAAS_HOME/redis"
 ZAAS_REDIS_PID="$ZAAS_HOME/redis/redis.pid"
 ZAAS_REDIS_LOG="$ZAAS_HOME/logs/redis.log"
 ZAAS_SECRETS="$ZAAS_HOME/secrets.env"
+# Pid files and logs of the planes that start-stack.sh runs.
+ZAAS_RUN_DIR="${ZAAS_RUN_DIR:-$ZAAS_HOME/run}"
 
 # PostgreSQL refuses to run as root; Debian's package creates this user.
 ZAAS_PG_USER="${ZAAS_PG_USER:-postgres}"

@@ -22,9 +22,17 @@ fi
 . "$ZAAS_SECRETS"
 
 # --- PostgreSQL -------------------------------------------------------------------------------
-if [ "$(id -u)" -eq 0 ]; then
-    mkdir -p "$ZAAS_HOME/postgres"
-    chown "$ZAAS_PG_USER" "$ZAAS_HOME/postgres" "$ZAAS_HOME/logs"
+if [ "$(id -u)" -eq 0 ] && [ ! -e "$ZAAS_PG_ROOT" ]; then
+    if runuser -u "$ZAAS_PG_USER" -- test -x "$ZAAS_HOME"; then
+        mkdir -p "$ZAAS_PG_ROOT"
+    else
+        elsewhere="/var/lib/zaas/$(printf '%s' "$ZAAS_HOME" | sha256sum | cut -c1-16)"
+        log "$ZAAS_PG_USER cannot reach $ZAAS_HOME; keeping PostgreSQL's files in $elsewhere"
+        mkdir -p "$elsewhere"
+        ln -sfn "$elsewhere" "$ZAAS_PG_ROOT"
+    fi
+    chown "$ZAAS_PG_USER" "$ZAAS_PG_ROOT/"
+    chmod 700 "$ZAAS_PG_ROOT/"
 fi
 as_pg mkdir -p "$ZAAS_PG_RUN"
 if [ ! -f "$ZAAS_PG_DATA/PG_VERSION" ]; then

@@ -1,29 +1,33 @@
 #!/usr/bin/env bash
 # Starts (or restarts, so a new build is picked up) the control plane and the data-plane nodes
 # from the release build, waits until they are healthy, and writes .zaas/stack.env.
+# `start-stack.sh control` starts only the control plane, leaving running nodes alone.
 source "$(dirname "$0")/common.sh"
 # shellcheck disable=SC1090
 . "$ZAAS_SECRETS"
 
 BIN="${ZAAS_BIN:-$ZAAS_ROOT/.build/release}"
-RUN="$ZAAS_HOME/run"
-mkdir -p "$RUN" "$ZAAS_HOME/logs"
+RUN="$ZAAS_RUN_DIR"
+LOGS="${ZAAS_LOG_DIR:-$ZAAS_HOME/logs}"
+STACK_ENV="${ZAAS_STACK_ENV:-$ZAAS_HOME/stack.env}"
+mkdir -p "$RUN" "$LOGS"
 
-bash "$(dirname "$0")/stop-stack.sh"
+only="${1:-all}"
+[ "$only" = all ] && bash "$(dirname "$0")/stop-stack.sh"
 
 wait_healthy() { # url name
     for _ in $(seq 1 150); do
-        if curl -fsS -o /dev/null "$1"; then return 0; fi
+        if curl -fs -o /dev/null "$1"; then return 0; fi
         sleep 0.2
     done
     log "$2 did not become healthy at $1; last log lines:"
-    tail -n 20 "$ZAAS_HOME/logs/$2.log" >&2 || true
+    tail -n 20 "$LOGS/$2.log" >&2 || true
     return 1
 }
 
 start() { # name, then env assignments, then the binary
     local name="$1"; shift
-    env "$@" >>"$ZAAS_HOME/logs/$name.log" 2>&1 </dev/null &
+    env "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN/$name.pid"
 }
 
@@ -34,6 +38,7 @@ start control \
     ZAAS_POSTGRES_OWNER_USER="$ZAAS_DB_OWNER" ZAAS_POSTGRES_OWNER_PASSWORD="$ZAAS_DB_OWNER_PASSWORD" \
     "$BIN/zaas-control"
 wait_healthy "http://127.0.0.1:$ZAAS_CONTROL_PORT/healthz" control
+[ "$only" = control ] && exit 0
 
 data_urls=()
 index=0
@@ -53,7 +58,7 @@ for url in "${data_urls[@]}"; do
 done
 
 umask 077
-cat >"$ZAAS_HOME/stack.env" <<ENV
+cat >"$STACK_ENV" <<ENV
 # Written by make run. Source it: . .zaas/stack.env
 CONTROL_URL=http://127.0.0.1:$ZAAS_CONTROL_PORT
 DATA_URLS="${data_urls[*]}"

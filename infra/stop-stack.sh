@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops the control plane and data-plane nodes gracefully (SIGTERM, then SIGKILL after 10 s).
 source "$(dirname "$0")/common.sh"
-RUN="$ZAAS_HOME/run"
+RUN="$ZAAS_RUN_DIR"
 [ -d "$RUN" ] || exit 0
 for pidfile in "$RUN"/*.pid; do
     [ -e "$pidfile" ] || continue

@@ -10,7 +10,7 @@ import Synchronization
 /// Checks in the background whether the control plane answers, so the node's health can report
 /// it without a request to the control plane on every health probe.
 public final class ControlPlaneMonitor: Service, Sendable {
-    public enum Reachability: Sendable, Equatable {
+    public enum Reachability: Sendable, Equatable, CustomStringConvertible {
         case unknown
         /// Answered its health check with 200.
         case up
@@ -18,6 +18,15 @@ public final class ControlPlaneMonitor: Service, Sendable {
         case unhealthy(String)
         /// Did not answer.
         case down(String)
+
+        public var description: String {
+            switch self {
+            case .unknown: "unknown"
+            case .up: "up"
+            case .unhealthy(let why): "unhealthy: \(why)"
+            case .down(let why): "down: \(why)"
+            }
+        }
     }
 
     private let url: String

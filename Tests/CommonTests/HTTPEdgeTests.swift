@@ -131,6 +131,7 @@ struct HTTPEdgeTests {
             JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
         )
         #expect(object["level"] as? String == "warning")
+        #expect(object["ts"] as? String == "1970-01-01T00:00:00.000Z")
         #expect(object["msg"] as? String == "quote \" backslash \\ newline \n tab \t nul \u{0}")
         #expect(object["tenant"] as? String == "t1")
         #expect(((object["nested"] as? [String: Any])?["n"] as? [String]) == ["x", "y"])

@@ -149,13 +149,23 @@ public struct TestDatabase: Sendable {
     }
 
     private func drop(admin: PostgresClient.Configuration) async throws {
-        do {
-            _ = try await withPostgresClient(admin) { client in
-                try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"))
+        // The application role's pooled connections close a moment after their client stops, and
+        // the owner may not terminate them (FORCE would need pg_signal_backend): wait for them.
+        var lastError: (any Error)?
+        for _ in 0..<100 {
+            do {
+                _ = try await withPostgresClient(admin) { client in
+                    try await client.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name)"))
+                }
+                return
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "55006" {
+                lastError = error
+                try await Task.sleep(for: .milliseconds(100))
+            } catch {
+                throw SetupFailure(step: "DROP DATABASE \(name)", error: error)
             }
-        } catch {
-            throw SetupFailure(step: "DROP DATABASE \(name)", error: error)
         }
+        throw SetupFailure(step: "DROP DATABASE \(name)", error: lastError!)
     }
 
     public var owner: PostgresClient.Configuration {

@@ -36,6 +36,9 @@ public struct JSONLogHandler: LogHandler {
         self.sink.write(line)
     }
 
+    /// UTC with milliseconds: `2026-11-28T01:47:11.722Z`.
+    static let timestampFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+
     static func render(
         timestamp: Date,
         level: Logger.Level,
@@ -44,7 +47,7 @@ public struct JSONLogHandler: LogHandler {
         fields: [String: Logger.MetadataValue]
     ) -> String {
         var out =
-            "{\"ts\":\"\(timestamp.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))\""
+            "{\"ts\":\"\(timestamp.formatted(Self.timestampFormat))\""
         out += ",\"level\":\"\(level.rawValue)\",\"label\":"
         appendJSONString(label, to: &out)
         out += ",\"msg\":"
