@@ -14,10 +14,16 @@ ZAAS_PG_BIN="${ZAAS_PG_BIN:-/usr/lib/postgresql/15/bin}"
 # PostgreSQL's files live in .zaas/postgres. When the checkout sits where the unprivileged
 # PostgreSQL user cannot reach (a clone under /root, say), they live under /var/lib/zaas and
 # .zaas/postgres is a symlink to them.
-ZAAS_PG_ROOT="$ZAAS_HOME/postgres"
-ZAAS_PG_DATA="$ZAAS_PG_ROOT/data"
-ZAAS_PG_RUN="$ZAAS_PG_ROOT/run"
-ZAAS_PG_LOG="$ZAAS_PG_ROOT/postgres.log"
+ZAAS_PG_LINK="$ZAAS_HOME/postgres"
+# Paths the PostgreSQL user uses must not pass through the symlink (it cannot traverse the checkout).
+resolve_pg_paths() {
+    ZAAS_PG_ROOT="$ZAAS_PG_LINK"
+    [ -L "$ZAAS_PG_LINK" ] && ZAAS_PG_ROOT="$(readlink -f "$ZAAS_PG_LINK")"
+    ZAAS_PG_DATA="$ZAAS_PG_ROOT/data"
+    ZAAS_PG_RUN="$ZAAS_PG_ROOT/run"
+    ZAAS_PG_LOG="$ZAAS_PG_ROOT/postgres.log"
+}
+resolve_pg_paths
 ZAAS_REDIS_DIR="$ZAAS_HOME/redis"
 ZAAS_REDIS_PID="$ZAAS_HOME/redis/redis.pid"
 ZAAS_REDIS_LOG="$ZAAS_HOME/logs/redis.log"

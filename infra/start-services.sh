@@ -22,17 +22,18 @@ fi
 . "$ZAAS_SECRETS"
 
 # --- PostgreSQL -------------------------------------------------------------------------------
-if [ "$(id -u)" -eq 0 ] && [ ! -e "$ZAAS_PG_ROOT" ]; then
+if [ "$(id -u)" -eq 0 ] && [ ! -e "$ZAAS_PG_LINK" ]; then
     if runuser -u "$ZAAS_PG_USER" -- test -x "$ZAAS_HOME"; then
-        mkdir -p "$ZAAS_PG_ROOT"
+        mkdir -p "$ZAAS_PG_LINK"
     else
         elsewhere="/var/lib/zaas/$(printf '%s' "$ZAAS_HOME" | sha256sum | cut -c1-16)"
         log "$ZAAS_PG_USER cannot reach $ZAAS_HOME; keeping PostgreSQL's files in $elsewhere"
         mkdir -p "$elsewhere"
-        ln -sfn "$elsewhere" "$ZAAS_PG_ROOT"
+        ln -sfn "$elsewhere" "$ZAAS_PG_LINK"
     fi
-    chown "$ZAAS_PG_USER" "$ZAAS_PG_ROOT/"
-    chmod 700 "$ZAAS_PG_ROOT/"
+    resolve_pg_paths
+    chown "$ZAAS_PG_USER" "$ZAAS_PG_ROOT"
+    chmod 700 "$ZAAS_PG_ROOT"
 fi
 as_pg mkdir -p "$ZAAS_PG_RUN"
 if [ ! -f "$ZAAS_PG_DATA/PG_VERSION" ]; then
