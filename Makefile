@@ -48,9 +48,7 @@ stop-services:
 	@bash infra/stop-services.sh
 
 test: services
-	swift build --build-tests
-	swift test --skip-build
-	@bash infra/smoke.sh
+	@bash infra/test.sh
 
 bench: services
 	@bash infra/bench.sh

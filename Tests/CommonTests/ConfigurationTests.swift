@@ -15,14 +15,14 @@ struct ConfigurationTests {
         defer { try? FileManager.default.removeItem(at: file) }
 
         let reader = try await ConfigurationLoader.reader(
-            defaults: ServerSettings.defaults(port: 8000),
+            defaults: ServerSettings.defaults(port: 8000).merging(RedisConfiguration.defaults) { $1 },
             environment: ["ZAAS_CONFIG_FILE": file.path, "ZAAS_HTTP_PORT": "9200"]
         )
         let settings = try ServerSettings(reader: reader)
         #expect(settings.port == 9200)  // environment
         #expect(settings.host == "0.0.0.0")  // file
         #expect(settings.logLevel == .debug)  // file
-        #expect(settings.maxBodyBytes == 1_048_576)  // default
+        #expect(reader.optionalSetting("redis.pool_size") == "4")  // default
     }
 
     @Test("a malformed value is an error naming the setting and its variable, not a silent default")

@@ -32,19 +32,9 @@ struct DataPlaneHealthTests {
         return try DataPlaneConfiguration(reader: reader)
     }
 
-    static func makeApp(_ configuration: DataPlaneConfiguration) -> some ApplicationProtocol {
-        let logger = Logger(label: "test.data")
-        let redis = RedisClient(configuration: configuration.redis, logger: logger)
-        let monitor = ControlPlaneMonitor(
-            baseURL: configuration.controlPlaneURL,
-            interval: configuration.controlPlaneCheckInterval,
-            timeout: configuration.controlPlaneTimeout,
-            logger: logger
-        )
-        return Application(
-            router: buildRouter(configuration: configuration, redis: redis, controlPlane: monitor),
-            services: [redis, monitor]
-        )
+    /// The node as `zaas-data` builds it; `.router` testing runs its services (Redis pool, monitor).
+    static func makeApp(_ configuration: DataPlaneConfiguration) async throws -> some ApplicationProtocol {
+        try await DataPlane.buildApplication(configuration: configuration)
     }
 
     func json(_ buffer: ByteBuffer) throws -> [String: Any] {

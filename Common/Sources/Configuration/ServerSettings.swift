@@ -6,8 +6,6 @@ public struct ServerSettings: Sendable, Equatable {
     public var host: String
     public var port: Int
     public var logLevel: Logger.Level
-    /// Largest request body accepted, in bytes; bigger ones get 413 problem+json.
-    public var maxBodyBytes: Int
 
     public init(reader: ConfigReader) throws {
         self.host = try reader.setting("http.host")
@@ -21,14 +19,12 @@ public struct ServerSettings: Sendable, Equatable {
             )
         }
         self.logLevel = parsed
-        self.maxBodyBytes = try reader.setting("http.max_body_bytes", in: 1024...(1 << 30))
     }
 
     public static func defaults(port: Int) -> [AbsoluteConfigKey: ConfigValue] {
         [
             "http.host": "127.0.0.1",
             "http.port": .init(stringLiteral: String(port)),
-            "http.max_body_bytes": "1048576",
             "log.level": "info",
         ]
     }
