@@ -19,7 +19,8 @@ public enum Migrations {
                 "GRANT SELECT ON zaas_schema_migrations TO {{app_role}}",
                 "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON zaas_schema_migrations FROM {{app_role}}",
             ]
-        )
+        ),
+        Migration(version: 2, name: "tenancy_and_row_level_security", statements: TenancySchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }
