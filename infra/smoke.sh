@@ -28,13 +28,18 @@ PY
 [ "$(status_of "$CONTROL_URL/nope")" = 404 ] || fail "unknown route is not 404"
 metrics=$(curl -fsS "$CONTROL_URL/metrics")
 grep -q '^hb_requests' <<<"$metrics" || fail "no hb_requests in /metrics"
-python3 - "$ZAAS_RUN_DIR/control.log" <<'PY' || fail "control log is not JSON lines"
+python3 - "$ZAAS_LOG_DIR/control.log" <<'PY' || fail "control log is not JSON lines"
 import json, sys
 lines = [l for l in open(sys.argv[1]) if l.strip()]
 assert lines, "empty log"
 for line in lines:
     json.loads(line)
 PY
+
+# The bootstrap operator from the stack's secrets can sign in.
+signin=$(curl -sS -X POST "$CONTROL_URL/admin/v1/sessions" -H 'content-type: application/json' \
+    -d "{\"email\": \"$ZAAS_OPERATOR_EMAIL\", \"password\": \"$ZAAS_OPERATOR_PASSWORD\"}")
+grep -q '"token":"zsess_' <<<"$signin" || fail "operator sign-in: $signin"
 
 # Control plane down: nodes keep serving and say degraded; back up: nodes see it without restart.
 kill -TERM "$(cat "$ZAAS_RUN_DIR/control.pid")"

@@ -16,7 +16,8 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
     logger.logLevel = configuration.server.logLevel
 
     let postgres = PostgresClient(configuration: configuration.database.applicationClient, backgroundLogger: logger)
-    let router = buildRouter(postgres: postgres, configuration: configuration)
+    let auth = try await makeAuthService(postgres: postgres, configuration: configuration)
+    let router = try buildRouter(postgres: postgres, auth: auth, configuration: configuration)
 
     var app = Application(
         router: router,
@@ -33,18 +34,44 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
             try await runMigrations(configuration: configuration.database, logger: startupLogger)
         }
         try await ApplicationRoleCheck.verify(client: postgres, logger: startupLogger)
+        if let bootstrap = configuration.bootstrapOperator {
+            try await auth.bootstrapOperator(
+                email: bootstrap.email, password: bootstrap.password, logger: startupLogger)
+        }
     }
     return app
 }
 
+func makeAuthService(postgres: PostgresClient, configuration: ControlPlaneConfiguration) async throws -> AuthService {
+    let hasher = Argon2id()
+    // A real hash with the same parameters, so an unknown email costs a full verification too.
+    let dummyHash = try await hasher.hash(Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255) }))
+    return AuthService(
+        database: ScopedDatabase(client: postgres),
+        hasher: hasher,
+        dummyHash: dummyHash,
+        sessionLifetime: configuration.sessionLifetime
+    )
+}
+
 /// The control plane's routes and middleware, separate from the server so tests can drive it.
-func buildRouter(postgres: PostgresClient, configuration: ControlPlaneConfiguration) -> Router<BasicRequestContext> {
-    let router = Router(context: BasicRequestContext.self)
+func buildRouter(
+    postgres: PostgresClient,
+    auth: AuthService,
+    configuration: ControlPlaneConfiguration
+) throws -> Router<AdminRequestContext> {
+    let router = Router(context: AdminRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.addMetricsRoute()
     HealthController(postgres: postgres, timeout: .seconds(2)).addRoutes(to: router)
+    router.add(middleware: SessionAuthenticator(auth: auth))
+    SessionController(auth: auth).addRoutes(to: router)
+    KeyController(
+        database: ScopedDatabase(client: postgres),
+        digester: try APIKeyDigester(pepper: configuration.keyPepper)
+    ).addRoutes(to: router)
     return router
 }
 

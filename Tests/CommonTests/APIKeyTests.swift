@@ -13,7 +13,7 @@ struct APIKeyTests {
             #expect(text.hasPrefix("zaas_\(environment.rawValue)_"))
             #expect(text.count == 5 + environment.rawValue.count + 1 + 20 + 1 + 64)
             #expect(try APIKey(parsing: text) == key)
-            #expect(!key.description.contains(APIKey.encodeHex(key.secret)))
+            #expect(!key.description.contains(Hex.encode(key.secret)))
         }
     }
 
@@ -58,7 +58,7 @@ struct APIKeyTests {
             using: SymmetricKey(data: Array("Jefe".utf8))
         )
         #expect(
-            APIKey.encodeHex(Array(vector)) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            Hex.encode(Array(vector)) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         )
 
         let pepper = [UInt8](repeating: 7, count: 32)

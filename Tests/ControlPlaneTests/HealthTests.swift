@@ -59,8 +59,12 @@ struct ControlPlaneHealthTests {
         try await TestDatabase.withFresh { database in
             let configuration = try await Self.configuration(database: database.name)
             let postgres = PostgresClient(configuration: configuration.database.applicationClient)
-            let app = Application(
-                router: buildRouter(postgres: postgres, configuration: configuration), services: [postgres])
+            let router = try buildRouter(
+                postgres: postgres,
+                auth: try await makeAuthService(postgres: postgres, configuration: configuration),
+                configuration: configuration
+            )
+            let app = Application(router: router, services: [postgres])
             try await app.test(.router) { client in
                 try await client.execute(uri: "/healthz", method: .get) { response in
                     #expect(response.status == .serviceUnavailable)
@@ -82,8 +86,12 @@ struct ControlPlaneHealthTests {
             overrides: ["postgres.port": String(closedPort), "postgres.connect_timeout_ms": "500"]
         )
         let postgres = PostgresClient(configuration: configuration.database.applicationClient)
-        let app = Application(
-            router: buildRouter(postgres: postgres, configuration: configuration), services: [postgres])
+        let router = try buildRouter(
+            postgres: postgres,
+            auth: try await makeAuthService(postgres: postgres, configuration: configuration),
+            configuration: configuration
+        )
+        let app = Application(router: router, services: [postgres])
         try await app.test(.router) { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)

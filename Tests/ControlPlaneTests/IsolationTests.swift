@@ -292,6 +292,7 @@ struct IsolationTests {
                         """
                         SELECT policyname, qual, with_check FROM pg_policies
                         WHERE schemaname = 'public' AND tablename = \(table) AND permissive = 'PERMISSIVE'
+                          AND roles = '{public}'
                         """,
                         logger: Self.logger
                     )

@@ -21,6 +21,8 @@ struct DataPlaneHealthTests {
             "redis.port": String(redis.redisPort),
             "redis.password": redis.redisPassword ?? "",
             "redis.reconnect_backoff_ms": "50",
+            // The suite runs beside Argon2 and PostgreSQL work on two cores: give PING more than 500 ms.
+            "redis.command_timeout_ms": "3000",
             "control.check_interval_ms": "100",
             "control.timeout_ms": "500",
         ]

@@ -97,6 +97,7 @@ public struct TestEnvironment: Sendable {
             "postgres.password": appPassword,
             "postgres.owner_user": ownerUser,
             "postgres.owner_password": ownerPassword,
+            "keys.pepper": String(repeating: "5a", count: 32),
         ]
     }
 }

@@ -45,7 +45,7 @@ public struct APIKey: Sendable, Equatable, CustomStringConvertible {
         guard keyID.utf8.count == Self.keyIDLength,
             keyID.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) })
         else { throw .malformedKeyID }
-        guard let secret = Self.decodeHex(parts[3]), secret.count == Self.secretLength else {
+        guard let secret = Hex.decode(parts[3]), secret.count == Self.secretLength else {
             throw .malformedSecret
         }
         self.init(environment: environment, keyID: String(keyID), secret: secret)
@@ -53,44 +53,11 @@ public struct APIKey: Sendable, Equatable, CustomStringConvertible {
 
     /// The full key, to show once at creation.
     public var text: String {
-        "zaas_\(environment.rawValue)_\(keyID)_\(Self.encodeHex(secret))"
+        "zaas_\(environment.rawValue)_\(keyID)_\(Hex.encode(secret))"
     }
 
     /// Never the secret: safe for logs.
     public var description: String { "zaas_\(environment.rawValue)_\(keyID)_…" }
-
-    static func encodeHex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    /// Lower-case hex only, so each key has exactly one spelling.
-    static func decodeHex(_ text: some StringProtocol) -> [UInt8]? {
-        let utf8 = Array(text.utf8)
-        guard utf8.count % 2 == 0 else { return nil }
-        func value(_ digit: UInt8) -> UInt8? {
-            switch digit {
-            case 0x30...0x39: digit - 0x30
-            case 0x61...0x66: digit - 0x61 + 10
-            default: nil
-            }
-        }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(utf8.count / 2)
-        var index = 0
-        while index < utf8.count {
-            guard let high = value(utf8[index]), let low = value(utf8[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
-        }
-        return bytes
-    }
 }
 
 /// Why a presented key is not even well formed. Callers answer all of these with the same 401.

@@ -1,0 +1,68 @@
+import Common
+import Foundation
+import Hummingbird
+
+/// `POST /admin/v1/sessions` (sign in), `DELETE /admin/v1/sessions/current` (sign out),
+/// `GET /admin/v1/me`.
+struct SessionController: Sendable {
+    let auth: AuthService
+
+    struct SignIn: Decodable {
+        let email: String
+        let password: String
+    }
+
+    struct PrincipalBody: Encodable {
+        let kind: String
+        let id: String
+        let tenantId: String?
+        let role: String
+
+        init(_ principal: Principal) {
+            switch principal {
+            case .platformOperator(let id):
+                self.kind = "operator"
+                self.id = id.uuidString.lowercased()
+                self.tenantId = nil
+                self.role = "operator"
+            case .tenantAdmin(let id, let tenantID, let role):
+                self.kind = "tenant_admin"
+                self.id = id.uuidString.lowercased()
+                self.tenantId = tenantID.uuidString.lowercased()
+                self.role = role.rawValue
+            }
+        }
+    }
+
+    struct SessionBody: Encodable {
+        let token: String
+        let expiresAt: Date
+        let principal: PrincipalBody
+    }
+
+    func addRoutes(to router: Router<AdminRequestContext>) {
+        router.post("/admin/v1/sessions") { request, context in
+            let body = try await StrictJSON.decode(
+                SignIn.self,
+                from: request,
+                context: context,
+                allowedFields: ["email", "password"]
+            )
+            let session = try await self.auth.signIn(email: body.email, password: body.password, logger: context.logger)
+            return try StrictJSON.response(
+                SessionBody(
+                    token: session.token.text, expiresAt: session.expiresAt, principal: .init(session.principal)),
+                status: .created
+            )
+        }
+        let signedIn = router.group("/admin/v1", context: AuthenticatedContext.self)
+        signedIn.delete("/sessions/current") { _, context in
+            try await self.auth.signOut(
+                principal: context.principal, sessionID: context.sessionID, logger: context.logger)
+            return Response(status: .noContent)
+        }
+        signedIn.get("/me") { _, context in
+            try StrictJSON.response(PrincipalBody(context.principal))
+        }
+    }
+}
