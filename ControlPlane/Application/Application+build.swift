@@ -68,6 +68,10 @@ func buildRouter(
     HealthController(postgres: postgres, timeout: .seconds(2)).addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
     SessionController(auth: auth).addRoutes(to: router)
+    TenantController(
+        database: ScopedDatabase(client: postgres),
+        accounts: AdminAccounts(hasher: auth.hasher)
+    ).addRoutes(to: router)
     KeyController(
         database: ScopedDatabase(client: postgres),
         digester: try APIKeyDigester(pepper: configuration.keyPepper)

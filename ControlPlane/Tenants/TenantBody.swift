@@ -1,0 +1,66 @@
+import Common
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A tenant as the admin API shows it: its tier and the limits in force (tier, overridden by the
+/// tenant's quota policy where it says so).
+struct TenantBody: Encodable, Sendable {
+    struct Limits: Encodable, Sendable {
+        let queriesPerHour: Int
+        let tenantQueriesPerHour: Int?
+        let modelClasses: [String]
+        let maxCitations: Int
+        let cacheTtlSeconds: Int
+        let auditRetentionDays: Int
+        let canonUpdatesAllowed: Bool
+    }
+
+    let id: String
+    let name: String
+    let slug: String
+    let status: String
+    let tier: String
+    let createdAt: Date
+    let revision: Int
+    let limits: Limits
+
+    static let select = """
+        SELECT t.id, t.name, t.slug, t.status, t.tier_id, t.created_at, t.revision,
+               coalesce(p.queries_per_hour, tr.queries_per_hour), p.tenant_queries_per_hour,
+               coalesce(p.model_classes, tr.model_classes), coalesce(p.max_citations, tr.max_citations),
+               coalesce(p.cache_ttl_seconds, tr.cache_ttl_seconds),
+               coalesce(p.audit_retention_days, tr.audit_retention_days),
+               coalesce(p.canon_updates_allowed, tr.canon_updates_allowed)
+        FROM tenants t JOIN tiers tr ON tr.id = t.tier_id LEFT JOIN quota_policies p ON p.tenant_id = t.id
+        """
+
+    typealias Row = (UUID, String, String, String, String, Date, Int, Int, Int?, [String], Int, Int, Int, Bool)
+
+    init(_ row: Row) {
+        self.id = row.0.uuidString.lowercased()
+        self.name = row.1
+        self.slug = row.2
+        self.status = row.3
+        self.tier = row.4
+        self.createdAt = row.5
+        self.revision = row.6
+        self.limits = Limits(
+            queriesPerHour: row.7, tenantQueriesPerHour: row.8, modelClasses: row.9, maxCitations: row.10,
+            cacheTtlSeconds: row.11, auditRetentionDays: row.12, canonUpdatesAllowed: row.13
+        )
+    }
+
+    var etag: String { "\"r\(revision)\"" }
+
+    /// One tenant visible in the connection's scope, or 404.
+    static func fetch(_ id: UUID, connection: PostgresConnection, logger: Logger) async throws -> TenantBody {
+        let rows = try await connection.query("\(unescaped: Self.select) WHERE t.id = \(id)", logger: logger)
+        for try await row in rows.decode(Row.self) { return TenantBody(row) }
+        throw Problem.notFound("No such tenant.")
+    }
+}
+
+extension PSQLError {
+    var sqlState: String? { self.serverInfo?[.sqlState] }
+}
