@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Common", targets: ["Common"]),
         .library(name: "ControlPlane", targets: ["ControlPlane"]),
         .library(name: "DataPlane", targets: ["DataPlane"]),
+        .executable(name: "bench-admin", targets: ["bench-admin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -130,6 +131,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        // Benchmarks: `make bench` runs every executable named bench-*.
+        .executableTarget(
+            name: "bench-admin",
+            dependencies: [
+                "ControlPlane",
+                "Common",
+                "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/Benchmarks/AdminBench",
             swiftSettings: swiftSettings
         ),
         .testTarget(
