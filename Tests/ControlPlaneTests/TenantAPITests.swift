@@ -202,4 +202,51 @@ struct TenantAPITests {
                     == .conflict)
         }
     }
+
+    @Test("suspending a tenant ends its admins' sessions; a deleted tenant stays deleted; bad updates are refused")
+    func tenantLifecycle() async throws {
+        try await API.withAPI { fixture in
+            let ops = try await API.signIn(fixture.client, "ops@zaas.example")
+            let admin = try await API.signIn(fixture.client, "admin@alpha.example")
+            let id = fixture.tenantA.uuidString.lowercased()
+            let bad = try await API.send(
+                fixture.client, .patch, "/admin/v1/tenants/\(id)", token: ops,
+                json: #"{"name": "", "status": "paused"}"#
+            )
+            #expect(bad.status == .unprocessableContent)
+            let fields = try #require(try API.json(bad)["errors"] as? [[String: String]]).compactMap { $0["field"] }
+            #expect(Set(fields) == ["name", "status"])
+
+            let suspend = try await API.send(
+                fixture.client, .patch, "/admin/v1/tenants/\(id)", token: ops, json: #"{"status": "suspended"}"#
+            )
+            #expect(suspend.status == .ok)
+            #expect(try await API.send(fixture.client, .get, "/admin/v1/me", token: admin).status != .ok)
+            let reactivate = try await API.send(
+                fixture.client, .patch, "/admin/v1/tenants/\(id)", token: ops, json: #"{"status": "active"}"#
+            )
+            #expect(reactivate.status == .ok)
+            // The old session stays revoked; signing in again works.
+            #expect(try await API.send(fixture.client, .get, "/admin/v1/me", token: admin).status == .unauthorized)
+            _ = try await API.signIn(fixture.client, "admin@alpha.example")
+
+            #expect(
+                try await API.send(
+                    fixture.client, .patch, "/admin/v1/tenants/\(id)", token: ops, json: #"{"status": "deleted"}"#
+                ).status == .ok
+            )
+            let undelete = try await API.send(
+                fixture.client, .patch, "/admin/v1/tenants/\(id)", token: ops, json: #"{"status": "active"}"#
+            )
+            #expect(undelete.status == .conflict)
+            let adminForDeleted = try await API.send(
+                fixture.client, .post, "/admin/v1/tenants/\(id)/admins", token: ops,
+                json: #"{"email": "late@alpha.example", "password": "\#(API.password)", "role": "admin"}"#
+            )
+            #expect(adminForDeleted.status == .conflict)
+            #expect(
+                try await API.send(fixture.client, .delete, "/admin/v1/sessions/current").status == .unauthorized
+            )
+        }
+    }
 }
