@@ -24,6 +24,7 @@ build: install
 release: install
 	swift build -c release --product zaas-control
 	swift build -c release --product zaas-data
+	swift build -c release --product zaasctl
 
 run: services release
 	@bash infra/start-stack.sh
@@ -38,6 +39,8 @@ run: services release
 	echo "Try:"; \
 	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \
 	echo "  curl -s $$CONTROL_URL/healthz"; \
+	echo "  .build/release/zaasctl login --email $$ZAAS_DEMO_ADMIN_EMAIL --password $$ZAAS_DEMO_ADMIN_PASSWORD"; \
+	echo "  demo tenant $$ZAAS_DEMO_TENANT_ID, API key in .zaas/stack.env (ZAAS_DEMO_API_KEY)"; \
 	echo "  make stop"
 
 stop:

@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "zaas-control", targets: ["zaas-control"]),
         .executable(name: "zaas-data", targets: ["zaas-data"]),
+        .executable(name: "zaasctl", targets: ["zaasctl"]),
         .library(name: "Common", targets: ["Common"]),
         .library(name: "ControlPlane", targets: ["ControlPlane"]),
         .library(name: "DataPlane", targets: ["DataPlane"]),
@@ -30,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // System libraries from Debian's -dev packages.
@@ -80,7 +82,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "ControlPlane",
-            exclude: ["zaas-control"],
+            exclude: ["zaas-control", "zaasctl"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -91,6 +93,19 @@ let package = Package(
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
             path: "ControlPlane/zaas-control",
+            swiftSettings: swiftSettings
+        ),
+
+        // The admin CLI: the admin REST API from the shell.
+        .executableTarget(
+            name: "zaasctl",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "ControlPlane/zaasctl",
             swiftSettings: swiftSettings
         ),
 

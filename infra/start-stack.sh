@@ -59,6 +59,8 @@ for url in "${data_urls[@]}"; do
     wait_healthy "$url/api/v1/health" "data-$index"
 done
 
+demo=$(bash "$(dirname "$0")/demo.sh" "http://127.0.0.1:$ZAAS_CONTROL_PORT") || { log "loading the demo tenant failed"; exit 1; }
+
 umask 077
 cat >"$STACK_ENV" <<ENV
 # Written by make run. Source it: . .zaas/stack.env
@@ -69,4 +71,6 @@ REDIS_URL=redis://:$ZAAS_REDIS_PASSWORD@127.0.0.1:$ZAAS_REDIS_PORT/0
 # The bootstrap operator (POST \$CONTROL_URL/admin/v1/sessions with these to sign in).
 ZAAS_OPERATOR_EMAIL=$ZAAS_OPERATOR_EMAIL
 ZAAS_OPERATOR_PASSWORD=$ZAAS_OPERATOR_PASSWORD
+# The demo tenant (zaasctl made it): its admin and an API key with the query and stats:read scopes.
+$demo
 ENV

@@ -1,0 +1,55 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The admin REST API over HTTP, for the CLI. Problems come back as `AdminClient.Failure`.
+struct AdminClient {
+    let baseURL: String
+    let token: String?
+
+    struct Failure: Error, CustomStringConvertible {
+        let status: Int
+        let title: String
+        let detail: String?
+        let errors: [String]
+
+        var description: String {
+            var text = "\(status) \(title)" + (detail.map { ": \($0)" } ?? "")
+            for error in errors { text += "\n  - \(error)" }
+            return text
+        }
+    }
+
+    /// Sends one request; returns the decoded JSON body (nil for 204).
+    func send(_ method: HTTPMethod, _ path: String, body: [String: Any]? = nil) async throws -> Any? {
+        var request = HTTPClientRequest(url: self.baseURL + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        } catch {
+            throw Failure(status: 0, title: "cannot reach \(self.baseURL)", detail: "\(error)", errors: [])
+        }
+        let data = Data((try await response.body.collect(upTo: 16 << 20)).readableBytesView)
+        let json = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data)
+        guard (200..<300).contains(Int(response.status.code)) else {
+            let problem = json as? [String: Any] ?? [:]
+            let errors = (problem["errors"] as? [[String: Any]] ?? []).map { entry in
+                "\(entry["field"] ?? "?"): \(entry["message"] ?? "?")"
+            }
+            throw Failure(
+                status: Int(response.status.code),
+                title: problem["title"] as? String ?? response.status.reasonPhrase,
+                detail: problem["detail"] as? String,
+                errors: errors
+            )
+        }
+        return json
+    }
+}

@@ -1,0 +1,296 @@
+import ArgumentParser
+import Foundation
+import NIOHTTP1
+
+/// `zaasctl`: the admin API from the shell. Sign in once, then pass the token with `--token` or
+/// `ZAAS_TOKEN`. `--json` prints the API's JSON as is, for scripts.
+@main
+struct Zaasctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zaasctl",
+        abstract: "Administer ZaaS through its admin API.",
+        subcommands: [Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self]
+    )
+}
+
+struct Connection: ParsableArguments {
+    @Option(help: "The control plane's URL (env ZAAS_CONTROL_URL).")
+    var url: String = ProcessInfo.processInfo.environment["ZAAS_CONTROL_URL"] ?? "http://127.0.0.1:8400"
+
+    @Option(help: "A session token from `zaasctl login` (env ZAAS_TOKEN).")
+    var token: String? = ProcessInfo.processInfo.environment["ZAAS_TOKEN"]
+
+    @Flag(help: "Print the API's JSON instead of text.")
+    var json = false
+
+    var client: AdminClient { AdminClient(baseURL: url.hasSuffix("/") ? String(url.dropLast()) : url, token: token) }
+
+    func requireToken() throws {
+        guard token != nil else {
+            throw ValidationError("Sign in first: --token or ZAAS_TOKEN (from `zaasctl login`).")
+        }
+    }
+
+    /// Prints a response: JSON as is with --json, else `text` of it.
+    func output(_ value: Any?, text: (Any) -> String) throws {
+        guard let value else { return }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(text(value))
+        }
+    }
+}
+
+/// Runs a command body, turning API problems into one message on standard error and exit 1.
+func run(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let failure as AdminClient.Failure {
+        FileHandle.standardError.write(Data("zaasctl: \(failure)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func field(_ value: Any, _ key: String) -> String {
+    guard let object = value as? [String: Any], let field = object[key] else { return "" }
+    if let list = field as? [Any] { return list.map { "\($0)" }.joined(separator: ",") }
+    return "\(field)"
+}
+
+func items(_ value: Any) -> [Any] { (value as? [String: Any])?["items"] as? [Any] ?? [] }
+
+struct Login: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Sign in; prints the session token.")
+    @OptionGroup var connection: Connection
+    @Option(help: "Account email.") var email: String
+    @Option(help: "Password (env ZAAS_PASSWORD; prefer that, it keeps the password out of `ps`).")
+    var password: String? = ProcessInfo.processInfo.environment["ZAAS_PASSWORD"]
+
+    func run() async throws {
+        guard let password else { throw ValidationError("--password or ZAAS_PASSWORD is required") }
+        try await zaasctl.run {
+            let session = try await connection.client.send(
+                .POST, "/admin/v1/sessions", body: ["email": email, "password": password]
+            )
+            try connection.output(session) { field($0, "token") }
+        }
+    }
+}
+
+struct Logout: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "End the session of --token.")
+    @OptionGroup var connection: Connection
+
+    func run() async throws {
+        try connection.requireToken()
+        try await zaasctl.run { _ = try await connection.client.send(.DELETE, "/admin/v1/sessions/current") }
+    }
+}
+
+struct Me: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Who the token belongs to.")
+    @OptionGroup var connection: Connection
+
+    func run() async throws {
+        try connection.requireToken()
+        try await zaasctl.run {
+            try connection.output(try await connection.client.send(.GET, "/admin/v1/me")) {
+                "\(field($0, "kind")) \(field($0, "id")) role=\(field($0, "role")) tenant=\(field($0, "tenant_id"))"
+            }
+        }
+    }
+}
+
+struct Tenants: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tenants (operators).",
+        subcommands: [Create.self, List.self, Update.self]
+    )
+
+    static func line(_ tenant: Any) -> String {
+        "\(field(tenant, "id"))  \(field(tenant, "slug"))  \(field(tenant, "status"))  \(field(tenant, "tier"))"
+    }
+
+    struct Create: AsyncParsableCommand {
+        @OptionGroup var connection: Connection
+        @Option var name: String
+        @Option var slug: String
+        @Option(help: "free, pro, team or enterprise") var tier: String
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                let tenant = try await connection.client.send(
+                    .POST, "/admin/v1/tenants", body: ["name": name, "slug": slug, "tier": tier]
+                )
+                try connection.output(tenant, text: Tenants.line)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var connection: Connection
+        @Option(help: "active, suspended or deleted") var status: String?
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                var all: [Any] = []
+                var cursor: String?
+                repeat {
+                    var path = "/admin/v1/tenants?limit=200"
+                    if let status { path += "&status=\(status)" }
+                    if let cursor { path += "&cursor=\(cursor)" }
+                    let page = try await connection.client.send(.GET, path)
+                    all += page.map(items) ?? []
+                    cursor = (page as? [String: Any])?["next_cursor"] as? String
+                } while cursor != nil
+                try connection.output(["items": all]) { items($0).map(Tenants.line).joined(separator: "\n") }
+            }
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a tenant's name, status or tier.")
+        @OptionGroup var connection: Connection
+        @Argument var id: String
+        @Option var name: String?
+        @Option(help: "active, suspended or deleted") var status: String?
+        @Option var tier: String?
+
+        func run() async throws {
+            try connection.requireToken()
+            var body: [String: Any] = [:]
+            if let name { body["name"] = name }
+            if let status { body["status"] = status }
+            if let tier { body["tier"] = tier }
+            try await zaasctl.run {
+                try connection.output(try await connection.client.send(.PATCH, "/admin/v1/tenants/\(id)", body: body)) {
+                    Tenants.line($0)
+                }
+            }
+        }
+    }
+}
+
+struct Admins: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tenant admins: an operator creates a tenant's admin with --tenant; a tenant admin adds their own.",
+        subcommands: [Create.self, List.self]
+    )
+
+    struct Create: AsyncParsableCommand {
+        @OptionGroup var connection: Connection
+        @Option(help: "Tenant id (operators only).") var tenant: String?
+        @Option var email: String
+        @Option(help: "Password (env ZAAS_NEW_PASSWORD).")
+        var password: String? = ProcessInfo.processInfo.environment["ZAAS_NEW_PASSWORD"]
+        @Option(help: "admin or viewer") var role: String = "admin"
+
+        func run() async throws {
+            try connection.requireToken()
+            guard let password else { throw ValidationError("--password or ZAAS_NEW_PASSWORD is required") }
+            let path = tenant.map { "/admin/v1/tenants/\($0)/admins" } ?? "/admin/v1/admins"
+            try await zaasctl.run {
+                let admin = try await connection.client.send(
+                    .POST, path, body: ["email": email, "password": password, "role": role]
+                )
+                try connection.output(admin) { "\(field($0, "id"))  \(field($0, "email"))  \(field($0, "role"))" }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                try connection.output(try await connection.client.send(.GET, "/admin/v1/admins")) {
+                    items($0).map { "\(field($0, "id"))  \(field($0, "email"))  \(field($0, "role"))" }
+                        .joined(separator: "\n")
+                }
+            }
+        }
+    }
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Your tenant's API keys.",
+        subcommands: [Create.self, List.self, Rotate.self, Revoke.self]
+    )
+
+    static func line(_ key: Any) -> String {
+        "\(field(key, "id"))  \(field(key, "key_id"))  \(field(key, "status"))  \(field(key, "scopes"))  \(field(key, "name"))"
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a key; the key is printed once.")
+        @OptionGroup var connection: Connection
+        @Option var name: String
+        @Option(help: "query, canon:write or stats:read; repeat for several") var scope: [String] = ["query"]
+        @Option(help: "live or test") var environment: String = "live"
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                let created = try await connection.client.send(
+                    .POST, "/admin/v1/keys", body: ["name": name, "scopes": scope, "environment": environment]
+                )
+                try connection.output(created) { field($0, "key") }
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var connection: Connection
+        @Option(help: "all, active or revoked") var status: String = "all"
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                var all: [Any] = []
+                var cursor: String?
+                repeat {
+                    let page = try await connection.client.send(
+                        .GET, "/admin/v1/keys?limit=200&status=\(status)" + (cursor.map { "&cursor=\($0)" } ?? "")
+                    )
+                    all += page.map(items) ?? []
+                    cursor = (page as? [String: Any])?["next_cursor"] as? String
+                } while cursor != nil
+                try connection.output(["items": all]) { items($0).map(Keys.line).joined(separator: "\n") }
+            }
+        }
+    }
+
+    struct Rotate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Replace a key; the old one lasts --grace seconds.")
+        @OptionGroup var connection: Connection
+        @Argument var id: String
+        @Option var grace: Int = 3600
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                let created = try await connection.client.send(
+                    .POST, "/admin/v1/keys/\(id)/rotate", body: ["grace_seconds": grace]
+                )
+                try connection.output(created) { field($0, "key") }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key at once.")
+        @OptionGroup var connection: Connection
+        @Argument var id: String
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run { _ = try await connection.client.send(.DELETE, "/admin/v1/keys/\(id)") }
+        }
+    }
+}
