@@ -39,7 +39,8 @@ run: services release
 	echo "Try:"; \
 	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \
 	echo "  curl -s $$CONTROL_URL/healthz"; \
-	echo "  .build/release/zaasctl login --email $$ZAAS_DEMO_ADMIN_EMAIL --password $$ZAAS_DEMO_ADMIN_PASSWORD"; \
+	echo '  . .zaas/stack.env; export ZAAS_TOKEN=$$(ZAAS_PASSWORD=$$ZAAS_DEMO_ADMIN_PASSWORD .build/release/zaasctl login --email $$ZAAS_DEMO_ADMIN_EMAIL)'; \
+	echo '  .build/release/zaasctl keys list'; \
 	echo "  demo tenant $$ZAAS_DEMO_TENANT_ID, API key in .zaas/stack.env (ZAAS_DEMO_API_KEY)"; \
 	echo "  make stop"
 
