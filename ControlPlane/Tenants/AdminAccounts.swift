@@ -19,13 +19,19 @@ struct AdminAccounts: Sendable {
         let role: String
         let status: String
         let createdAt: Date
+        let revision: Int
+
+        var etag: String { "\"r\(revision)\"" }
     }
 
-    static let columns = "id, email, role, status, created_at"
-    typealias Row = (UUID, String, String, String, Date)
+    static let columns = "id, email, role, status, created_at, revision"
+    typealias Row = (UUID, String, String, String, Date, Int)
 
     static func body(_ row: Row) -> AdminBody {
-        AdminBody(id: row.0.uuidString.lowercased(), email: row.1, role: row.2, status: row.3, createdAt: row.4)
+        AdminBody(
+            id: row.0.uuidString.lowercased(), email: row.1, role: row.2, status: row.3, createdAt: row.4,
+            revision: row.5
+        )
     }
 
     /// Checks the request, then hashes the password (off the event loop) before any database work.

@@ -58,6 +58,11 @@ struct TenantController: Sendable {
         }
     }
 
+    struct UpdateAdmin: Decodable {
+        let role: String?
+        let status: String?
+    }
+
     struct Page: Encodable {
         let items: [TenantBody]
         let nextCursor: String?
@@ -219,6 +224,28 @@ struct TenantController: Sendable {
             }
             return try StrictJSON.response(admin, status: .created)
         }
+        own.patch("/admins/:id") { request, context in
+            try context.requireAdmin()
+            guard let text = context.parameters.get("id"), let id = UUID(uuidString: text) else {
+                throw Problem.notFound("No such admin.")
+            }
+            let body = try await StrictJSON.decode(
+                UpdateAdmin.self, from: request, context: context, allowedFields: ["role", "status"]
+            )
+            var errors: [FieldError] = []
+            if let role = body.role, AdminRole(rawValue: role) == nil {
+                errors.append(FieldError("role", "must be admin or viewer"))
+            }
+            if let status = body.status, !["active", "disabled"].contains(status) {
+                errors.append(FieldError("status", "must be active or disabled"))
+            }
+            guard errors.isEmpty else { throw Problem.validation(errors) }
+            let ifMatch = request.headers[.ifMatch]
+            let admin = try await self.database.withTenant(context.tenantID, logger: context.logger) { connection in
+                try await Self.updateAdmin(id, body, ifMatch: ifMatch, context: context, connection: connection)
+            }
+            return try StrictJSON.response(admin, headers: [.eTag: admin.etag])
+        }
         own.delete("/admins/:id") { _, context in
             try context.requireAdmin()
             guard let text = context.parameters.get("id"), let id = UUID(uuidString: text) else {
@@ -237,6 +264,55 @@ struct TenantController: Sendable {
             }
             return Response(status: .noContent)
         }
+    }
+
+    /// Changes an admin's role or status. The tenant always keeps one active admin, and a
+    /// disabled admin's sessions end at once.
+    static func updateAdmin(
+        _ id: UUID,
+        _ body: UpdateAdmin,
+        ifMatch: String?,
+        context: TenantAdminContext,
+        connection: PostgresConnection
+    ) async throws -> AdminAccounts.AdminBody {
+        // Lock the tenant's admin rows so two concurrent demotions cannot both pass the check.
+        var admins: [AdminAccounts.AdminBody] = []
+        for try await row in try await connection.query(
+            "SELECT \(unescaped: AdminAccounts.columns) FROM admin_users ORDER BY id FOR UPDATE",
+            logger: context.logger
+        ).decode(AdminAccounts.Row.self) {
+            admins.append(AdminAccounts.body(row))
+        }
+        guard let current = admins.first(where: { $0.id == id.uuidString.lowercased() }) else {
+            throw Problem.notFound("No such admin.")
+        }
+        if let ifMatch, ifMatch != current.etag { throw Problem.preconditionFailed }
+        let role = body.role ?? current.role
+        let status = body.status ?? current.status
+        let activeAdminsAfter = admins.filter { admin in
+            admin.id == current.id
+                ? (role == "admin" && status == "active") : (admin.role == "admin" && admin.status == "active")
+        }
+        guard !activeAdminsAfter.isEmpty else {
+            throw Problem.conflict("The tenant must keep at least one active admin.")
+        }
+        let rows = try await connection.query(
+            """
+            UPDATE admin_users SET role = \(role), status = \(status), updated_at = now(), revision = revision + 1
+            WHERE id = \(id) RETURNING \(unescaped: AdminAccounts.columns)
+            """,
+            logger: context.logger
+        )
+        var updated: AdminAccounts.AdminBody?
+        for try await row in rows.decode(AdminAccounts.Row.self) { updated = AdminAccounts.body(row) }
+        if status == "disabled" {
+            try await connection.query(
+                "UPDATE admin_sessions SET revoked_at = now() WHERE admin_user_id = \(id) AND revoked_at IS NULL",
+                logger: context.logger
+            )
+        }
+        guard let updated else { throw Problem.notFound("No such admin.") }
+        return updated
     }
 
     static func tenantID(_ text: String?) throws -> UUID {

@@ -178,8 +178,29 @@ struct Tenants: AsyncParsableCommand {
 struct Admins: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Tenant admins: an operator creates a tenant's admin with --tenant; a tenant admin adds their own.",
-        subcommands: [Create.self, List.self]
+        subcommands: [Create.self, List.self, Update.self]
     )
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change an admin's role or status.")
+        @OptionGroup var connection: Connection
+        @Argument var id: String
+        @Option(help: "admin or viewer") var role: String?
+        @Option(help: "active or disabled") var status: String?
+
+        func run() async throws {
+            try connection.requireToken()
+            var body: [String: Any] = [:]
+            if let role { body["role"] = role }
+            if let status { body["status"] = status }
+            try await zaasctl.run {
+                let admin = try await connection.client.send(.PATCH, "/admin/v1/admins/\(id)", body: body)
+                try connection.output(admin) {
+                    "\(field($0, "id"))  \(field($0, "email"))  \(field($0, "role"))  \(field($0, "status"))"
+                }
+            }
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         @OptionGroup var connection: Connection

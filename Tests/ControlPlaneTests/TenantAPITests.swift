@@ -249,4 +249,56 @@ struct TenantAPITests {
             )
         }
     }
+
+    @Test("admins change roles and status with If-Match; the last active admin stays; disabling ends sessions")
+    func adminUpdates() async throws {
+        try await API.withAPI { fixture in
+            let admin = try await API.signIn(fixture.client, "admin@alpha.example")
+            let viewerToken = try await API.signIn(fixture.client, "viewer@alpha.example")
+            let list = try API.json(try await API.send(fixture.client, .get, "/admin/v1/admins", token: admin))
+            let entries = list["items"] as? [[String: Any]] ?? []
+            let adminID = try #require(entries.first { $0["role"] as? String == "admin" }?["id"] as? String)
+            let viewerID = try #require(entries.first { $0["role"] as? String == "viewer" }?["id"] as? String)
+
+            let lastAdmin = try await API.send(
+                fixture.client, .patch, "/admin/v1/admins/\(adminID)", token: admin, json: #"{"role": "viewer"}"#
+            )
+            #expect(lastAdmin.status == .conflict)
+            let stale = try await API.send(
+                fixture.client, .patch, "/admin/v1/admins/\(viewerID)", token: admin, json: #"{"role": "admin"}"#,
+                headers: [.ifMatch: "\"r9\""]
+            )
+            #expect(stale.status == .preconditionFailed)
+            let bad = try await API.send(
+                fixture.client, .patch, "/admin/v1/admins/\(viewerID)", token: admin,
+                json: #"{"role": "owner", "status": "gone"}"#
+            )
+            #expect(bad.status == .unprocessableContent)
+            let promoted = try await API.send(
+                fixture.client, .patch, "/admin/v1/admins/\(viewerID)", token: admin, json: #"{"role": "admin"}"#,
+                headers: [.ifMatch: "\"r1\""]
+            )
+            #expect(promoted.status == .ok)
+            #expect(try API.json(promoted)["role"] as? String == "admin")
+            #expect(promoted.headers[.eTag] == "\"r2\"")
+
+            let disabled = try await API.send(
+                fixture.client, .patch, "/admin/v1/admins/\(viewerID)", token: admin, json: #"{"status": "disabled"}"#
+            )
+            #expect(disabled.status == .ok)
+            #expect(
+                try await API.send(fixture.client, .get, "/admin/v1/me", token: viewerToken).status == .unauthorized)
+            let signIn = try await API.send(
+                fixture.client, .post, "/admin/v1/sessions",
+                json: #"{"email": "viewer@alpha.example", "password": "\#(API.password)"}"#
+            )
+            #expect(signIn.status == .unauthorized)
+
+            let adminB = try await API.signIn(fixture.client, "admin@beta.example")
+            let crossTenant = try await API.send(
+                fixture.client, .patch, "/admin/v1/admins/\(viewerID)", token: adminB, json: #"{"role": "viewer"}"#
+            )
+            #expect(crossTenant.status == .notFound)
+        }
+    }
 }
