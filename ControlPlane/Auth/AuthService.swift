@@ -103,9 +103,10 @@ struct AuthService: Sendable {
     /// Counts a failure; from the fifth on, locks the account for 1, 2, 4 … up to 60 minutes.
     private func recordFailure(_ candidate: Candidate, logger: Logger) async throws {
         let lock = """
-            failed_logins = failed_logins + 1,
+            failed_logins = least(failed_logins + 1, 1000000),
             locked_until = CASE WHEN failed_logins + 1 >= \(Self.failuresBeforeLock)
-                THEN now() + make_interval(mins => least(60, power(2, failed_logins + 1 - \(Self.failuresBeforeLock))::int))
+                THEN now() + make_interval(
+                    mins => (least(60, power(2, least(failed_logins + 1 - \(Self.failuresBeforeLock), 6))))::int)
                 ELSE locked_until END
             """
         if candidate.kind == "admin", let tenantID = candidate.tenantID {

@@ -106,8 +106,43 @@ struct Me: AsyncParsableCommand {
 struct Tenants: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Tenants (operators).",
-        subcommands: [Create.self, List.self, Update.self]
+        subcommands: [Create.self, List.self, Update.self, SetPolicy.self]
     )
+
+    struct SetPolicy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set-policy",
+            abstract: "Replace a tenant's quota policy; options left out follow the tier."
+        )
+        @OptionGroup var connection: Connection
+        @Argument var id: String
+        @Option var queriesPerHour: Int?
+        @Option var tenantQueriesPerHour: Int?
+        @Option(help: "local or cloud; repeat for both") var modelClass: [String] = []
+        @Option var maxCitations: Int?
+        @Option var cacheTtlSeconds: Int?
+        @Option var auditRetentionDays: Int?
+        @Option(help: "true or false") var canonUpdatesAllowed: Bool?
+
+        func run() async throws {
+            try connection.requireToken()
+            var body: [String: Any] = [:]
+            if let queriesPerHour { body["queries_per_hour"] = queriesPerHour }
+            if let tenantQueriesPerHour { body["tenant_queries_per_hour"] = tenantQueriesPerHour }
+            if !modelClass.isEmpty { body["model_classes"] = modelClass }
+            if let maxCitations { body["max_citations"] = maxCitations }
+            if let cacheTtlSeconds { body["cache_ttl_seconds"] = cacheTtlSeconds }
+            if let auditRetentionDays { body["audit_retention_days"] = auditRetentionDays }
+            if let canonUpdatesAllowed { body["canon_updates_allowed"] = canonUpdatesAllowed }
+            try await zaasctl.run {
+                let tenant = try await connection.client.send(.PUT, "/admin/v1/tenants/\(id)/quota-policy", body: body)
+                try connection.output(tenant) { value in
+                    let limits = (value as? [String: Any])?["limits"] ?? [:]
+                    return Tenants.line(value) + "  queries/hour=\(field(limits, "queries_per_hour"))"
+                }
+            }
+        }
+    }
 
     static func line(_ tenant: Any) -> String {
         "\(field(tenant, "id"))  \(field(tenant, "slug"))  \(field(tenant, "status"))  \(field(tenant, "tier"))"

@@ -174,6 +174,14 @@ struct AdminAPITests {
             #expect(try Self.problemType(locked) == Self.type("invalid-credentials"))
             // Other accounts are unaffected.
             _ = try await Self.signIn(fixture.client, "viewer@alpha.example")
+            // Many more failures (past where the lock doubling would overflow) stay plain 401s.
+            for _ in 0..<40 {
+                let response = try await Self.send(
+                    fixture.client, .post, "/admin/v1/sessions",
+                    json: #"{"email": "admin@alpha.example", "password": "whatever-whatever"}"#
+                )
+                #expect(response.status == .unauthorized)
+            }
         }
     }
 

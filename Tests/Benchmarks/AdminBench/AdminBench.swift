@@ -92,11 +92,31 @@ func runBenchmark() async throws {
                 keyTimes.append((clock.now - start).milliseconds)
                 precondition(status == .created, "key creation failed: \(status)")
             }
+            // Failed sign-ins: an unknown email and a wrong password should cost about the same.
+            var unknownTimes: [Double] = []
+            var wrongTimes: [Double] = []
+            for index in 0..<signIns {
+                for (email, isUnknown) in [("nobody\(index)@bench.example", true), ("admin@bench.example", false)] {
+                    let start = clock.now
+                    let (status, _) = try await call(
+                        client, .POST, base + "/admin/v1/sessions",
+                        json: #"{"email": "\#(email)", "password": "not the password"}"#
+                    )
+                    precondition(status == .unauthorized, "failed sign-in answered \(status)")
+                    if isUnknown {
+                        unknownTimes.append((clock.now - start).milliseconds)
+                    } else {
+                        wrongTimes.append((clock.now - start).milliseconds)
+                    }
+                }
+            }
             print(
                 "bench-admin: \(ProcessInfo.processInfo.activeProcessorCount) cores, loopback HTTP, sequential requests"
             )
             report("sign-in (POST /admin/v1/sessions)", signInTimes)
             report("key creation (POST /admin/v1/keys)", keyTimes)
+            report("failed sign-in, unknown email", unknownTimes)
+            report("failed sign-in, wrong password", wrongTimes)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
