@@ -94,21 +94,12 @@ struct KeyController: Sendable {
             )
         }
         keys.get { request, context in
-            let limit = try Self.limit(request)
+            let page = try PageRequest(request)
             let status = request.uri.queryParameters["status"].map(String.init) ?? "all"
             guard ["all", "active", "revoked"].contains(status) else {
                 throw Problem.validation([FieldError("status", "must be all, active or revoked")])
             }
-            var after: UUID?
-            if let cursor = request.uri.queryParameters["cursor"] {
-                guard let id = UUID(uuidString: String(cursor)) else {
-                    throw Problem.validation([FieldError("cursor", "is not a cursor this API returned")])
-                }
-                after = id
-            }
-            return try StrictJSON.response(
-                try await self.list(context: context, limit: limit, status: status, after: after)
-            )
+            return try StrictJSON.response(try await self.list(context: context, page: page, status: status))
         }
         keys.get(":id") { request, context in
             let key = try await self.fetch(try Self.id(context), context: context)
@@ -147,14 +138,6 @@ struct KeyController: Sendable {
             throw Problem.notFound("No such API key.")
         }
         return id
-    }
-
-    static func limit(_ request: Request) throws -> Int {
-        guard let text = request.uri.queryParameters["limit"] else { return 50 }
-        guard let limit = Int(String(text)), (1...200).contains(limit) else {
-            throw Problem.validation([FieldError("limit", "must be an integer from 1 to 200")])
-        }
-        return limit
     }
 
     func create(_ body: CreateKey, context: TenantAdminContext) async throws -> CreatedKey {
@@ -217,7 +200,7 @@ struct KeyController: Sendable {
         throw Problem.internalError
     }
 
-    func list(context: TenantAdminContext, limit: Int, status: String, after: UUID?) async throws -> Page {
+    func list(context: TenantAdminContext, page: PageRequest, status: String) async throws -> Page {
         try await self.database.withTenant(context.tenantID, logger: context.logger) { connection in
             let filter =
                 switch status {
@@ -229,16 +212,15 @@ struct KeyController: Sendable {
             let rows = try await connection.query(
                 """
                 SELECT \(unescaped: Self.columns) FROM api_keys
-                WHERE (\(after)::uuid IS NULL OR id > \(after)) \(unescaped: filter)
-                ORDER BY id LIMIT \(limit + 1)
+                WHERE (\(page.after)::uuid IS NULL OR id > \(page.after)) \(unescaped: filter)
+                ORDER BY id LIMIT \(page.limit + 1)
                 """,
                 logger: context.logger
             )
-            var items: [KeyBody] = []
-            for try await row in rows.decode(Row.self) { items.append(Self.body(row)) }
-            let more = items.count > limit
-            if more { items.removeLast() }
-            return Page(items: items, nextCursor: more ? items.last?.id : nil)
+            var keys: [KeyBody] = []
+            for try await row in rows.decode(Row.self) { keys.append(Self.body(row)) }
+            let (items, next) = page.page(keys, id: \.id)
+            return Page(items: items, nextCursor: next)
         }
     }
 

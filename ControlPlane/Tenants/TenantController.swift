@@ -91,17 +91,10 @@ struct TenantController: Sendable {
             )
         }
         tenants.get { request, context in
-            let limit = try KeyController.limit(request)
+            let page = try PageRequest(request)
             let status = request.uri.queryParameters["status"].map(String.init)
             if let status, !["active", "suspended", "deleted"].contains(status) {
                 throw Problem.validation([FieldError("status", "must be active, suspended or deleted")])
-            }
-            var after: UUID?
-            if let cursor = request.uri.queryParameters["cursor"] {
-                guard let id = UUID(uuidString: String(cursor)) else {
-                    throw Problem.validation([FieldError("cursor", "is not a cursor this API returned")])
-                }
-                after = id
             }
             return try StrictJSON.response(
                 try await self.database.withOperator(context.operatorID, logger: context.logger) { connection in
@@ -109,16 +102,15 @@ struct TenantController: Sendable {
                         """
                         \(unescaped: TenantBody.select)
                         WHERE (\(status)::text IS NULL OR t.status = \(status))
-                          AND (\(after)::uuid IS NULL OR t.id > \(after))
-                        ORDER BY t.id LIMIT \(limit + 1)
+                          AND (\(page.after)::uuid IS NULL OR t.id > \(page.after))
+                        ORDER BY t.id LIMIT \(page.limit + 1)
                         """,
                         logger: context.logger
                     )
-                    var items: [TenantBody] = []
-                    for try await row in rows.decode(TenantBody.Row.self) { items.append(TenantBody(row)) }
-                    let more = items.count > limit
-                    if more { items.removeLast() }
-                    return Page(items: items, nextCursor: more ? items.last?.id : nil)
+                    var tenants: [TenantBody] = []
+                    for try await row in rows.decode(TenantBody.Row.self) { tenants.append(TenantBody(row)) }
+                    let (items, next) = page.page(tenants, id: \.id)
+                    return Page(items: items, nextCursor: next)
                 }
             )
         }

@@ -52,4 +52,19 @@ struct AdminClient {
         }
         return json
     }
+
+    /// Every item of a paged list, following `next_cursor`.
+    func all(_ path: String) async throws -> [Any] {
+        var items: [Any] = []
+        var cursor: String?
+        let separator = path.contains("?") ? "&" : "?"
+        repeat {
+            let page = try await self.send(
+                .GET, path + separator + "limit=200" + (cursor.map { "&cursor=\($0)" } ?? ""))
+            let object = page as? [String: Any]
+            items += object?["items"] as? [Any] ?? []
+            cursor = object?["next_cursor"] as? String
+        } while cursor != nil
+        return items
+    }
 }

@@ -172,16 +172,7 @@ struct Tenants: AsyncParsableCommand {
         func run() async throws {
             try connection.requireToken()
             try await zaasctl.run {
-                var all: [Any] = []
-                var cursor: String?
-                repeat {
-                    var path = "/admin/v1/tenants?limit=200"
-                    if let status { path += "&status=\(status)" }
-                    if let cursor { path += "&cursor=\(cursor)" }
-                    let page = try await connection.client.send(.GET, path)
-                    all += page.map(items) ?? []
-                    cursor = (page as? [String: Any])?["next_cursor"] as? String
-                } while cursor != nil
+                let all = try await connection.client.all("/admin/v1/tenants" + (status.map { "?status=\($0)" } ?? ""))
                 try connection.output(["items": all]) { items($0).map(Tenants.line).joined(separator: "\n") }
             }
         }
@@ -308,15 +299,7 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             try connection.requireToken()
             try await zaasctl.run {
-                var all: [Any] = []
-                var cursor: String?
-                repeat {
-                    let page = try await connection.client.send(
-                        .GET, "/admin/v1/keys?limit=200&status=\(status)" + (cursor.map { "&cursor=\($0)" } ?? "")
-                    )
-                    all += page.map(items) ?? []
-                    cursor = (page as? [String: Any])?["next_cursor"] as? String
-                } while cursor != nil
+                let all = try await connection.client.all("/admin/v1/keys?status=\(status)")
                 try connection.output(["items": all]) { items($0).map(Keys.line).joined(separator: "\n") }
             }
         }
