@@ -18,15 +18,7 @@ public struct ScopedDatabase: Sendable {
         logger: Logger,
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await Self.unwrapping {
-            try await self.client.withTransaction(logger: logger) { connection in
-                try await connection.query(
-                    "SELECT set_config('app.tenant_id', \(tenantID.uuidString.lowercased()), true)",
-                    logger: logger
-                )
-                return try await body(connection)
-            }
-        }
+        try await self.scoped("app.tenant_id", tenantID, logger: logger, body)
     }
 
     /// Runs `body` on the operator path: every tenant's rows, and each change recorded in
@@ -38,10 +30,20 @@ public struct ScopedDatabase: Sendable {
     ) async throws -> Result {
         var logger = logger
         logger[metadataKey: "operator"] = .string(operatorID.uuidString.lowercased())
-        return try await Self.unwrapping {
+        return try await self.scoped("app.operator_id", operatorID, logger: logger, body)
+    }
+
+    /// One transaction whose first statement sets `setting` for that transaction only.
+    private func scoped<Result: Sendable>(
+        _ setting: String,
+        _ id: UUID,
+        logger: Logger,
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        try await Self.unwrapping {
             try await self.client.withTransaction(logger: logger) { connection in
                 try await connection.query(
-                    "SELECT set_config('app.operator_id', \(operatorID.uuidString.lowercased()), true)",
+                    "SELECT set_config(\(setting), \(id.uuidString.lowercased()), true)",
                     logger: logger
                 )
                 return try await body(connection)

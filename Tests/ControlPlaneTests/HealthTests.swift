@@ -105,3 +105,38 @@ struct ControlPlaneHealthTests {
         }
     }
 }
+
+@Suite("control plane configuration")
+struct ControlPlaneConfigurationTests {
+    static func configuration(_ overrides: [String: String]) async throws -> ControlPlaneConfiguration {
+        var environment = [
+            "ZAAS_POSTGRES_PASSWORD": "x", "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
+        ]
+        environment.merge(overrides) { $1 }
+        return try ControlPlaneConfiguration(
+            reader: try await ConfigurationLoader.reader(
+                defaults: ControlPlaneConfiguration.defaults, environment: environment)
+        )
+    }
+
+    @Test("a short or non-hex key pepper, or half a bootstrap operator, stops the control plane at start")
+    func invalidSecuritySettings() async throws {
+        for pepper in ["", "abcd", String(repeating: "AB", count: 32), String(repeating: "zz", count: 32)] {
+            await #expect(throws: ConfigurationError.self, "\(pepper.prefix(8))") {
+                _ = try await Self.configuration(["ZAAS_KEYS_PEPPER": pepper])
+            }
+        }
+        await #expect(throws: ConfigurationError.self) {
+            _ = try await Self.configuration(["ZAAS_BOOTSTRAP_OPERATOR_EMAIL": "ops@zaas.example"])
+        }
+        await #expect(throws: ConfigurationError.self) {
+            _ = try await Self.configuration(["ZAAS_SESSIONS_LIFETIME_SECONDS": "10"])
+        }
+        let valid = try await Self.configuration([
+            "ZAAS_BOOTSTRAP_OPERATOR_EMAIL": "ops@zaas.example",
+            "ZAAS_BOOTSTRAP_OPERATOR_PASSWORD": "long enough 12345",
+        ])
+        #expect(valid.keyPepper.count == 32)
+        #expect(valid.bootstrapOperator?.email == "ops@zaas.example")
+    }
+}

@@ -228,29 +228,26 @@ struct IsolationTests {
                 }
                 return ids
             }
-            let pids = try await withThrowingTaskGroup(of: Int.self) { _ in
-                var pids: Set<Int> = []
-                for tenant in [a, b] {
-                    let (pid, seen) = try await db.withTenant(tenant.id, logger: Self.logger) { connection in
-                        var pid = 0
-                        for try await value in try await connection.query(
-                            "SELECT pg_backend_pid()", logger: Self.logger
-                        )
-                        .decode(Int.self) {
-                            pid = value
-                        }
-                        var seen: [UUID] = []
-                        for try await id in try await connection.query("SELECT id FROM tenants", logger: Self.logger)
-                            .decode(UUID.self)
-                        {
-                            seen.append(id)
-                        }
-                        return (pid, seen)
+            var pids: Set<Int> = []
+            for tenant in [a, b] {
+                let (pid, seen) = try await db.withTenant(tenant.id, logger: Self.logger) { connection in
+                    var pid = 0
+                    for try await value in try await connection.query(
+                        "SELECT pg_backend_pid()", logger: Self.logger
+                    )
+                    .decode(Int.self) {
+                        pid = value
                     }
-                    #expect(seen == [tenant.id])
-                    pids.insert(pid)
+                    var seen: [UUID] = []
+                    for try await id in try await connection.query("SELECT id FROM tenants", logger: Self.logger)
+                        .decode(UUID.self)
+                    {
+                        seen.append(id)
+                    }
+                    return (pid, seen)
                 }
-                return pids
+                #expect(seen == [tenant.id])
+                pids.insert(pid)
             }
             #expect(pids.count == 1, "the test must reuse one connection")
             #expect(try await visibleTenants().isEmpty)
