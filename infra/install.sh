@@ -10,6 +10,7 @@ command -v redis-cli >/dev/null || need+=(redis-tools)
 [ -f /usr/include/argon2.h ] || need+=(libargon2-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)
 command -v runuser >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then

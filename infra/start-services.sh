@@ -18,6 +18,16 @@ ZAAS_OPERATOR_PASSWORD=$(random_secret | cut -c1-24)
 SECRETS
     umask 022
 fi
+# The Ed25519 key pair that signs configuration for data-plane nodes (added to older secrets files too).
+if ! grep -q '^ZAAS_CONFIG_SIGNING_KEY=' "$ZAAS_SECRETS"; then
+    der_file=$(mktemp)
+    openssl genpkey -algorithm ed25519 -outform DER -out "$der_file"
+    # The last 32 bytes of the PKCS#8 and SPKI encodings are the raw seed and public key.
+    seed=$(tail -c 32 "$der_file" | od -An -tx1 | tr -d ' \n')
+    public=$(openssl pkey -inform DER -in "$der_file" -pubout -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n')
+    rm -f "$der_file"
+    printf 'ZAAS_CONFIG_SIGNING_KEY=%s\nZAAS_CONFIG_PUBLIC_KEY=%s\n' "$seed" "$public" >>"$ZAAS_SECRETS"
+fi
 # shellcheck disable=SC1090
 . "$ZAAS_SECRETS"
 

@@ -17,7 +17,9 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
 
     let postgres = PostgresClient(configuration: configuration.database.applicationClient, backgroundLogger: logger)
     let auth = try await makeAuthService(postgres: postgres, configuration: configuration)
-    let router = try buildRouter(postgres: postgres, auth: auth, configuration: configuration)
+    let distribution = ConfigDistribution(postgres: postgres, settings: configuration.distribution, logger: logger)
+    let router = try buildRouter(
+        postgres: postgres, auth: auth, distribution: distribution, configuration: configuration)
 
     var app = Application(
         router: router,
@@ -25,7 +27,7 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
             address: .hostname(configuration.server.host, port: configuration.server.port),
             serverName: "zaas-control"
         ),
-        services: [postgres],
+        services: [postgres as any Service] + distribution.services,
         logger: logger
     )
     let startupLogger = logger
@@ -58,6 +60,7 @@ func makeAuthService(postgres: PostgresClient, configuration: ControlPlaneConfig
 func buildRouter(
     postgres: PostgresClient,
     auth: AuthService,
+    distribution: ConfigDistribution,
     configuration: ControlPlaneConfiguration
 ) throws -> Router<AdminRequestContext> {
     let router = Router(context: AdminRequestContext.self)
@@ -66,6 +69,8 @@ func buildRouter(
     router.add(middleware: MetricsMiddleware())
     router.addMetricsRoute()
     HealthController(postgres: postgres, timeout: .seconds(2)).addRoutes(to: router)
+    // Before the session authenticator: nodes authenticate with their own credential.
+    distribution.addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
     SessionController(auth: auth).addRoutes(to: router)
     TenantController(
@@ -76,6 +81,7 @@ func buildRouter(
         database: ScopedDatabase(client: postgres),
         digester: try APIKeyDigester(pepper: configuration.keyPepper)
     ).addRoutes(to: router)
+    distribution.addAdminRoutes(to: router)
     return router
 }
 

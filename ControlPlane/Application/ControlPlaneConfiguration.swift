@@ -12,6 +12,50 @@ public struct ControlPlaneConfiguration: Sendable {
     public var sessionLifetime: Duration
     /// Created at start when set and absent from the database.
     public var bootstrapOperator: (email: String, password: String)?
+    public var distribution: DistributionSettings
+
+    /// How configuration reaches data-plane nodes.
+    public struct DistributionSettings: Sendable {
+        /// Signs every config document (Ed25519; `config.signing_key`, the 32-byte seed in hex).
+        public var signingKey: ConfigSigningKey
+        /// The credential nodes present on the internal API (`nodes.token`, at least 32 characters).
+        public var nodeToken: String
+        /// The longest a watch request is held open when nothing changes.
+        public var maximumWait: Duration
+        /// Handed to nodes: how often they report last-used times.
+        public var usageReportInterval: Duration
+        /// Change-log entries older than this are compacted; nodes further behind get a full snapshot.
+        public var changeLogRetention: Duration
+        /// A node not seen for this long is listed as `stale`.
+        public var nodeStaleAfter: Duration
+
+        public var nodeSettings: DataPlaneSettings {
+            DataPlaneSettings(
+                usageReportIntervalMilliseconds: UInt32(
+                    clamping: self.usageReportInterval.components.seconds * 1000
+                        + self.usageReportInterval.components.attoseconds / 1_000_000_000_000_000))
+        }
+
+        init(reader: ConfigReader) throws {
+            do {
+                self.signingKey = try ConfigSigningKey(
+                    hexSeed: try reader.setting("config.signing_key", isSecret: true))
+            } catch let error as ConfigKeyError {
+                throw ConfigurationError.invalid(key: "config.signing_key", value: "(hidden)", expected: "\(error)")
+            }
+            self.nodeToken = try reader.setting("nodes.token", isSecret: true)
+            guard self.nodeToken.utf8.count >= 32 else {
+                throw ConfigurationError.invalid(
+                    key: "nodes.token", value: "(hidden)", expected: "at least 32 characters")
+            }
+            self.maximumWait = .seconds(try reader.setting("config.watch_max_wait_seconds", in: 1...300))
+            self.usageReportInterval = .milliseconds(
+                try reader.setting("config.usage_report_interval_ms", in: 100...3_600_000))
+            self.changeLogRetention = .seconds(
+                3600 * (try reader.setting("config.change_log_retention_hours", in: 1...8760)))
+            self.nodeStaleAfter = .seconds(try reader.setting("nodes.stale_after_seconds", in: 5...86_400))
+        }
+    }
 
     public init(reader: ConfigReader) throws {
         self.server = try ServerSettings(reader: reader)
@@ -34,11 +78,19 @@ public struct ControlPlaneConfiguration: Sendable {
             throw ConfigurationError.missing(
                 key: "bootstrap.operator_email and bootstrap.operator_password (both or neither)")
         }
+        self.distribution = try DistributionSettings(reader: reader)
     }
 
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
         ServerSettings.defaults(port: 8400)
             .merging(DatabaseConfiguration.defaults) { $1 }
-            .merging(["migrations.on_start": "true", "sessions.lifetime_seconds": "43200"]) { $1 }
+            .merging([
+                "migrations.on_start": "true",
+                "sessions.lifetime_seconds": "43200",
+                "config.watch_max_wait_seconds": "30",
+                "config.usage_report_interval_ms": "15000",
+                "config.change_log_retention_hours": "168",
+                "nodes.stale_after_seconds": "90",
+            ]) { $1 }
     }
 }

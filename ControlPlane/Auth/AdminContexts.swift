@@ -107,10 +107,6 @@ extension Problem {
         )
     }
 
-    public static func forbidden(_ detail: String) -> Problem {
-        Problem(slug: "forbidden", title: "Forbidden", status: .forbidden, detail: detail)
-    }
-
     public static func conflict(_ detail: String) -> Problem {
         Problem(slug: "conflict", title: "Conflict", status: .conflict, detail: detail)
     }

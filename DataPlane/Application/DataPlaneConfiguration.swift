@@ -9,9 +9,22 @@ public struct DataPlaneConfiguration: Sendable {
     public var nodeID: String
     public var redis: RedisConfiguration
     public var controlPlaneURL: String
-    /// How often the node checks that the control plane answers.
-    public var controlPlaneCheckInterval: Duration
+    /// Connect timeout towards the control plane.
     public var controlPlaneTimeout: Duration
+    /// How long the control plane may hold a watch request open.
+    public var watchWait: Duration
+    /// The longest pause between retries while the control plane is unreachable.
+    public var maximumBackoff: Duration
+    /// The credential this node presents on the control plane's internal API.
+    public var nodeToken: String
+    /// The control plane's Ed25519 public key: configuration signed by anything else is refused.
+    public var verificationKey: ConfigVerificationKey
+    /// The pepper API key digests are keyed with (the control plane's `keys.pepper`).
+    public var keyPepper: [UInt8]
+    /// Where the node keeps its configuration snapshot and journal.
+    public var stateDirectory: String
+    /// How operators reach this node, as listed in the node registry.
+    public var advertisedAddress: String
 
     public init(reader: ConfigReader) throws {
         self.server = try ServerSettings(reader: reader)
@@ -23,8 +36,27 @@ public struct DataPlaneConfiguration: Sendable {
             throw ConfigurationError.invalid(key: "control.url", value: url, expected: "an http(s) URL")
         }
         self.controlPlaneURL = url.hasSuffix("/") ? String(url.dropLast()) : url
-        self.controlPlaneCheckInterval = .milliseconds(try reader.setting("control.check_interval_ms", in: 50...60_000))
         self.controlPlaneTimeout = .milliseconds(try reader.setting("control.timeout_ms", in: 50...60_000))
+        self.watchWait = .seconds(try reader.setting("control.watch_wait_seconds", in: 1...300))
+        self.maximumBackoff = .milliseconds(try reader.setting("control.max_backoff_ms", in: 100...60_000))
+        self.nodeToken = try reader.setting("nodes.token", isSecret: true)
+        do {
+            self.verificationKey = try ConfigVerificationKey(hex: try reader.setting("config.public_key"))
+        } catch let error as ConfigKeyError {
+            throw ConfigurationError.invalid(
+                key: "config.public_key", value: reader.optionalSetting("config.public_key") ?? "", expected: "\(error)"
+            )
+        }
+        let pepper = try reader.setting("keys.pepper", isSecret: true)
+        guard let bytes = Hex.decode(pepper), bytes.count >= 32 else {
+            throw ConfigurationError.invalid(
+                key: "keys.pepper", value: "(hidden)", expected: "at least 64 lower-case hex digits")
+        }
+        self.keyPepper = bytes
+        let safeID = String(self.nodeID.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" })
+        self.stateDirectory = reader.optionalSetting("node.state_dir") ?? ".zaas/node-state/\(safeID)"
+        self.advertisedAddress =
+            reader.optionalSetting("node.advertise_address") ?? "http://\(self.server.host):\(self.server.port)"
     }
 
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
@@ -32,8 +64,9 @@ public struct DataPlaneConfiguration: Sendable {
             .merging(RedisConfiguration.defaults) { $1 }
             .merging([
                 "control.url": "http://127.0.0.1:8400",
-                "control.check_interval_ms": "1000",
                 "control.timeout_ms": "1000",
+                "control.watch_wait_seconds": "25",
+                "control.max_backoff_ms": "2000",
             ]) { $1 }
     }
 }

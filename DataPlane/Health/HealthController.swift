@@ -1,17 +1,18 @@
 import Common
+import Foundation
 import Hummingbird
 import Logging
 import Metrics
 
 /// `GET /api/v1/health`: whether this node can serve queries.
 ///
-/// Redis is on the query path (rate limits, cache), so without it the node answers 503. The
-/// control plane is not: nodes serve from the configuration they hold, so its absence makes the
-/// node `degraded`, still 200.
+/// Redis is on the query path (rate limits, cache), so without it the node answers 503; so does a
+/// node that holds no configuration yet. The control plane is not on the path: nodes serve from
+/// the configuration they hold, so its absence makes the node `degraded`, still 200.
 struct HealthController: Sendable {
     let nodeID: String
     let redis: RedisClient
-    let controlPlane: ControlPlaneMonitor
+    let watcher: ConfigWatcher
     let redisGauge = Gauge(label: "zaas_redis_up")
 
     func addRoutes(to router: Router<some RequestContext>) {
@@ -30,34 +31,38 @@ struct HealthController: Sendable {
             checks["redis"] = .init(status: "down", detail: Self.describe(error))
             self.redisGauge.record(0)
         }
-        if self.controlPlane.reachability == .unknown {
-            await self.controlPlane.check()
-        }
-        switch self.controlPlane.reachability {
+        switch self.watcher.reachability {
         case .up: checks["control_plane"] = .init(status: "up")
         case .unhealthy(let why): checks["control_plane"] = .init(status: "unhealthy", detail: why)
         case .down(let why): checks["control_plane"] = .init(status: "down", detail: why)
-        case .unknown: checks["control_plane"] = .init(status: "unknown")
+        case .unknown: checks["control_plane"] = .init(status: "unknown", detail: "not answered yet")
+        }
+        let state = self.watcher.store.current
+        var extra: [String: ProblemValue] = [
+            "node_id": .string(self.nodeID),
+            // The configuration version this node enforces (0: none yet).
+            "config_version": .int(Int(state?.version ?? 0)),
+        ]
+        if let state {
+            checks["config"] = .init(status: "up", detail: "version \(state.version)")
+            extra["config_created_at"] = .string(state.createdAt.formatted(.iso8601))
+        } else {
+            checks["config"] = .init(status: "down", detail: "no configuration yet")
+        }
+        // Seconds since the control plane last confirmed this node is current.
+        if let lastSync = self.watcher.lastSync {
+            extra["config_age_seconds"] = .double((Date().timeIntervalSince(lastSync) * 10).rounded() / 10)
         }
 
         let status: HealthReport.Status =
-            if checks["redis"]?.status != "up" {
+            if checks["redis"]?.status != "up" || state == nil {
                 .down
             } else if checks["control_plane"]?.status != "up" {
                 .degraded
             } else {
                 .ok
             }
-        return HealthReport(
-            status: status,
-            service: "zaas-data",
-            checks: checks,
-            extra: [
-                "node_id": .string(self.nodeID),
-                // The configuration version this node enforces; 0 until config distribution exists.
-                "config_version": .int(0),
-            ]
-        )
+        return HealthReport(status: status, service: "zaas-data", checks: checks, extra: extra)
     }
 
     static func describe(_ error: any Error) -> String {

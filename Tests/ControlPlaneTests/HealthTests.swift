@@ -62,6 +62,8 @@ struct ControlPlaneHealthTests {
             let router = try buildRouter(
                 postgres: postgres,
                 auth: try await makeAuthService(postgres: postgres, configuration: configuration),
+                distribution: ConfigDistribution(
+                    postgres: postgres, settings: configuration.distribution, logger: Logger(label: "test")),
                 configuration: configuration
             )
             let app = Application(router: router, services: [postgres])
@@ -89,6 +91,8 @@ struct ControlPlaneHealthTests {
         let router = try buildRouter(
             postgres: postgres,
             auth: try await makeAuthService(postgres: postgres, configuration: configuration),
+            distribution: ConfigDistribution(
+                postgres: postgres, settings: configuration.distribution, logger: Logger(label: "test")),
             configuration: configuration
         )
         let app = Application(router: router, services: [postgres])
@@ -111,6 +115,8 @@ struct ControlPlaneConfigurationTests {
     static func configuration(_ overrides: [String: String]) async throws -> ControlPlaneConfiguration {
         var environment = [
             "ZAAS_POSTGRES_PASSWORD": "x", "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
+            "ZAAS_CONFIG_SIGNING_KEY": String(repeating: "cd", count: 32),
+            "ZAAS_NODES_TOKEN": String(repeating: "n", count: 32),
         ]
         environment.merge(overrides) { $1 }
         return try ControlPlaneConfiguration(
@@ -132,6 +138,22 @@ struct ControlPlaneConfigurationTests {
         await #expect(throws: ConfigurationError.self) {
             _ = try await Self.configuration(["ZAAS_SESSIONS_LIFETIME_SECONDS": "10"])
         }
+        // The config-signing key and the node credential: present and well formed, or no start.
+        for (key, value) in [
+            ("ZAAS_CONFIG_SIGNING_KEY", ""), ("ZAAS_CONFIG_SIGNING_KEY", "abcd"),
+            ("ZAAS_CONFIG_SIGNING_KEY", String(repeating: "CD", count: 32)),
+            ("ZAAS_NODES_TOKEN", ""), ("ZAAS_NODES_TOKEN", "short"),
+            ("ZAAS_CONFIG_WATCH_MAX_WAIT_SECONDS", "0"),
+        ] {
+            await #expect(throws: ConfigurationError.self, "\(key)=\(value)") {
+                _ = try await Self.configuration([key: value])
+            }
+        }
+        let message = await #expect(throws: ConfigurationError.self) {
+            _ = try await Self.configuration(["ZAAS_CONFIG_SIGNING_KEY": "abcd"])
+        }
+        #expect(message?.description.contains("ZAAS_CONFIG_SIGNING_KEY") == true)
+        #expect(message?.description.contains("abcd") == false)
         let valid = try await Self.configuration([
             "ZAAS_BOOTSTRAP_OPERATOR_EMAIL": "ops@zaas.example",
             "ZAAS_BOOTSTRAP_OPERATOR_PASSWORD": "long enough 12345",

@@ -12,20 +12,22 @@ import Testing
 
 @Suite("data plane /api/v1/health against real Redis and a live control plane")
 struct DataPlaneHealthTests {
-    static func configuration(_ settings: [String: String]) async throws -> DataPlaneConfiguration {
+    /// A node's configuration; `stateDirectory` defaults to a fresh, empty folder.
+    static func configuration(_ settings: [String: String], stateDirectory: String? = nil) async throws
+        -> DataPlaneConfiguration
+    {
         var environment: [String: String] = [:]
-        let redis = TestEnvironment.shared
-        let base: [String: String] = [
+        let base = TestEnvironment.shared.dataPlaneSettings(
+            controlURL: "http://127.0.0.1:1", nodeID: "test-node",
+            stateDirectory: stateDirectory ?? ConfigFixtures.temporaryDirectory()
+        ).merging([
             "http.port": "0",
-            "node.id": "test-node",
-            "redis.port": String(redis.redisPort),
-            "redis.password": redis.redisPassword ?? "",
             "redis.reconnect_backoff_ms": "50",
+            "redis.connect_timeout_ms": "3000",
             // The suite runs beside Argon2 and PostgreSQL work on two cores: give PING more than 500 ms.
             "redis.command_timeout_ms": "3000",
-            "control.check_interval_ms": "100",
             "control.timeout_ms": "500",
-        ]
+        ]) { $1 }
         for (key, value) in base.merging(settings, uniquingKeysWith: { $1 }) {
             environment[ConfigurationError.environmentName(key)] = value
         }
@@ -43,7 +45,14 @@ struct DataPlaneHealthTests {
         try #require(JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any])
     }
 
-    @Test("Redis and the control plane up: 200 ok, with node id and config version 0")
+    /// A folder holding a saved configuration, as a node that ran before would have.
+    static func savedState() throws -> String {
+        let directory = ConfigFixtures.temporaryDirectory()
+        try ConfigFixtures.writeSnapshot(ConfigFixtures.snapshot(version: 7, tenants: [], keys: []), to: directory)
+        return directory
+    }
+
+    @Test("Redis and the control plane up: 200 ok, with node id and the config version it fetched")
     func healthy() async throws {
         try await TestDatabase.withFresh { database in
             var environment: [String: String] = ["ZAAS_HTTP_PORT": "0"]
@@ -59,33 +68,69 @@ struct DataPlaneHealthTests {
                     "control.url": "http://127.0.0.1:\(controlClient.port!)"
                 ])
                 try await Self.makeApp(configuration).test(.router) { client in
-                    try await client.execute(uri: "/api/v1/health", method: .get) { response in
-                        #expect(response.status == .ok)
-                        let body = try json(response.body)
-                        #expect(body["status"] as? String == "ok")
-                        #expect(body["node_id"] as? String == "test-node")
-                        #expect(body["config_version"] as? Int == 0)
-                        let checks = try #require(body["checks"] as? [String: [String: Any]])
-                        #expect(checks["redis"]?["status"] as? String == "up")
-                        #expect(checks["control_plane"]?["status"] as? String == "up")
+                    // The first watch answers with a full snapshot (a fresh database is at version 0).
+                    var response = try await client.execute(uri: "/api/v1/health", method: .get)
+                    for _ in 0..<200 where response.status != .ok {
+                        try await Task.sleep(for: .milliseconds(25))
+                        response = try await client.execute(uri: "/api/v1/health", method: .get)
                     }
+                    #expect(response.status == .ok)
+                    let body = try json(response.body)
+                    #expect(body["status"] as? String == "ok")
+                    #expect(body["node_id"] as? String == "test-node")
+                    #expect(body["config_version"] as? Int == 0)
+                    #expect(body["config_age_seconds"] is Double)
+                    let checks = try #require(body["checks"] as? [String: [String: Any]])
+                    #expect(checks["redis"]?["status"] as? String == "up")
+                    #expect(checks["control_plane"]?["status"] as? String == "up")
+                    #expect(checks["config"]?["status"] as? String == "up")
                 }
             }
         }
     }
 
-    @Test("control plane unreachable: still serving, 200 degraded")
+    @Test("control plane unreachable, saved configuration on disk: serving it, 200 degraded")
     func controlPlaneDown() async throws {
+        let closed = try RedisServerProcess.freePort()
+        let configuration = try await Self.configuration(
+            ["control.url": "http://127.0.0.1:\(closed)"], stateDirectory: try Self.savedState())
+        try await Self.makeApp(configuration).test(.router) { client in
+            var body: [String: Any] = [:]
+            var status: HTTPResponse.Status = .serviceUnavailable
+            for _ in 0..<150 {
+                let response = try await client.execute(uri: "/api/v1/health", method: .get)
+                status = response.status
+                body = try json(response.body)
+                let checks = body["checks"] as? [String: [String: Any]]
+                if status == .ok, checks?["control_plane"]?["status"] as? String == "down" { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(status == .ok)
+            #expect(body["status"] as? String == "degraded")
+            #expect(body["config_version"] as? Int == 7)
+            let checks = try #require(body["checks"] as? [String: [String: Any]])
+            #expect(checks["control_plane"]?["status"] as? String == "down")
+            #expect(checks["config"]?["status"] as? String == "up")
+        }
+    }
+
+    @Test("control plane unreachable and nothing on disk: 503 not ready, and API calls say so")
+    func nothingToServe() async throws {
         let closed = try RedisServerProcess.freePort()
         let configuration = try await Self.configuration(["control.url": "http://127.0.0.1:\(closed)"])
         try await Self.makeApp(configuration).test(.router) { client in
             try await client.execute(uri: "/api/v1/health", method: .get) { response in
-                #expect(response.status == .ok)
+                #expect(response.status == .serviceUnavailable)
                 let body = try json(response.body)
-                #expect(body["status"] as? String == "degraded")
-                let checks = try #require(body["checks"] as? [String: [String: Any]])
-                #expect(checks["control_plane"]?["status"] as? String == "down")
+                let reasons = try #require(body["reasons"] as? [String])
+                #expect(reasons.contains { $0.hasPrefix("config is down") })
             }
+            let response = try await client.execute(
+                uri: "/api/v1/key", method: .get,
+                headers: [.authorization: "Bearer " + ConfigFixtures.key(tenant: UUID()).text])
+            #expect(response.status == .serviceUnavailable)
+            let type = try json(response.body)["type"] as? String
+            #expect(type == "https://zaas.dev/problems/not-ready")
         }
     }
 
@@ -95,11 +140,12 @@ struct DataPlaneHealthTests {
         try await server.start()
         defer { server.stop() }
         let closed = try RedisServerProcess.freePort()
-        let configuration = try await Self.configuration([
-            "redis.port": String(server.port),
-            "redis.password": "",
-            "control.url": "http://127.0.0.1:\(closed)",
-        ])
+        let configuration = try await Self.configuration(
+            [
+                "redis.port": String(server.port),
+                "redis.password": "",
+                "control.url": "http://127.0.0.1:\(closed)",
+            ], stateDirectory: try Self.savedState())
         try await Self.makeApp(configuration).test(.router) { client in
             try await client.execute(uri: "/api/v1/health", method: .get) { response in
                 #expect(response.status == .ok)

@@ -62,20 +62,28 @@ struct OpenAPITests {
         }
 
         let logger = Logger(label: "test.openapi")
+        let signingKey = ConfigSigningKey()
         let data = try await DataPlaneConfiguration(
-            reader: ConfigurationLoader.reader(defaults: DataPlaneConfiguration.defaults, environment: [:])
+            reader: ConfigurationLoader.reader(
+                defaults: DataPlaneConfiguration.defaults,
+                environment: [
+                    "ZAAS_NODES_TOKEN": String(repeating: "t", count: 32),
+                    "ZAAS_CONFIG_PUBLIC_KEY": signingKey.verificationKey.hex,
+                    "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
+                ])
         )
         let dataRouter = DataPlane.buildRouter(
             configuration: data,
             redis: RedisClient(configuration: data.redis, logger: logger),
-            controlPlane: ControlPlaneMonitor(
-                baseURL: data.controlPlaneURL, interval: .seconds(1), timeout: .seconds(1), logger: logger)
+            node: try DataPlaneNode(configuration: data, logger: logger)
         )
         let control = try await ControlPlaneConfiguration(
             reader: ConfigurationLoader.reader(
                 defaults: ControlPlaneConfiguration.defaults,
                 environment: [
                     "ZAAS_POSTGRES_PASSWORD": "unused", "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
+                    "ZAAS_CONFIG_SIGNING_KEY": signingKey.hexSeed,
+                    "ZAAS_NODES_TOKEN": String(repeating: "t", count: 32),
                 ]
             )
         )
@@ -83,6 +91,7 @@ struct OpenAPITests {
         let controlRouter = try ControlPlane.buildRouter(
             postgres: postgres,
             auth: try await makeAuthService(postgres: postgres, configuration: control),
+            distribution: ConfigDistribution(postgres: postgres, settings: control.distribution, logger: logger),
             configuration: control
         )
         let registered =

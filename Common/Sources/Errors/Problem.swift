@@ -70,6 +70,10 @@ extension Problem {
         Problem(slug: "method-not-allowed", title: "Method Not Allowed", status: .methodNotAllowed, detail: detail)
     }
 
+    public static func forbidden(_ detail: String) -> Problem {
+        Problem(slug: "forbidden", title: "Forbidden", status: .forbidden, detail: detail)
+    }
+
     public static func badRequest(_ detail: String) -> Problem {
         Problem(slug: "bad-request", title: "Bad Request", status: .badRequest, detail: detail)
     }

@@ -1,0 +1,215 @@
+import Foundation
+
+/// Everything a data-plane node enforces, as of one version of the control plane's change log.
+///
+/// The control plane builds it from PostgreSQL; nodes receive it signed (`SignedConfigDocument`),
+/// keep it on disk and answer every request from it, so they go on serving while the control
+/// plane is away.
+public struct NodeConfigSnapshot: Sendable, Equatable {
+    /// The change-log version this snapshot is current to.
+    public var version: Int64
+    /// When the control plane built it.
+    public var createdAt: Date
+    public var settings: DataPlaneSettings
+    /// Tenants that are not deleted, with their policy resolved (tier plus quota policy).
+    public var tenants: [TenantConfig]
+    /// Keys that are neither revoked nor expired at build time, of tenants that are not deleted.
+    public var keys: [KeyConfig]
+
+    public init(
+        version: Int64, createdAt: Date, settings: DataPlaneSettings, tenants: [TenantConfig], keys: [KeyConfig]
+    ) {
+        self.version = version
+        self.createdAt = createdAt
+        self.settings = settings
+        self.tenants = tenants
+        self.keys = keys
+    }
+}
+
+/// What changed between two versions: applied to a state at `fromVersion`, it gives `toVersion`.
+public struct ConfigDelta: Sendable, Equatable {
+    public var fromVersion: Int64
+    public var toVersion: Int64
+    public var createdAt: Date
+    public var settings: DataPlaneSettings
+    /// Tenants created or changed (status, tier, quota policy, canon pointer): the whole record.
+    public var upsertedTenants: [TenantConfig]
+    /// Tenants deleted; their keys go with them.
+    public var removedTenants: [UUID]
+    public var upsertedKeys: [KeyConfig]
+    /// Keys revoked, expired or deleted.
+    public var removedKeys: [UUID]
+
+    public init(
+        fromVersion: Int64, toVersion: Int64, createdAt: Date, settings: DataPlaneSettings,
+        upsertedTenants: [TenantConfig] = [], removedTenants: [UUID] = [],
+        upsertedKeys: [KeyConfig] = [], removedKeys: [UUID] = []
+    ) {
+        self.fromVersion = fromVersion
+        self.toVersion = toVersion
+        self.createdAt = createdAt
+        self.settings = settings
+        self.upsertedTenants = upsertedTenants
+        self.removedTenants = removedTenants
+        self.upsertedKeys = upsertedKeys
+        self.removedKeys = removedKeys
+    }
+}
+
+/// One answer of the watch: a whole snapshot, or the changes since the version the node holds.
+public enum ConfigUpdate: Sendable, Equatable {
+    case full(NodeConfigSnapshot)
+    case delta(ConfigDelta)
+
+    public var version: Int64 {
+        switch self {
+        case .full(let snapshot): snapshot.version
+        case .delta(let delta): delta.toVersion
+        }
+    }
+}
+
+/// Settings the control plane hands every node with the configuration.
+public struct DataPlaneSettings: Sendable, Equatable {
+    /// How often nodes report which keys were used (last-used times), in milliseconds.
+    public var usageReportIntervalMilliseconds: UInt32
+
+    public init(usageReportIntervalMilliseconds: UInt32) {
+        self.usageReportIntervalMilliseconds = usageReportIntervalMilliseconds
+    }
+}
+
+public struct TenantConfig: Sendable, Equatable {
+    public enum Status: UInt8, Sendable {
+        case active = 1
+        case suspended = 2
+    }
+
+    public var id: UUID
+    public var slug: String
+    public var status: Status
+    public var policy: TenantPolicy
+    /// The canon version the tenant answers from; nil until the tenant has published one.
+    public var canonVersion: String?
+
+    public init(id: UUID, slug: String, status: Status, policy: TenantPolicy, canonVersion: String?) {
+        self.id = id
+        self.slug = slug
+        self.status = status
+        self.policy = policy
+        self.canonVersion = canonVersion
+    }
+}
+
+/// A tenant's limits: its tier's, overridden field by field by its quota policy.
+public struct TenantPolicy: Sendable, Equatable {
+    public var tier: String
+    /// The per-key bucket.
+    public var queriesPerHour: UInt32
+    /// The optional tenant-wide bucket.
+    public var tenantQueriesPerHour: UInt32?
+    public var modelClasses: ModelClasses
+    public var maxCitations: UInt16
+    public var cacheTTLSeconds: UInt32
+    public var auditRetentionDays: UInt16
+    public var canonUpdatesAllowed: Bool
+
+    public init(
+        tier: String, queriesPerHour: UInt32, tenantQueriesPerHour: UInt32?, modelClasses: ModelClasses,
+        maxCitations: UInt16, cacheTTLSeconds: UInt32, auditRetentionDays: UInt16, canonUpdatesAllowed: Bool
+    ) {
+        self.tier = tier
+        self.queriesPerHour = queriesPerHour
+        self.tenantQueriesPerHour = tenantQueriesPerHour
+        self.modelClasses = modelClasses
+        self.maxCitations = maxCitations
+        self.cacheTTLSeconds = cacheTTLSeconds
+        self.auditRetentionDays = auditRetentionDays
+        self.canonUpdatesAllowed = canonUpdatesAllowed
+    }
+}
+
+public struct ModelClasses: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let local = ModelClasses(rawValue: 1 << 0)
+    public static let cloud = ModelClasses(rawValue: 1 << 1)
+
+    public static let names: [(String, ModelClasses)] = [("local", .local), ("cloud", .cloud)]
+
+    /// nil when a name is unknown.
+    public init?(names: some Sequence<String>) {
+        var classes: ModelClasses = []
+        for name in names {
+            guard let match = Self.names.first(where: { $0.0 == name }) else { return nil }
+            classes.insert(match.1)
+        }
+        self = classes
+    }
+
+    public var names: [String] { Self.names.filter { self.contains($0.1) }.map(\.0) }
+}
+
+/// What a key may do.
+public struct KeyScopes: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let query = KeyScopes(rawValue: 1 << 0)
+    public static let canonWrite = KeyScopes(rawValue: 1 << 1)
+    public static let statsRead = KeyScopes(rawValue: 1 << 2)
+
+    public static let names: [(String, KeyScopes)] = [
+        ("query", .query), ("canon:write", .canonWrite), ("stats:read", .statsRead),
+    ]
+
+    /// nil when a name is unknown.
+    public init?(names: some Sequence<String>) {
+        var scopes: KeyScopes = []
+        for name in names {
+            guard let match = Self.names.first(where: { $0.0 == name }) else { return nil }
+            scopes.insert(match.1)
+        }
+        self = scopes
+    }
+
+    public var names: [String] { Self.names.filter { self.contains($0.1) }.map(\.0) }
+}
+
+public struct KeyConfig: Sendable, Equatable {
+    /// The record's id (the admin API's key id).
+    public var id: UUID
+    public var tenantID: UUID
+    /// The public part of the key text that finds this record.
+    public var keyID: String
+    public var environment: APIKey.Environment
+    /// HMAC-SHA-256 of the secret under the pepper (`APIKeyDigester`).
+    public var digest: [UInt8]
+    public var scopes: KeyScopes
+    public var expiresAt: Date?
+    /// Set in the future while a rotated key's grace period runs.
+    public var revokedAt: Date?
+
+    public init(
+        id: UUID, tenantID: UUID, keyID: String, environment: APIKey.Environment, digest: [UInt8],
+        scopes: KeyScopes, expiresAt: Date?, revokedAt: Date?
+    ) {
+        self.id = id
+        self.tenantID = tenantID
+        self.keyID = keyID
+        self.environment = environment
+        self.digest = digest
+        self.scopes = scopes
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+    }
+
+    /// Whether the key is within its validity at `date` (not expired, not past its revocation).
+    public func isValid(at date: Date) -> Bool {
+        if let expiresAt, expiresAt <= date { return false }
+        if let revokedAt, revokedAt <= date { return false }
+        return true
+    }
+}

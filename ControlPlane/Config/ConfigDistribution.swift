@@ -1,0 +1,80 @@
+import Common
+import Hummingbird
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// The parts that take configuration from PostgreSQL to data-plane nodes, built once per process:
+/// the routes use them, and the listener and compactor run as services beside the server.
+public struct ConfigDistribution: Sendable {
+    let source: ConfigSource
+    let notifier: ConfigChangeNotifier
+    let documents: ConfigDocumentCache
+    let registry: NodeRegistry
+    let settings: ControlPlaneConfiguration.DistributionSettings
+    let services: [any Service]
+
+    public init(postgres: PostgresClient, settings: ControlPlaneConfiguration.DistributionSettings, logger: Logger) {
+        let source = ConfigSource(client: postgres, settings: settings.nodeSettings)
+        let notifier = ConfigChangeNotifier()
+        self.source = source
+        self.notifier = notifier
+        self.documents = ConfigDocumentCache(source: source, signingKey: settings.signingKey)
+        self.registry = NodeRegistry(client: postgres)
+        self.settings = settings
+        self.services = [
+            ConfigChangeListener(
+                client: postgres, source: source, notifier: notifier, pollInterval: .seconds(5), logger: logger),
+            ChangeLogCompactor(client: postgres, retention: settings.changeLogRetention, logger: logger),
+        ]
+    }
+
+    func addRoutes(to router: Router<AdminRequestContext>) {
+        InternalController(
+            credential: NodeCredential(token: self.settings.nodeToken),
+            source: self.source,
+            documents: self.documents,
+            notifier: self.notifier,
+            registry: self.registry,
+            maximumWait: self.settings.maximumWait
+        ).addRoutes(to: router)
+    }
+
+    func addAdminRoutes(to router: Router<AdminRequestContext>) {
+        NodeController(client: self.registry.client, source: self.source, staleAfter: self.settings.nodeStaleAfter)
+            .addRoutes(to: router)
+    }
+}
+
+/// Drops change-log entries older than the retention, hourly. Nodes that were behind them get a
+/// full snapshot on their next watch.
+struct ChangeLogCompactor: Service {
+    let client: PostgresClient
+    let retention: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(3600))
+                if Task.isCancelled { return }
+                do {
+                    try await Self.compact(client: self.client, olderThan: self.retention, logger: self.logger)
+                } catch {
+                    self.logger.warning(
+                        "config change log compaction failed", metadata: ["error": "\(String(describing: error))"])
+                }
+            }
+        }
+    }
+
+    /// Returns the version compacted through (0 when nothing was old enough).
+    @discardableResult
+    static func compact(client: PostgresClient, olderThan age: Duration, logger: Logger) async throws -> Int64 {
+        let seconds = Double(age.components.seconds)
+        let rows = try await client.query(
+            "SELECT zaas_compact_config_changes(now() - make_interval(secs => \(seconds)))", logger: logger)
+        for try await through in rows.decode(Int64.self) { return through }
+        return 0
+    }
+}

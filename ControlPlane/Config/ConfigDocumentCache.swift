@@ -1,0 +1,53 @@
+import Common
+import Logging
+
+/// Signed config documents, built once per (version held, head) and shared: when a change lands,
+/// every node asks for the same delta at the same moment, and only the first request builds it.
+actor ConfigDocumentCache {
+    struct Key: Hashable {
+        var since: Int64?
+        var head: Int64
+    }
+
+    private let source: ConfigSource
+    private let signingKey: ConfigSigningKey
+    private let capacity: Int
+    private var entries: [Key: Task<(version: Int64, bytes: [UInt8])?, any Error>] = [:]
+    private var order: [Key] = []
+
+    init(source: ConfigSource, signingKey: ConfigSigningKey, capacity: Int = 16) {
+        self.source = source
+        self.signingKey = signingKey
+        self.capacity = capacity
+    }
+
+    /// The signed update from `since` to at least `head`, or nil when nothing is newer than `since`.
+    func document(since: Int64?, head: Int64, logger: Logger) async throws -> (version: Int64, bytes: [UInt8])? {
+        let key = Key(since: since, head: head)
+        if let task = self.entries[key] {
+            return try await task.value
+        }
+        let source = self.source
+        let signingKey = self.signingKey
+        let task =
+            Task {
+                guard let update = try await source.update(since: since, logger: logger) else { return nil }
+                return (update.version, SignedConfigDocument.encode(update, signedWith: signingKey))
+            } as Task<(version: Int64, bytes: [UInt8])?, any Error>
+        self.entries[key] = task
+        self.order.append(key)
+        if self.order.count > self.capacity {
+            self.entries[self.order.removeFirst()] = nil
+        }
+        do {
+            return try await task.value
+        } catch {
+            // Failures are not cached: the next request tries again.
+            if self.entries[key] == task {
+                self.entries[key] = nil
+                self.order.removeAll { $0 == key }
+            }
+            throw error
+        }
+    }
+}

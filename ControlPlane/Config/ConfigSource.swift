@@ -1,0 +1,199 @@
+import Common
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Builds what nodes enforce from PostgreSQL: full snapshots, and deltas from the change log.
+///
+/// Each build is one REPEATABLE READ transaction, so the version it is stamped with and the rows it
+/// read are the same moment: versions are handed out under the counter's row lock in commit order,
+/// so a snapshot that sees version N sees every change up to N and none after.
+public struct ConfigSource: Sendable {
+    public struct Head: Sendable, Equatable {
+        public var version: Int64
+        /// Change-log entries up to here were compacted away: a node behind it needs a full snapshot.
+        public var compactedThrough: Int64
+    }
+
+    let client: PostgresClient
+    let settings: DataPlaneSettings
+
+    public init(client: PostgresClient, settings: DataPlaneSettings) {
+        self.client = client
+        self.settings = settings
+    }
+
+    public func head(logger: Logger) async throws -> Head {
+        try await self.client.withConnection { connection in try await Self.head(connection: connection, logger: logger)
+        }
+    }
+
+    /// The whole configuration as of now.
+    public func snapshot(logger: Logger) async throws -> NodeConfigSnapshot {
+        try await self.consistentRead(logger: logger) { connection, head in
+            try await self.snapshot(at: head, connection: connection, logger: logger)
+        }
+    }
+
+    /// The update that takes a node from `since` to now: a delta when the change log still covers
+    /// `since`, otherwise (when the node holds nothing, is behind the compacted log, or is ahead of
+    /// the log, as after a database restore) a full snapshot. nil when nothing changed after `since`.
+    public func update(since: Int64?, logger: Logger) async throws -> ConfigUpdate? {
+        try await self.consistentRead(logger: logger) { connection, head in
+            guard let since, since >= head.compactedThrough, since <= head.version else {
+                return .full(try await self.snapshot(at: head, connection: connection, logger: logger))
+            }
+            if since == head.version { return nil }
+            var tenantIDs: Set<UUID> = []
+            var tiers: Set<String> = []
+            var keyIDs: Set<UUID> = []
+            let changes = try await connection.query(
+                "SELECT entity, entity_id FROM zaas_config_changes(\(since), \(head.version))", logger: logger)
+            for try await (entity, entityID) in changes.decode((String, String).self) {
+                switch entity {
+                case "tiers": tiers.insert(entityID)
+                case "tenants", "quota_policies": if let id = UUID(uuidString: entityID) { tenantIDs.insert(id) }
+                case "api_keys": if let id = UUID(uuidString: entityID) { keyIDs.insert(id) }
+                default: logger.warning("unknown entity in the config change log", metadata: ["entity": "\(entity)"])
+                }
+            }
+            let tenants =
+                tenantIDs.isEmpty && tiers.isEmpty
+                ? []
+                : try await Self.tenants(ids: tenantIDs, tiers: tiers, connection: connection, logger: logger)
+            let keys = keyIDs.isEmpty ? [] : try await Self.keys(ids: keyIDs, connection: connection, logger: logger)
+            let presentTenants = Set(tenants.map(\.id))
+            let presentKeys = Set(keys.map(\.id))
+            return .delta(
+                ConfigDelta(
+                    fromVersion: since,
+                    toVersion: head.version,
+                    createdAt: Date(),
+                    settings: self.settings,
+                    upsertedTenants: tenants,
+                    removedTenants: tenantIDs.subtracting(presentTenants).sorted { $0.uuidString < $1.uuidString },
+                    upsertedKeys: keys,
+                    removedKeys: keyIDs.subtracting(presentKeys).sorted { $0.uuidString < $1.uuidString }
+                ))
+        }
+    }
+
+    private func consistentRead<Result: Sendable>(
+        logger: Logger,
+        _ body: (PostgresConnection, Head) async throws -> Result
+    ) async throws -> Result {
+        try await self.client.withConnection { connection in
+            try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+            do {
+                let head = try await Self.head(connection: connection, logger: logger)
+                let result = try await body(connection, head)
+                try await connection.query("COMMIT", logger: logger)
+                return result
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    private static func head(connection: PostgresConnection, logger: Logger) async throws -> Head {
+        let rows = try await connection.query(
+            "SELECT version, compacted_through FROM zaas_config_head()", logger: logger)
+        for try await (version, compacted) in rows.decode((Int64, Int64).self) {
+            return Head(version: version, compactedThrough: compacted)
+        }
+        throw ConfigSourceError.missingHead
+    }
+
+    private func snapshot(at head: Head, connection: PostgresConnection, logger: Logger) async throws
+        -> NodeConfigSnapshot
+    {
+        NodeConfigSnapshot(
+            version: head.version,
+            createdAt: Date(),
+            settings: self.settings,
+            tenants: try await Self.tenants(ids: nil, tiers: nil, connection: connection, logger: logger),
+            keys: try await Self.keys(ids: nil, connection: connection, logger: logger)
+        )
+    }
+
+    private static func tenants(
+        ids: Set<UUID>?, tiers: Set<String>?, connection: PostgresConnection, logger: Logger
+    ) async throws -> [TenantConfig] {
+        let idList = ids.map { Array($0) }
+        let tierList = tiers.map { Array($0) }
+        let rows = try await connection.query(
+            """
+            SELECT id, slug, status, tier_id, queries_per_hour, tenant_queries_per_hour, model_classes,
+                   max_citations, cache_ttl_seconds, audit_retention_days, canon_updates_allowed
+            FROM zaas_config_tenants(\(idList), \(tierList))
+            """,
+            logger: logger
+        )
+        var tenants: [TenantConfig] = []
+        for try await row in rows.decode(
+            (UUID, String, String, String, Int32, Int32?, [String], Int32, Int32, Int32, Bool).self)
+        {
+            let (id, slug, status, tier, perHour, tenantPerHour, classes, citations, ttl, retention, canon) = row
+            guard let modelClasses = ModelClasses(names: classes) else {
+                throw ConfigSourceError.unexpectedValue("model classes \(classes) of tenant \(id)")
+            }
+            tenants.append(
+                TenantConfig(
+                    id: id,
+                    slug: slug,
+                    status: status == "active" ? .active : .suspended,
+                    policy: TenantPolicy(
+                        tier: tier,
+                        queriesPerHour: UInt32(clamping: perHour),
+                        tenantQueriesPerHour: tenantPerHour.map { UInt32(clamping: $0) },
+                        modelClasses: modelClasses,
+                        maxCitations: UInt16(clamping: citations),
+                        cacheTTLSeconds: UInt32(clamping: ttl),
+                        auditRetentionDays: UInt16(clamping: retention),
+                        canonUpdatesAllowed: canon
+                    ),
+                    canonVersion: nil
+                ))
+        }
+        return tenants
+    }
+
+    private static func keys(ids: Set<UUID>?, connection: PostgresConnection, logger: Logger) async throws
+        -> [KeyConfig]
+    {
+        let idList = ids.map { Array($0) }
+        let rows = try await connection.query(
+            """
+            SELECT id, tenant_id, key_id, environment, secret_digest, scopes, expires_at, revoked_at
+            FROM zaas_config_keys(\(idList))
+            """,
+            logger: logger
+        )
+        var keys: [KeyConfig] = []
+        for try await row in rows.decode((UUID, UUID, String, String, ByteBuffer, [String], Date?, Date?).self) {
+            let (id, tenantID, keyID, environment, digest, scopeNames, expiresAt, revokedAt) = row
+            guard let environment = APIKey.Environment(rawValue: environment),
+                let scopes = KeyScopes(names: scopeNames)
+            else { throw ConfigSourceError.unexpectedValue("environment or scopes of key \(id)") }
+            keys.append(
+                KeyConfig(
+                    id: id, tenantID: tenantID, keyID: keyID, environment: environment,
+                    digest: Array(digest.readableBytesView), scopes: scopes, expiresAt: expiresAt, revokedAt: revokedAt
+                ))
+        }
+        return keys
+    }
+}
+
+enum ConfigSourceError: Error, CustomStringConvertible {
+    case missingHead
+    case unexpectedValue(String)
+
+    var description: String {
+        switch self {
+        case .missingHead: "config_version has no row (migrations incomplete?)"
+        case .unexpectedValue(let what): "unexpected value in the database: \(what)"
+        }
+    }
+}

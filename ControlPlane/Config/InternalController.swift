@@ -1,0 +1,156 @@
+import Common
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import PostgresNIO
+import ServiceLifecycle
+
+/// The internal API data-plane nodes use; not public, authenticated by the node credential.
+///
+/// - `GET /internal/v1/config?since=N&wait=S&node_id=…&address=…&software_version=…`: the signed
+///   update from version N (absent: a full snapshot). Answers at once when something is newer,
+///   otherwise holds the request until the change log moves or `wait` seconds pass (then 204).
+///   Every call also registers the node with the version it holds.
+/// - `POST /internal/v1/usage`: batched last-used times of keys.
+struct InternalController: Sendable {
+    static let versionHeader = HTTPField.Name("ZaaS-Config-Version")!
+    static let maximumUsageBatch = 500
+
+    let credential: NodeCredential
+    let source: ConfigSource
+    let documents: ConfigDocumentCache
+    let notifier: ConfigChangeNotifier
+    let registry: NodeRegistry
+    let maximumWait: Duration
+    let documentBytes = Counter(label: "zaas_config_document_bytes_total")
+
+    struct UsageReport: Decodable {
+        struct Entry: Decodable {
+            let id: UUID
+            let lastUsedAt: Date
+        }
+        let nodeId: String
+        let keys: [Entry]
+    }
+
+    func addRoutes(to router: Router<some RequestContext>) {
+        let internalRoutes = router.group("/internal/v1")
+        internalRoutes.get("/config") { request, context in
+            try self.credential.authenticate(request)
+            return try await self.watch(request, logger: context.logger)
+        }
+        internalRoutes.post("/usage") { request, context in
+            try self.credential.authenticate(request)
+            let report = try await StrictJSON.decode(
+                UsageReport.self, from: request, context: context, allowedFields: ["node_id", "keys"])
+            guard report.keys.count <= Self.maximumUsageBatch else {
+                throw Problem.validation([FieldError("keys", "at most \(Self.maximumUsageBatch) per report")])
+            }
+            try await self.registry.recordUsage(report.keys.map { ($0.id, $0.lastUsedAt) }, logger: context.logger)
+            return Response(status: .noContent)
+        }
+    }
+
+    struct WatchRequest {
+        let since: Int64?
+        let wait: Duration
+        let node: NodeRegistry.Report
+
+        init(_ request: Request, maximumWait: Duration) throws {
+            let query = request.uri.queryParameters
+            var errors: [FieldError] = []
+            var since: Int64?
+            if let text = query["since"] {
+                since = Int64(String(text))
+                if since == nil || since! < 0 { errors.append(FieldError("since", "must be a non-negative integer")) }
+            }
+            var wait = maximumWait
+            if let text = query["wait"] {
+                if let seconds = Int(String(text)), seconds >= 0, Duration.seconds(seconds) <= maximumWait {
+                    wait = .seconds(seconds)
+                } else {
+                    errors.append(
+                        FieldError("wait", "must be whole seconds from 0 to \(maximumWait.components.seconds)"))
+                }
+            }
+            let nodeID = query["node_id"].map(String.init) ?? ""
+            if !NodeRegistry.isValidNodeID(nodeID) {
+                errors.append(FieldError("node_id", "1 to 200 characters of letters, digits and . _ : -"))
+            }
+            let address = query["address"].map(String.init) ?? ""
+            if address.count > 500 { errors.append(FieldError("address", "at most 500 characters")) }
+            let software = query["software_version"].map(String.init) ?? ""
+            if software.count > 100 { errors.append(FieldError("software_version", "at most 100 characters")) }
+            guard errors.isEmpty else { throw Problem.validation(errors) }
+            self.since = since
+            self.wait = wait
+            self.node = .init(id: nodeID, address: address, softwareVersion: software, configVersion: since ?? 0)
+        }
+    }
+
+    func watch(_ request: Request, logger: Logger) async throws -> Response {
+        let watch = try WatchRequest(request, maximumWait: self.maximumWait)
+        try await self.registry.register(watch.node, logger: logger)
+        var head = try await self.source.head(logger: logger)
+        if let since = watch.since, since == head.version {
+            // Shutdown ends a held request at once (as "unchanged"), so it never delays a stop.
+            let notifier = self.notifier
+            let changed = try? await cancelWhenGracefulShutdown {
+                await notifier.waitForChange(after: since, timeout: watch.wait)
+            }
+            guard changed == true else { return Self.unchanged(version: since) }
+            head = try await self.source.head(logger: logger)
+        }
+        guard let document = try await self.documents.document(since: watch.since, head: head.version, logger: logger)
+        else {
+            return Self.unchanged(version: head.version)
+        }
+        self.documentBytes.increment(by: document.bytes.count)
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: SignedConfigDocument.mediaType,
+                .cacheControl: "no-store",
+                Self.versionHeader: String(document.version),
+            ],
+            body: .init(byteBuffer: ByteBuffer(bytes: document.bytes))
+        )
+    }
+
+    static func unchanged(version: Int64) -> Response {
+        Response(status: .noContent, headers: [.cacheControl: "no-store", Self.versionHeader: String(version)])
+    }
+}
+
+/// The shared secret nodes present as `Authorization: Bearer <token>`; compared in constant time
+/// (digests of equal length, so not even the token's length leaks).
+struct NodeCredential: Sendable {
+    private let digest: [UInt8]
+
+    init(token: String) {
+        self.digest = Array(SHA256.hash(data: Array(token.utf8)))
+    }
+
+    func authenticate(_ request: Request) throws {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw Problem.nodeUnauthenticated
+        }
+        let presented = Array(SHA256.hash(data: Array(header.dropFirst("Bearer ".count).utf8)))
+        guard constantTimeEqual(presented, self.digest) else { throw Problem.nodeUnauthenticated }
+    }
+}
+
+extension Problem {
+    static var nodeUnauthenticated: Problem {
+        Problem(
+            slug: "node-unauthenticated",
+            title: "Unauthorized",
+            status: .unauthorized,
+            detail: "Internal API: send the node credential as `Authorization: Bearer <token>`.",
+            headers: [.wwwAuthenticate: "Bearer"]
+        )
+    }
+}

@@ -1,0 +1,97 @@
+import Common
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+
+/// Data-plane nodes as they last reported themselves (every watch request is a report), and the
+/// last-used times they batch up.
+struct NodeRegistry: Sendable {
+    struct Report: Sendable {
+        let id: String
+        let address: String
+        let softwareVersion: String
+        let configVersion: Int64
+    }
+
+    let client: PostgresClient
+
+    static func isValidNodeID(_ id: String) -> Bool {
+        (1...200).contains(id.utf8.count)
+            && id.utf8.allSatisfy { byte in
+                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+                    || [0x2E, 0x5F, 0x3A, 0x2D].contains(byte)
+            }
+    }
+
+    func register(_ report: Report, logger: Logger) async throws {
+        try await self.client.query(
+            """
+            INSERT INTO data_plane_nodes (id, address, software_version, config_version)
+            VALUES (\(report.id), \(report.address), \(report.softwareVersion), \(report.configVersion))
+            ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address,
+                software_version = EXCLUDED.software_version, config_version = EXCLUDED.config_version,
+                last_seen_at = now()
+            """,
+            logger: logger
+        )
+    }
+
+    func recordUsage(_ usage: [(UUID, Date)], logger: Logger) async throws {
+        guard !usage.isEmpty else { return }
+        try await self.client.query(
+            "SELECT zaas_record_key_usage(\(usage.map(\.0)), \(usage.map(\.1)))", logger: logger)
+    }
+}
+
+/// `GET /admin/v1/nodes` (operators): every node, the version it holds, how far it lags and
+/// whether it has been seen lately.
+struct NodeController: Sendable {
+    let client: PostgresClient
+    let source: ConfigSource
+    /// A node that has not asked for config for this long is `stale`.
+    let staleAfter: Duration
+
+    struct NodeBody: Encodable {
+        let id: String
+        let address: String
+        let softwareVersion: String
+        let configVersion: Int64
+        let lag: Int64
+        let status: String
+        let firstSeenAt: Date
+        let lastSeenAt: Date
+    }
+
+    struct NodeList: Encodable {
+        let configVersion: Int64
+        let items: [NodeBody]
+    }
+
+    func addRoutes(to router: Router<AdminRequestContext>) {
+        router.group("/admin/v1/nodes", context: OperatorContext.self).get { _, context in
+            let head = try await self.source.head(logger: context.logger)
+            let rows = try await self.client.query(
+                """
+                SELECT id, address, software_version, config_version, first_seen_at, last_seen_at,
+                       extract(epoch FROM now() - last_seen_at)::float8
+                FROM data_plane_nodes ORDER BY id
+                """,
+                logger: context.logger
+            )
+            var items: [NodeBody] = []
+            let staleSeconds = Double(self.staleAfter.components.seconds)
+            for try await (id, address, software, version, firstSeen, lastSeen, age) in rows.decode(
+                (String, String, String, Int64, Date, Date, Double).self)
+            {
+                items.append(
+                    NodeBody(
+                        id: id, address: address, softwareVersion: software, configVersion: version,
+                        lag: max(0, head.version - version), status: age > staleSeconds ? "stale" : "online",
+                        firstSeenAt: firstSeen, lastSeenAt: lastSeen
+                    ))
+            }
+            return try StrictJSON.response(NodeList(configVersion: head.version, items: items))
+        }
+    }
+}

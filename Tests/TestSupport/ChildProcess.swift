@@ -1,0 +1,94 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A child process spawned with posix_spawn and reaped with waitpid: Foundation's Process polls a
+/// run loop in `waitUntilExit`, which spins on Linux when called from a concurrency thread.
+public final class ChildProcess: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pid: pid_t?
+
+    /// Starts `arguments[0]` with `environment` (the whole environment), output appended to `logFile`.
+    public init(arguments: [String], environment: [String: String], logFile: String? = nil) throws {
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in envp { free(pointer) } }
+        // The spawning thread may block signals (concurrency and NIO threads do); the child must
+        // not inherit that, or it would ignore SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var defaultSignals = sigset_t()
+        sigfillset(&defaultSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if let logFile {
+            posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, envp)
+        guard status == 0 else {
+            throw TestEnvironment.SetupError(message: "cannot start \(arguments[0]): errno \(status)")
+        }
+        self.pid = pid
+    }
+
+    deinit { self.stop() }
+
+    public var isRunning: Bool {
+        self.lock.withLock {
+            guard let pid = self.pid else { return false }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                self.pid = nil
+                return false
+            }
+            return true
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    public func kill() {
+        self.lock.withLock {
+            guard let pid = self.pid else { return }
+            Glibc.kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            self.pid = nil
+        }
+    }
+
+    /// SIGTERM, and SIGKILL if it has not exited within `grace`. Returns the exit status when the
+    /// process exited on its own (nil when it had to be killed or was not running).
+    @discardableResult
+    public func stop(grace: Duration = .seconds(5)) -> Int32? {
+        self.lock.withLock {
+            guard let pid = self.pid else { return nil }
+            Glibc.kill(pid, SIGTERM)
+            var status: Int32 = 0
+            let deadline = ContinuousClock.now + grace
+            while ContinuousClock.now < deadline {
+                if waitpid(pid, &status, WNOHANG) == pid {
+                    self.pid = nil
+                    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : nil
+                }
+                usleep(10_000)
+            }
+            Glibc.kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+            self.pid = nil
+            return nil
+        }
+    }
+}

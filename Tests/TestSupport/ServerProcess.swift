@@ -1,0 +1,120 @@
+import AsyncHTTPClient
+import Common
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A `zaas-control` or `zaas-data` executable running as a real process, as operators run it.
+public final class ServerProcess: @unchecked Sendable {
+    public let name: String
+    public let port: Int
+    public var environment: [String: String]
+    public let logFile: String
+    private let binary: String
+    private var process: ChildProcess?
+
+    /// The folder holding the executables `swift build` made next to the test bundle
+    /// (override with `ZAAS_BIN`).
+    public static var binaryDirectory: String {
+        if let directory = ProcessInfo.processInfo.environment["ZAAS_BIN"], !directory.isEmpty { return directory }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+    }
+
+    /// `settings` in dotted form (`http.port`), turned into `ZAAS_*` variables.
+    public init(name: String, executable: String, settings: [String: String], port: Int, logDirectory: String) throws {
+        self.name = name
+        self.port = port
+        self.binary = Self.binaryDirectory + "/" + executable
+        guard FileManager.default.isExecutableFile(atPath: self.binary) else {
+            throw TestEnvironment.SetupError(message: "\(self.binary) missing: run `swift build --build-tests` first")
+        }
+        var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+        for (key, value) in settings { environment[ConfigurationError.environmentName(key)] = value }
+        environment["ZAAS_HTTP_PORT"] = String(port)
+        environment["ZAAS_HTTP_HOST"] = "127.0.0.1"
+        self.environment = environment
+        self.logFile = logDirectory + "/\(name).log"
+    }
+
+    deinit { self.process?.stop() }
+
+    public var baseURL: String { "http://127.0.0.1:\(self.port)" }
+    public var isRunning: Bool { self.process?.isRunning ?? false }
+
+    /// Starts the process and waits until it accepts connections.
+    public func start(timeout: Duration = .seconds(60)) async throws {
+        self.process = try ChildProcess(arguments: [self.binary], environment: self.environment, logFile: self.logFile)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if RedisServerProcess.canConnect(port: self.port) { return }
+            guard self.process?.isRunning == true else {
+                throw TestEnvironment.SetupError(message: "\(self.name) exited at start:\n\(self.logTail())")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestEnvironment.SetupError(message: "\(self.name) did not listen on \(self.port):\n\(self.logTail())")
+    }
+
+    public func kill() { self.process?.kill() }
+
+    @discardableResult
+    public func stop() -> Int32? { self.process?.stop() }
+
+    public func log() -> String { (try? String(contentsOfFile: self.logFile, encoding: .utf8)) ?? "" }
+
+    public func logTail(_ lines: Int = 30) -> String {
+        self.log().split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+}
+
+/// Minimal JSON-over-HTTP for tests that talk to real processes.
+public enum TestHTTP {
+    public struct Reply: Sendable {
+        public let status: Int
+        public let headers: [String: String]
+        public let body: [UInt8]
+
+        public var json: [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: Data(self.body))) as? [String: Any]
+        }
+        public var text: String { String(decoding: self.body, as: UTF8.self) }
+    }
+
+    public static func send(
+        _ method: String = "GET",
+        _ url: String,
+        bearer: String? = nil,
+        json: String? = nil,
+        headers: [String: String] = [:],
+        timeout: Duration = .seconds(10)
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: url)
+        request.method = HTTPMethod(rawValue: method)
+        if let bearer { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+        }
+        let (seconds, attoseconds) = timeout.components
+        let response = try await HTTPClient.shared.execute(
+            request, timeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
+        let body = try await response.body.collect(upTo: 64 << 20)
+        var replyHeaders: [String: String] = [:]
+        for header in response.headers { replyHeaders[header.name.lowercased()] = header.value }
+        return Reply(status: Int(response.status.code), headers: replyHeaders, body: Array(body.readableBytesView))
+    }
+
+    /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns how long it took.
+    public static func waitUntil(
+        timeout: Duration, _ condition: () async throws -> Bool
+    ) async throws -> Duration? {
+        let clock = ContinuousClock()
+        let start = clock.now
+        while clock.now - start < timeout {
+            if try await condition() { return clock.now - start }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return try await condition() ? clock.now - start : nil
+    }
+}
