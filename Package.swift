@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "ControlPlane", targets: ["ControlPlane"]),
         .library(name: "DataPlane", targets: ["DataPlane"]),
         .executable(name: "bench-admin", targets: ["bench-admin"]),
+        .executable(name: "bench-config", targets: ["bench-config"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -164,6 +165,18 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/Benchmarks/AdminBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bench-config",
+            dependencies: [
+                "ControlPlane",
+                "DataPlane",
+                "Common",
+                "TestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Tests/Benchmarks/ConfigBench",
             swiftSettings: swiftSettings
         ),
         .testTarget(

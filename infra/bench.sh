@@ -14,8 +14,9 @@ if [ -z "$benches" ]; then
     log "no benchmarks defined yet"
     exit 0
 fi
+# Everything in release: benchmarks start zaas-control and zaas-data from the same build.
+swift build -c release
 for bench in $benches; do
-    swift build -c release --product "$bench"
     log "running $bench"
     ".build/release/$bench"
 done

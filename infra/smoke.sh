@@ -48,6 +48,10 @@ for url in $DATA_URLS; do
     for _ in $(seq 1 50); do [ "$(key_status "$url")" = 200 ] && break; sleep 0.1; done
     [ "$(key_status "$url")" = 200 ] || fail "demo key refused by $url"
 done
+node_metrics=$(curl -fsS "http://127.0.0.1:18401/metrics")
+for metric in zaas_config_version zaas_control_plane_up zaas_config_staleness_seconds; do
+    grep -q "^$metric" <<<"$node_metrics" || fail "no $metric in the node's /metrics"
+done
 bad=$(curl -s -H "Authorization: Bearer zaas_live_aaaaaaaaaaaaaaaaaaaa_$(printf '0%.0s' $(seq 1 64))" "http://127.0.0.1:18401/api/v1/key")
 grep -q 'invalid-api-key' <<<"$bad" || fail "unknown key not refused: $bad"
 

@@ -23,6 +23,7 @@ public enum Migrations {
         Migration(version: 2, name: "tenancy_and_row_level_security", statements: TenancySchema.statements),
         Migration(version: 3, name: "login_and_session_gates", statements: AccessFunctions.statements),
         Migration(version: 4, name: "config_distribution", statements: ConfigDistributionSchema.statements),
+        Migration(version: 5, name: "statement_level_change_log", statements: StatementChangeLog.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

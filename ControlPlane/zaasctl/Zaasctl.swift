@@ -9,7 +9,7 @@ struct Zaasctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zaasctl",
         abstract: "Administer ZaaS through its admin API.",
-        subcommands: [Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self]
+        subcommands: [Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self, Nodes.self]
     )
 }
 
@@ -330,6 +330,34 @@ struct Keys: AsyncParsableCommand {
         func run() async throws {
             try connection.requireToken()
             try await zaasctl.run { _ = try await connection.client.send(.DELETE, "/admin/v1/keys/\(id)") }
+        }
+    }
+}
+
+struct Nodes: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Data-plane nodes, the configuration version each holds and its lag (operators).",
+        subcommands: [List.self],
+        defaultSubcommand: List.self
+    )
+
+    static func line(_ node: Any) -> String {
+        "\(field(node, "id"))  \(field(node, "status"))  version \(field(node, "config_version"))"
+            + "  lag \(field(node, "lag"))  \(field(node, "address"))  last seen \(field(node, "last_seen_at"))"
+    }
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                let listed = try await connection.client.send(.GET, "/admin/v1/nodes")
+                try connection.output(listed) { value in
+                    (["control plane at version \(field(value, "config_version"))"] + items(value).map(Nodes.line))
+                        .joined(separator: "\n")
+                }
+            }
         }
     }
 }

@@ -39,9 +39,10 @@ public struct KeyVerifier: Sendable {
         guard let state else { return .failure(.notReady) }
         guard let authorization, authorization.utf8.count > 7 else { return .failure(.unauthenticated) }
         // The scheme is case-insensitive (RFC 9110 §11.1); the key itself is exact.
-        guard authorization.prefix(7).lowercased() == "bearer ",
-            let presented = try? APIKey(parsing: authorization.dropFirst(7))
-        else { return .failure(.unauthenticated) }
+        var bytes = Array(authorization.utf8)
+        guard bytes.count > 7, Self.isBearerScheme(bytes) else { return .failure(.unauthenticated) }
+        bytes.removeFirst(7)
+        guard let presented = try? APIKey(utf8: &bytes) else { return .failure(.unauthenticated) }
         // Digest before the lookup's outcome is known, so an unknown key id costs the same.
         let digest = self.digester.digest(presented.secret)
         guard let key = state.keys[presented.keyID],
@@ -58,5 +59,11 @@ public struct KeyVerifier: Sendable {
             return .failure(.wrongTenant)
         }
         return .success(Caller(tenant: tenant, key: key, configVersion: state.version))
+    }
+
+    private static func isBearerScheme(_ bytes: [UInt8]) -> Bool {
+        let scheme: [UInt8] = Array("bearer ".utf8)
+        for index in 0..<7 where bytes[index] | (index < 6 ? 0x20 : 0) != scheme[index] { return false }
+        return true
     }
 }

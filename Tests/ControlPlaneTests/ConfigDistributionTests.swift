@@ -266,4 +266,27 @@ struct ConfigDistributionTests {
             #expect(try await Self.watch(fixture.client, since: base + 2).status == .noContent)
         }
     }
+
+    @Test("one statement over many rows takes one block of versions; an update that changes nothing takes none")
+    func statementLevelChangeLog() async throws {
+        try await API.withAPI { fixture in
+            let admin = try await API.signIn(fixture.client, "admin@alpha.example")
+            for _ in 0..<3 { _ = try await Self.createKey(fixture.client, token: admin) }
+            let source = ConfigSource(client: fixture.db.client, settings: ConfigFixtures.settings)
+            let before = try await source.head(logger: API.logger).version
+            try await fixture.db.withTenant(fixture.tenantA, logger: API.logger) { connection in
+                try await connection.query("UPDATE api_keys SET name = 'renamed'", logger: API.logger)
+                try await connection.query("UPDATE api_keys SET name = 'renamed'", logger: API.logger)
+                try await connection.query("UPDATE api_keys SET last_used_at = now()", logger: API.logger)
+            }
+            let after = try await source.head(logger: API.logger).version
+            #expect(after == before + 3)
+            guard case .delta(let delta) = try await source.update(since: before, logger: API.logger) else {
+                Issue.record("expected a delta")
+                return
+            }
+            #expect(delta.upsertedKeys.count == 3)
+            #expect(delta.upsertedKeys.allSatisfy { $0.tenantID == fixture.tenantA })
+        }
+    }
 }

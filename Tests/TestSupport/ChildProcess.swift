@@ -46,6 +46,8 @@ public final class ChildProcess: @unchecked Sendable {
 
     deinit { self.stop() }
 
+    public var processID: Int32? { self.lock.withLock { self.pid } }
+
     public var isRunning: Bool {
         self.lock.withLock {
             guard let pid = self.pid else { return false }

@@ -41,6 +41,21 @@ public final class ServerProcess: @unchecked Sendable {
     public var baseURL: String { "http://127.0.0.1:\(self.port)" }
     public var isRunning: Bool { self.process?.isRunning ?? false }
 
+    /// Resident and peak resident memory in KiB, from /proc.
+    public var memory: (residentKiB: Int, peakKiB: Int)? {
+        guard let pid = self.process?.processID,
+            let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        else { return nil }
+        func field(_ name: String) -> Int? {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else {
+                return nil
+            }
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        }
+        guard let resident = field("VmRSS"), let peak = field("VmHWM") else { return nil }
+        return (resident, peak)
+    }
+
     /// Starts the process and waits until it accepts connections.
     public func start(timeout: Duration = .seconds(60)) async throws {
         self.process = try ChildProcess(arguments: [self.binary], environment: self.environment, logFile: self.logFile)

@@ -38,17 +38,53 @@ public struct APIKey: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses the text a caller sent. Strict: exactly the format above, nothing around it.
     public init(parsing text: some StringProtocol) throws(APIKeyFormatError) {
-        let parts = text.split(separator: "_", omittingEmptySubsequences: false)
-        guard parts.count == 4, parts[0] == "zaas" else { throw .notAZaaSKey }
-        guard let environment = Environment(rawValue: String(parts[1])) else { throw .unknownEnvironment }
-        let keyID = parts[2]
-        guard keyID.utf8.count == Self.keyIDLength,
-            keyID.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) })
-        else { throw .malformedKeyID }
-        guard let secret = Hex.decode(parts[3]), secret.count == Self.secretLength else {
-            throw .malformedSecret
+        var utf8 = Array(text.utf8)
+        try self.init(utf8: &utf8)
+    }
+
+    /// Byte-level parsing without generic dispatch: this runs on every data-plane request.
+    public init(utf8 bytes: inout [UInt8]) throws(APIKeyFormatError) {
+        let result: Result<APIKey, APIKeyFormatError> = bytes.withUnsafeBufferPointer { Self.parse($0) }
+        self = try result.get()
+    }
+
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Result<APIKey, APIKeyFormatError> {
+        let underscore = UInt8(ascii: "_")
+        // "zaas_" + "live"|"test" + "_" + 20 id characters + "_" + 64 hex digits.
+        guard bytes.count >= 5, bytes[0] == 0x7A, bytes[1] == 0x61, bytes[2] == 0x61, bytes[3] == 0x73,
+            bytes[4] == underscore
+        else { return .failure(.notAZaaSKey) }
+        // Exactly four `_`-separated parts, or it is not our format at all.
+        var separators = 0
+        for byte in bytes where byte == underscore { separators += 1 }
+        guard separators == 3 else { return .failure(.notAZaaSKey) }
+        guard bytes.count >= 10, bytes[9] == underscore else { return .failure(.unknownEnvironment) }
+        let environment: Environment
+        switch (bytes[5], bytes[6], bytes[7], bytes[8]) {
+        case (0x6C, 0x69, 0x76, 0x65): environment = .live
+        case (0x74, 0x65, 0x73, 0x74): environment = .test
+        default: return .failure(.unknownEnvironment)
         }
-        self.init(environment: environment, keyID: String(keyID), secret: secret)
+        let idStart = 10
+        let idEnd = idStart + keyIDLength
+        guard bytes.count > idEnd, bytes[idEnd] == underscore else { return .failure(.malformedKeyID) }
+        for index in idStart..<idEnd {
+            let byte = bytes[index]
+            guard (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) else {
+                return .failure(.malformedKeyID)
+            }
+        }
+        let secretStart = idEnd + 1
+        guard bytes.count - secretStart == secretLength * 2 else { return .failure(.malformedSecret) }
+        var secret = [UInt8](repeating: 0, count: secretLength)
+        for index in 0..<secretLength {
+            guard let high = Hex.value(bytes[secretStart + 2 * index]),
+                let low = Hex.value(bytes[secretStart + 2 * index + 1])
+            else { return .failure(.malformedSecret) }
+            secret[index] = high << 4 | low
+        }
+        let keyID = String(decoding: UnsafeBufferPointer(rebasing: bytes[idStart..<idEnd]), as: UTF8.self)
+        return .success(APIKey(environment: environment, keyID: keyID, secret: secret))
     }
 
     /// The full key, to show once at creation.
@@ -72,16 +108,20 @@ public enum APIKeyFormatError: Error, Sendable, Equatable {
 /// against stored digests in constant time. A high-entropy secret needs no slow hash; the pepper
 /// means a leaked table of digests cannot be checked offline without the server's configuration.
 public struct APIKeyDigester: Sendable {
-    private let pepper: SymmetricKey
+    /// HMAC state with the pepper already absorbed: each digest copies it and hashes only the
+    /// secret, instead of redoing the key schedule.
+    private let prepared: HMAC<SHA256>
 
     /// The pepper must be at least 32 bytes.
     public init(pepper: [UInt8]) throws(APIKeyPepperError) {
         guard pepper.count >= 32 else { throw APIKeyPepperError(length: pepper.count) }
-        self.pepper = SymmetricKey(data: pepper)
+        self.prepared = HMAC<SHA256>(key: SymmetricKey(data: pepper))
     }
 
     public func digest(_ secret: [UInt8]) -> [UInt8] {
-        Array(HMAC<SHA256>.authenticationCode(for: secret, using: self.pepper))
+        var hmac = self.prepared
+        hmac.update(data: secret)
+        return Array(hmac.finalize())
     }
 
     public func verify(_ secret: [UInt8], against digest: [UInt8]) -> Bool {
