@@ -61,12 +61,7 @@ public struct ControlPlaneConfiguration: Sendable {
         self.server = try ServerSettings(reader: reader)
         self.database = try DatabaseConfiguration(reader: reader)
         self.migrateOnStart = try reader.flag("migrations.on_start")
-        let pepper = try reader.setting("keys.pepper", isSecret: true)
-        guard let bytes = Hex.decode(pepper), bytes.count >= 32 else {
-            throw ConfigurationError.invalid(
-                key: "keys.pepper", value: "(hidden)", expected: "at least 64 lower-case hex digits")
-        }
-        self.keyPepper = bytes
+        self.keyPepper = try reader.hexSecret("keys.pepper", minimumBytes: 32)
         self.sessionLifetime = .seconds(try reader.setting("sessions.lifetime_seconds", in: 300...604_800))
         switch (
             reader.optionalSetting("bootstrap.operator_email"),

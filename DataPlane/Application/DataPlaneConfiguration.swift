@@ -47,12 +47,7 @@ public struct DataPlaneConfiguration: Sendable {
                 key: "config.public_key", value: reader.optionalSetting("config.public_key") ?? "", expected: "\(error)"
             )
         }
-        let pepper = try reader.setting("keys.pepper", isSecret: true)
-        guard let bytes = Hex.decode(pepper), bytes.count >= 32 else {
-            throw ConfigurationError.invalid(
-                key: "keys.pepper", value: "(hidden)", expected: "at least 64 lower-case hex digits")
-        }
-        self.keyPepper = bytes
+        self.keyPepper = try reader.hexSecret("keys.pepper", minimumBytes: 32)
         let safeID = String(self.nodeID.map { $0.isLetter || $0.isNumber || "-_.".contains($0) ? $0 : "_" })
         self.stateDirectory = reader.optionalSetting("node.state_dir") ?? ".zaas/node-state/\(safeID)"
         self.advertisedAddress =

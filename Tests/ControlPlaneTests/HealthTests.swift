@@ -54,19 +54,27 @@ struct ControlPlaneHealthTests {
         }
     }
 
+    /// The control plane's router over its PostgreSQL client, without the start-up steps
+    /// (migrations, role check) that `buildApplication` adds.
+    static func routerApplication(_ configuration: ControlPlaneConfiguration) async throws
+        -> some ApplicationProtocol
+    {
+        let postgres = PostgresClient(configuration: configuration.database.applicationClient)
+        let router = try buildRouter(
+            postgres: postgres,
+            auth: try await makeAuthService(postgres: postgres, configuration: configuration),
+            distribution: ConfigDistribution(
+                postgres: postgres, settings: configuration.distribution, logger: Logger(label: "test")),
+            configuration: configuration
+        )
+        return Application(router: router, services: [postgres])
+    }
+
     @Test("without migrations applied, health is 503 problem+json")
     func notMigrated() async throws {
         try await TestDatabase.withFresh { database in
             let configuration = try await Self.configuration(database: database.name)
-            let postgres = PostgresClient(configuration: configuration.database.applicationClient)
-            let router = try buildRouter(
-                postgres: postgres,
-                auth: try await makeAuthService(postgres: postgres, configuration: configuration),
-                distribution: ConfigDistribution(
-                    postgres: postgres, settings: configuration.distribution, logger: Logger(label: "test")),
-                configuration: configuration
-            )
-            let app = Application(router: router, services: [postgres])
+            let app = try await Self.routerApplication(configuration)
             try await app.test(.router) { client in
                 try await client.execute(uri: "/healthz", method: .get) { response in
                     #expect(response.status == .serviceUnavailable)
@@ -87,15 +95,7 @@ struct ControlPlaneHealthTests {
             database: "zaas",
             overrides: ["postgres.port": String(closedPort), "postgres.connect_timeout_ms": "500"]
         )
-        let postgres = PostgresClient(configuration: configuration.database.applicationClient)
-        let router = try buildRouter(
-            postgres: postgres,
-            auth: try await makeAuthService(postgres: postgres, configuration: configuration),
-            distribution: ConfigDistribution(
-                postgres: postgres, settings: configuration.distribution, logger: Logger(label: "test")),
-            configuration: configuration
-        )
-        let app = Application(router: router, services: [postgres])
+        let app = try await Self.routerApplication(configuration)
         try await app.test(.router) { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)

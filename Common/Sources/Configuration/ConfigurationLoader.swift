@@ -81,6 +81,16 @@ extension ConfigReader {
         }
     }
 
+    /// A secret given as lower-case hex, at least `minimumBytes` long (for example `keys.pepper`).
+    public func hexSecret(_ key: String, minimumBytes: Int) throws -> [UInt8] {
+        let text = try self.setting(key, isSecret: true)
+        guard let bytes = Hex.decode(text), bytes.count >= minimumBytes else {
+            throw ConfigurationError.invalid(
+                key: key, value: "(hidden)", expected: "at least \(minimumBytes * 2) lower-case hex digits")
+        }
+        return bytes
+    }
+
     /// A setting that may be absent; present but empty counts as absent.
     public func optionalSetting(_ key: String, isSecret: Bool = false) -> String? {
         guard let value = self.string(forKey: ConfigKey(key), isSecret: isSecret), !value.isEmpty else {
