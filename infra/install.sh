@@ -11,6 +11,9 @@ command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
+compgen -G "/usr/include/*/cblas.h" >/dev/null || [ -f /usr/include/cblas.h ] || need+=(libopenblas-dev)
+command -v python3 >/dev/null || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v runuser >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then

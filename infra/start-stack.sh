@@ -52,7 +52,8 @@ for port in $ZAAS_DATA_PORTS; do
         ZAAS_REDIS_PORT="$ZAAS_REDIS_PORT" ZAAS_REDIS_PASSWORD="$ZAAS_REDIS_PASSWORD" \
         ZAAS_CONTROL_URL="http://127.0.0.1:$ZAAS_CONTROL_PORT" \
         ZAAS_NODES_TOKEN="$ZAAS_NODE_TOKEN" ZAAS_CONFIG_PUBLIC_KEY="$ZAAS_CONFIG_PUBLIC_KEY" \
-        ZAAS_KEYS_PEPPER="$ZAAS_KEY_PEPPER" ZAAS_NODE_STATE_DIR="$ZAAS_HOME/node-state/data-$index-$port" \
+        ZAAS_KEYS_PEPPER="$ZAAS_KEY_PEPPER" ZAAS_EMBEDDINGS_MODEL_DIR="$ZAAS_HOME/models/all-MiniLM-L6-v2" \
+        ZAAS_NODE_STATE_DIR="$ZAAS_HOME/node-state/data-$index-$port" \
         "$BIN/zaas-data"
     data_urls+=("http://127.0.0.1:$port")
 done

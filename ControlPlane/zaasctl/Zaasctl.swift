@@ -1,4 +1,5 @@
 import ArgumentParser
+import Embeddings
 import Foundation
 import NIOHTTP1
 
@@ -9,7 +10,7 @@ struct Zaasctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zaasctl",
         abstract: "Administer ZaaS through its admin API.",
-        subcommands: [Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self, Nodes.self]
+        subcommands: [Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self, Nodes.self, Embed.self]
     )
 }
 
@@ -359,5 +360,54 @@ struct Nodes: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+struct Embed: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print sentence embeddings as JSON, to check a model copy against known vectors.",
+        discussion: "Runs the in-process model (no server needed). Texts are arguments, or one per line with --file."
+    )
+
+    @Option(help: "The model folder (env ZAAS_EMBEDDINGS_MODEL_DIR; `bash infra/fetch-model.sh` makes it).")
+    var modelDir: String =
+        ProcessInfo.processInfo.environment["ZAAS_EMBEDDINGS_MODEL_DIR"] ?? ".zaas/models/all-MiniLM-L6-v2"
+
+    @Option(help: "A UTF-8 file with one text per line.")
+    var file: String?
+
+    @Argument(help: "Texts to embed.")
+    var texts: [String] = []
+
+    func validate() throws {
+        if self.texts.isEmpty && self.file == nil { throw ValidationError("Give texts, or --file with one per line.") }
+        if !self.texts.isEmpty && self.file != nil { throw ValidationError("Give texts or --file, not both.") }
+    }
+
+    func run() async throws {
+        var texts = self.texts
+        if let file {
+            guard let content = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("Cannot read \(file) as UTF-8 text.")
+            }
+            texts = content.split(separator: "\n", omittingEmptySubsequences: false).map {
+                String($0.hasSuffix("\r") ? $0.dropLast() : $0)
+            }
+            if texts.last == "" { texts.removeLast() }
+        }
+        let model: SentenceModel
+        do {
+            model = try SentenceModel(directory: self.modelDir)
+        } catch {
+            throw ValidationError("\(error) (folder \(self.modelDir); fetch it with `bash infra/fetch-model.sh`)")
+        }
+        let vectors = model.embedNow(texts)
+        let items: [[String: Any]] = zip(texts, vectors).map { text, vector in
+            ["text": text, "tokens": model.tokenizer.tokenize(text), "embedding": vector.map(Double.init)]
+        }
+        let data = try JSONSerialization.data(
+            withJSONObject: ["model": self.modelDir, "dimension": model.encoder.dimension, "items": items],
+            options: [.sortedKeys, .withoutEscapingSlashes])
+        print(String(decoding: data, as: UTF8.self))
     }
 }

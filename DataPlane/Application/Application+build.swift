@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Common
 import Configuration
+import Embeddings
 import Foundation
 import Hummingbird
 import Logging
@@ -36,7 +37,10 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
             serverName: "zaas-data"
         ),
         // Stopped in reverse order: the usage recorder's last report still has its HTTP client.
-        services: [HTTPClientService(client: httpClient), redis, node.watcher, node.usage],
+        services: [
+            HTTPClientService(client: httpClient), EmbedderService(embedder: node.embedder), redis, node.watcher,
+            node.usage,
+        ],
         logger: logger
     )
 }
@@ -47,6 +51,8 @@ public struct DataPlaneNode: Sendable {
     public let watcher: ConfigWatcher
     public let usage: KeyUsageRecorder
     public let verifier: KeyVerifier
+    /// Sentence embeddings for retrieval and the semantic cache, loaded once at start.
+    public let embedder: BatchingEmbedder
 
     public init(configuration: DataPlaneConfiguration, httpClient: HTTPClient = .shared, logger: Logger) throws {
         let store = ConfigStore()
@@ -81,6 +87,18 @@ public struct DataPlaneNode: Sendable {
                 entries, url: url, token: token, nodeID: nodeID, timeout: timeout, httpClient: httpClient)
         }
         self.verifier = KeyVerifier(digester: try APIKeyDigester(pepper: configuration.keyPepper))
+        let embeddings = configuration.embeddings
+        do {
+            self.embedder = BatchingEmbedder(
+                model: try SentenceModel(directory: embeddings.modelDirectory), threads: embeddings.threads,
+                batchWindow: embeddings.batchWindow, maximumBatch: embeddings.maximumBatch)
+        } catch {
+            throw ConfigurationError.invalid(
+                key: "embeddings.model_dir", value: embeddings.modelDirectory,
+                expected:
+                    "the all-MiniLM-L6-v2 folder (fetch it with `bash infra/fetch-model.sh`, as make run does): \(error)"
+            )
+        }
     }
 
     static func reportUsage(
@@ -138,5 +156,15 @@ struct HTTPClientService: Service {
     func run() async throws {
         try? await gracefulShutdown()
         try await self.client.shutdown()
+    }
+}
+
+/// Stops the embedder's worker threads when the service group stops.
+struct EmbedderService: Service {
+    let embedder: BatchingEmbedder
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        self.embedder.shutdown()
     }
 }

@@ -25,6 +25,25 @@ public struct DataPlaneConfiguration: Sendable {
     public var stateDirectory: String
     /// How operators reach this node, as listed in the node registry.
     public var advertisedAddress: String
+    public var embeddings: EmbeddingSettings
+
+    /// The in-process sentence-embedding model.
+    public struct EmbeddingSettings: Sendable {
+        /// A sentence-transformers folder (`bash infra/fetch-model.sh` makes one).
+        public var modelDirectory: String
+        /// Worker threads running forward passes.
+        public var threads: Int
+        /// How long a worker waits to fill a batch once a request is queued.
+        public var batchWindow: Duration
+        public var maximumBatch: Int
+
+        init(reader: ConfigReader) throws {
+            self.modelDirectory = try reader.setting("embeddings.model_dir")
+            self.threads = try reader.setting("embeddings.threads", in: 1...64)
+            self.batchWindow = .microseconds(try reader.setting("embeddings.batch_window_us", in: 0...100_000))
+            self.maximumBatch = try reader.setting("embeddings.max_batch", in: 1...256)
+        }
+    }
 
     public init(reader: ConfigReader) throws {
         self.server = try ServerSettings(reader: reader)
@@ -52,6 +71,7 @@ public struct DataPlaneConfiguration: Sendable {
         self.stateDirectory = reader.optionalSetting("node.state_dir") ?? ".zaas/node-state/\(safeID)"
         self.advertisedAddress =
             reader.optionalSetting("node.advertise_address") ?? "http://\(self.server.host):\(self.server.port)"
+        self.embeddings = try EmbeddingSettings(reader: reader)
     }
 
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
@@ -62,6 +82,10 @@ public struct DataPlaneConfiguration: Sendable {
                 "control.timeout_ms": "1000",
                 "control.watch_wait_seconds": "25",
                 "control.max_backoff_ms": "2000",
+                "embeddings.model_dir": ".zaas/models/all-MiniLM-L6-v2",
+                "embeddings.threads": "1",
+                "embeddings.batch_window_us": "500",
+                "embeddings.max_batch": "32",
             ]) { $1 }
     }
 }

@@ -180,6 +180,7 @@ struct DataPlaneConfigurationTests {
             "ZAAS_NODES_TOKEN": String(repeating: "n", count: 32),
             "ZAAS_CONFIG_PUBLIC_KEY": ConfigSigningKey().verificationKey.hex,
             "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
+            "ZAAS_EMBEDDINGS_MODEL_DIR": TestEnvironment.modelDirectory,
         ]
         environment.merge(overrides) { $1 }
         return try DataPlaneConfiguration(
@@ -200,6 +201,18 @@ struct DataPlaneConfigurationTests {
             await #expect(throws: ConfigurationError.self, "\(key)=\(value)") {
                 _ = try await Self.configuration([key: value])
             }
+        }
+    }
+
+    @Test("a missing model is a start-up error naming the setting and the command that fetches it")
+    func missingModel() async throws {
+        let configuration = try await Self.configuration(["ZAAS_EMBEDDINGS_MODEL_DIR": "/nonexistent/model"])
+        do {
+            _ = try DataPlaneNode(configuration: configuration, logger: Logger(label: "test"))
+            Issue.record("a node started without its model")
+        } catch let error as ConfigurationError {
+            #expect(error.description.contains("ZAAS_EMBEDDINGS_MODEL_DIR"))
+            #expect(error.description.contains("infra/fetch-model.sh"))
         }
     }
 }

@@ -1,4 +1,5 @@
 import Common
+import Embeddings
 import Foundation
 import Hummingbird
 import Logging
@@ -70,12 +71,15 @@ struct OpenAPITests {
                     "ZAAS_NODES_TOKEN": String(repeating: "t", count: 32),
                     "ZAAS_CONFIG_PUBLIC_KEY": signingKey.verificationKey.hex,
                     "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
+                    "ZAAS_EMBEDDINGS_MODEL_DIR": TestEnvironment.modelDirectory,
                 ])
         )
+        let node = try DataPlaneNode(configuration: data, logger: logger)
+        defer { node.embedder.shutdown() }
         let dataRouter = DataPlane.buildRouter(
             configuration: data,
             redis: RedisClient(configuration: data.redis, logger: logger),
-            node: try DataPlaneNode(configuration: data, logger: logger)
+            node: node
         )
         let control = try await ControlPlaneConfiguration(
             reader: ConfigurationLoader.reader(

@@ -14,7 +14,7 @@ public final class ChildProcess: @unchecked Sendable {
     public init(arguments: [String], environment: [String: String], logFile: String? = nil) throws {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
-        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { for pointer in envp { free(pointer) } }
         // The spawning thread may block signals (concurrency and NIO threads do); the child must
         // not inherit that, or it would ignore SIGTERM.

@@ -114,6 +114,17 @@ public struct TestEnvironment: Sendable {
 
     public static let testPepper = String(repeating: "5a", count: 32)
 
+    /// The embedding model `infra/fetch-model.sh` put in place (`make test` runs it first).
+    public static var modelDirectory: String {
+        ProcessInfo.processInfo.environment["ZAAS_EMBEDDINGS_MODEL_DIR"]
+            ?? repositoryRoot.appendingPathComponent(".zaas/models/all-MiniLM-L6-v2").path
+    }
+
+    /// Test data committed with the repository (`Tests/Fixtures`).
+    public static func fixture(_ name: String) -> URL {
+        repositoryRoot.appendingPathComponent("Tests/Fixtures/\(name)")
+    }
+
     /// A data-plane node's settings against a control plane at `controlURL`.
     public func dataPlaneSettings(controlURL: String, nodeID: String, stateDirectory: String) -> [String: String] {
         [
@@ -124,6 +135,7 @@ public struct TestEnvironment: Sendable {
             "nodes.token": nodeToken,
             "config.public_key": configPublicKey,
             "keys.pepper": Self.testPepper,
+            "embeddings.model_dir": Self.modelDirectory,
             "redis.host": redisHost,
             "redis.port": String(redisPort),
             "redis.password": redisPassword ?? "",

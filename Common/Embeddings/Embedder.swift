@@ -1,0 +1,201 @@
+import CBLAS
+import Foundation
+import Synchronization
+
+/// Sentence embeddings, as the rest of the system uses them (retrieval, the semantic cache).
+public protocol Embedder: Sendable {
+    /// Length of every vector.
+    var dimension: Int { get }
+    /// One L2-normalised vector per text, in order.
+    func embed(_ texts: [String]) async throws -> [[Float]]
+}
+
+/// A sentence-transformers model folder: `config.json`, `vocab.txt`, `tokenizer_config.json`,
+/// `1_Pooling/config.json` and `model.safetensors`, checked against each other when loaded.
+public struct SentenceModel: Sendable {
+    public let directory: String
+    public let configuration: BertConfiguration
+    public let tokenizer: WordPieceTokenizer
+    public let encoder: BertEncoder
+    /// sentence-transformers' `max_seq_length` for this model.
+    public static let maximumSequenceLength = 256
+
+    public init(directory: String) throws(ModelLoadError) {
+        self.directory = directory
+        func read(_ name: String) throws(ModelLoadError) -> Data {
+            guard let data = FileManager.default.contents(atPath: directory + "/" + name) else {
+                throw .missingFile(directory + "/" + name)
+            }
+            return data
+        }
+        do {
+            self.configuration = try JSONDecoder().decode(BertConfiguration.self, from: try read("config.json"))
+        } catch let error as ModelLoadError {
+            throw error
+        } catch {
+            throw .invalid("config.json is not a BERT configuration: \(error)")
+        }
+        guard self.configuration.hiddenAct == "gelu",
+            self.configuration.hiddenSize % self.configuration.numAttentionHeads == 0
+        else { throw .invalid("config.json: only BERT with exact GELU and whole attention heads is supported") }
+        let tokenizerSettings =
+            (try? JSONSerialization.jsonObject(with: try read("tokenizer_config.json"))) as? [String: Any] ?? [:]
+        guard tokenizerSettings["do_lower_case"] as? Bool == true else {
+            throw .invalid("tokenizer_config.json: an uncased (do_lower_case) tokenizer is required")
+        }
+        let pooling = (try? JSONSerialization.jsonObject(with: try read("1_Pooling/config.json"))) as? [String: Any]
+        guard pooling?["pooling_mode_mean_tokens"] as? Bool == true else {
+            throw .invalid("1_Pooling/config.json: mean pooling is required")
+        }
+        do {
+            self.tokenizer = try WordPieceTokenizer(
+                vocabularyFile: directory + "/vocab.txt", maximumLength: Self.maximumSequenceLength)
+        } catch {
+            throw .invalid("\(error)")
+        }
+        guard self.tokenizer.tokens.count == self.configuration.vocabSize else {
+            throw .invalid(
+                "vocab.txt has \(self.tokenizer.tokens.count) tokens, config.json says \(self.configuration.vocabSize)")
+        }
+        do {
+            let weights = try SafeTensors(path: directory + "/model.safetensors")
+            self.encoder = try BertEncoder(weights: weights, configuration: self.configuration)
+        } catch {
+            throw .invalid("\(error)")
+        }
+    }
+
+    /// Embeds in the calling thread.
+    public func embedNow(_ texts: [String]) -> [[Float]] {
+        self.encoder.embed(texts.map(self.tokenizer.encode))
+    }
+}
+
+public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
+    case missingFile(String)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .missingFile(let path): "model file \(path) is missing"
+        case .invalid(let why): "model is invalid: \(why)"
+        }
+    }
+}
+
+/// The in-process embedder: its own worker threads (never a NIO event loop or the cooperative
+/// pool), and concurrent callers batched — requests that arrive within `batchWindow` of each
+/// other run as one forward pass of up to `maximumBatch` sentences, grouped by length so little
+/// is spent on padding.
+public final class BatchingEmbedder: Embedder, @unchecked Sendable {
+    struct Job {
+        let sequences: [[Int32]]
+        let continuation: CheckedContinuation<[[Float]], any Error>
+    }
+
+    public let model: SentenceModel
+    public var dimension: Int { self.model.encoder.dimension }
+    let batchWindow: Duration
+    let maximumBatch: Int
+    private let condition = NSCondition()
+    private var queue: [Job] = []
+    private var stopped = false
+    private var threads: [Thread] = []
+
+    /// - Parameters:
+    ///   - threads: worker threads, each running whole batches (BLAS itself single-threaded).
+    public init(
+        model: SentenceModel, threads: Int = 1, batchWindow: Duration = .microseconds(500), maximumBatch: Int = 32
+    ) {
+        self.model = model
+        self.batchWindow = batchWindow
+        self.maximumBatch = maximumBatch
+        openblas_set_num_threads(1)
+        for index in 0..<max(1, threads) {
+            // The workers hold the embedder until `shutdown()` ends them.
+            let thread = Thread { self.work() }
+            thread.name = "zaas-embed-\(index)"
+            thread.stackSize = 8 << 20
+            self.threads.append(thread)
+            thread.start()
+        }
+    }
+
+    /// Stops the workers (call it when done: they keep the embedder alive until then); callers
+    /// waiting get `EmbedderError.shutDown`.
+    public func shutdown() {
+        self.condition.lock()
+        self.stopped = true
+        let pending = self.queue
+        self.queue.removeAll()
+        self.condition.broadcast()
+        self.condition.unlock()
+        for job in pending { job.continuation.resume(throwing: EmbedderError.shutDown) }
+    }
+
+    public func embed(_ texts: [String]) async throws -> [[Float]] {
+        guard !texts.isEmpty else { return [] }
+        let sequences = texts.map(self.model.tokenizer.encode)
+        return try await withCheckedThrowingContinuation { continuation in
+            self.condition.lock()
+            if self.stopped {
+                self.condition.unlock()
+                continuation.resume(throwing: EmbedderError.shutDown)
+                return
+            }
+            self.queue.append(Job(sequences: sequences, continuation: continuation))
+            self.condition.signal()
+            self.condition.unlock()
+        }
+    }
+
+    private func work() {
+        while true {
+            self.condition.lock()
+            while self.queue.isEmpty && !self.stopped { self.condition.wait() }
+            if self.stopped {
+                self.condition.unlock()
+                return
+            }
+            // Collect for a short window, or until a batch is full.
+            let deadline = Date().addingTimeInterval(
+                Double(self.batchWindow.components.attoseconds) / 1e18
+                    + Double(self.batchWindow.components.seconds))
+            while self.queue.reduce(0, { $0 + $1.sequences.count }) < self.maximumBatch && !self.stopped {
+                if !self.condition.wait(until: deadline) { break }
+            }
+            var jobs: [Job] = []
+            var count = 0
+            while let job = self.queue.first, jobs.isEmpty || count + job.sequences.count <= self.maximumBatch {
+                jobs.append(self.queue.removeFirst())
+                count += job.sequences.count
+            }
+            self.condition.unlock()
+            self.run(jobs)
+        }
+    }
+
+    private func run(_ jobs: [Job]) {
+        // Flatten, sort by length, run in chunks of similar length, then hand results back.
+        let flat = jobs.enumerated().flatMap { job, entry in
+            entry.sequences.enumerated().map { (job: job, index: $0.offset, sequence: $0.element) }
+        }
+        let order = flat.indices.sorted { flat[$0].sequence.count < flat[$1].sequence.count }
+        var results = jobs.map { [[Float]](repeating: [], count: $0.sequences.count) }
+        var start = 0
+        while start < order.count {
+            let end = min(start + self.maximumBatch, order.count)
+            let chunk = Array(order[start..<end])
+            let vectors = self.model.encoder.embed(chunk.map { flat[$0].sequence })
+            for (position, flatIndex) in chunk.enumerated() {
+                results[flat[flatIndex].job][flat[flatIndex].index] = vectors[position]
+            }
+            start = end
+        }
+        for (job, vectors) in zip(jobs, results) { job.continuation.resume(returning: vectors) }
+    }
+}
+
+public enum EmbedderError: Error, Equatable {
+    case shutDown
+}
