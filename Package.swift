@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "DataPlane", targets: ["DataPlane"]),
         .executable(name: "bench-admin", targets: ["bench-admin"]),
         .executable(name: "bench-config", targets: ["bench-config"]),
+        .executable(name: "bench-embeddings", targets: ["bench-embeddings"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -194,6 +195,12 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/Benchmarks/ConfigBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bench-embeddings",
+            dependencies: ["Embeddings", "CBLAS", "TestSupport"],
+            path: "Tests/Benchmarks/EmbeddingsBench",
             swiftSettings: swiftSettings
         ),
         .testTarget(

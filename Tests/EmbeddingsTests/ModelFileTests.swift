@@ -1,7 +1,8 @@
-import Embeddings
 import Foundation
 import TestSupport
 import Testing
+
+@testable import Embeddings
 
 @Suite("model files: safetensors validation and clear load errors")
 struct ModelFileTests {
@@ -103,5 +104,22 @@ struct ModelFileTests {
         #expect(throws: ModelLoadError.missingFile("/nonexistent/config.json")) {
             try SentenceModel(directory: "/nonexistent")
         }
+    }
+}
+
+@Suite("encoder numerics")
+struct EncoderNumericsTests {
+    @Test("the float32 erf used by GELU is within 5e-7 of the true erf everywhere")
+    func erfAccuracy() {
+        var worst: Double = 0
+        var x = -8.0
+        while x <= 8 {
+            let approximate = Double(BertEncoder.erf32(Float(x)))
+            worst = max(worst, abs(approximate - erf(Double(Float(x)))))
+            x += 1e-4
+        }
+        #expect(worst < 5e-7, "worst error \(worst)")
+        #expect(BertEncoder.erf32(0) == 0)
+        #expect(BertEncoder.erf32(100) == BertEncoder.erf32(4))
     }
 }
