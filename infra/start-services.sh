@@ -38,6 +38,11 @@ if [ "$(id -u)" -eq 0 ] && [ ! -e "$ZAAS_PG_LINK" ]; then
     else
         elsewhere="/var/lib/zaas/$(printf '%s' "$ZAAS_HOME" | sha256sum | cut -c1-16)"
         log "$ZAAS_PG_USER cannot reach $ZAAS_HOME; keeping PostgreSQL's files in $elsewhere"
+        if [ -e "$elsewhere" ]; then
+            # Left by an earlier checkout at this path whose .zaas (and so its passwords) is gone.
+            log "discarding the orphaned PostgreSQL files in $elsewhere"
+            rm -rf "$elsewhere"
+        fi
         mkdir -p "$elsewhere"
         ln -sfn "$elsewhere" "$ZAAS_PG_LINK"
     fi

@@ -130,7 +130,27 @@ public struct TenantPolicy: Sendable, Equatable {
     }
 }
 
-public struct ModelClasses: OptionSet, Sendable, Hashable {
+/// A set of flags that the database and the APIs spell as names (`["query", "stats:read"]`).
+public protocol NamedFlags: OptionSet, Sendable, Hashable where RawValue == UInt8, Element == Self {
+    /// Every flag with its name, in the order names are listed.
+    static var names: [(String, Self)] { get }
+}
+
+extension NamedFlags {
+    /// nil when a name is unknown.
+    public init?(names: some Sequence<String>) {
+        var flags = Self()
+        for name in names {
+            guard let match = Self.names.first(where: { $0.0 == name }) else { return nil }
+            flags.insert(match.1)
+        }
+        self = flags
+    }
+
+    public var names: [String] { Self.names.filter { self.contains($0.1) }.map(\.0) }
+}
+
+public struct ModelClasses: NamedFlags {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
@@ -138,22 +158,10 @@ public struct ModelClasses: OptionSet, Sendable, Hashable {
     public static let cloud = ModelClasses(rawValue: 1 << 1)
 
     public static let names: [(String, ModelClasses)] = [("local", .local), ("cloud", .cloud)]
-
-    /// nil when a name is unknown.
-    public init?(names: some Sequence<String>) {
-        var classes: ModelClasses = []
-        for name in names {
-            guard let match = Self.names.first(where: { $0.0 == name }) else { return nil }
-            classes.insert(match.1)
-        }
-        self = classes
-    }
-
-    public var names: [String] { Self.names.filter { self.contains($0.1) }.map(\.0) }
 }
 
 /// What a key may do.
-public struct KeyScopes: OptionSet, Sendable, Hashable {
+public struct KeyScopes: NamedFlags {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
@@ -164,18 +172,6 @@ public struct KeyScopes: OptionSet, Sendable, Hashable {
     public static let names: [(String, KeyScopes)] = [
         ("query", .query), ("canon:write", .canonWrite), ("stats:read", .statsRead),
     ]
-
-    /// nil when a name is unknown.
-    public init?(names: some Sequence<String>) {
-        var scopes: KeyScopes = []
-        for name in names {
-            guard let match = Self.names.first(where: { $0.0 == name }) else { return nil }
-            scopes.insert(match.1)
-        }
-        self = scopes
-    }
-
-    public var names: [String] { Self.names.filter { self.contains($0.1) }.map(\.0) }
 }
 
 public struct KeyConfig: Sendable, Equatable {
