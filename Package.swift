@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "zaasctl", targets: ["zaasctl"]),
         .library(name: "Common", targets: ["Common"]),
         .library(name: "Embeddings", targets: ["Embeddings"]),
+        .library(name: "Canon", targets: ["Canon"]),
         .library(name: "ControlPlane", targets: ["ControlPlane"]),
         .library(name: "DataPlane", targets: ["DataPlane"]),
         .executable(name: "bench-admin", targets: ["bench-admin"]),
@@ -62,6 +63,21 @@ let package = Package(
             name: "Embeddings",
             dependencies: ["CBLAS"],
             path: "Common/Embeddings",
+            swiftSettings: swiftSettings
+        ),
+
+        .systemLibrary(
+            name: "CZlib",
+            path: "Common/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+
+        // The canon: entries, uploads and their validation.
+        .target(
+            name: "Canon",
+            dependencies: ["CZlib", .product(name: "Yams", package: "Yams")],
+            path: "Common/Canon",
             swiftSettings: swiftSettings
         ),
 
@@ -201,6 +217,12 @@ let package = Package(
             name: "bench-embeddings",
             dependencies: ["Embeddings", "CBLAS", "TestSupport"],
             path: "Tests/Benchmarks/EmbeddingsBench",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CanonTests",
+            dependencies: ["Canon", "CZlib"],
+            path: "Tests/CanonTests",
             swiftSettings: swiftSettings
         ),
         .testTarget(
