@@ -31,6 +31,33 @@ public struct CanonArchive: Sendable {
         }
         var problems: [CanonProblem] = []
         let members = Self.untar(tar, archive: file, problems: &problems)
+        let (entries, more) = self.parse(members: members, archive: file)
+        return (entries, problems + more)
+    }
+
+    /// The same layout read from a folder on disk (the demo canon, an operator's checkout).
+    public func parse(folder: String) -> (entries: [LocatedEntry], problems: [CanonProblem]) {
+        var members: [Member] = []
+        var problems: [CanonProblem] = []
+        let root = URL(fileURLWithPath: folder).standardizedFileURL
+        let enumerator = FileManager.default.enumerator(
+            at: root, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey])
+        while let url = enumerator?.nextObject() as? URL {
+            let values = try? url.resourceValues(forKeys: [.isRegularFileKey, .isSymbolicLinkKey])
+            let path = String(url.standardizedFileURL.path.dropFirst(root.path.count + 1))
+            if values?.isSymbolicLink == true {
+                problems.append(
+                    CanonProblem(file: path, line: nil, message: "only regular files and folders are allowed"))
+            } else if values?.isRegularFile == true, let data = FileManager.default.contents(atPath: url.path) {
+                members.append(Member(path: path, bytes: Array(data)))
+            }
+        }
+        let (entries, more) = self.parse(members: members.sorted { $0.path < $1.path }, archive: nil)
+        return (entries, problems + more)
+    }
+
+    func parse(members: [Member], archive file: String?) -> (entries: [LocatedEntry], problems: [CanonProblem]) {
+        var problems: [CanonProblem] = []
         // Strip one wrapping folder when everything sits in it.
         let roots = Set(members.map { $0.path.split(separator: "/").first.map(String.init) ?? "" })
         let wrapper =
@@ -40,7 +67,7 @@ public struct CanonArchive: Sendable {
         var markdown: [(display: String, kind: CanonEntry.Kind, bytes: [UInt8])] = []
         for member in members {
             let path = String(member.path.dropFirst(wrapper.count))
-            let display = "\(file)!\(member.path)"
+            let display = file.map { "\($0)!\(member.path)" } ?? member.path
             if path == "status.yaml" {
                 statusByID = Self.statuses(member.bytes, file: display, problems: &problems)
                 continue
@@ -82,7 +109,9 @@ public struct CanonArchive: Sendable {
         }
         for id in statusByID.keys.sorted() where !entries.contains(where: { $0.entry.id == id }) {
             problems.append(
-                CanonProblem(file: "\(file)!status.yaml", line: nil, message: "names \(id), which no file defines"))
+                CanonProblem(
+                    file: file.map { "\($0)!status.yaml" } ?? "status.yaml", line: nil,
+                    message: "names \(id), which no file defines"))
         }
         return (entries, problems)
     }
