@@ -44,6 +44,8 @@ public final class ConfigWatcher: Service, Sendable {
     }
 
     private struct Status {
+        /// The disk copy is read once, before serving; later starts of `run` do not read it again.
+        var diskLoaded = false
         var reachability: Reachability = .unknown
         /// When the control plane last confirmed (by answering a watch) that this node is current.
         var lastSync: Date?
@@ -79,7 +81,11 @@ public final class ConfigWatcher: Service, Sendable {
 
     /// Loads the configuration saved on disk, if this node holds none yet. Called before serving.
     public func loadFromDisk() {
-        guard self.store.current == nil,
+        let first = self.status.withLock { status in
+            defer { status.diskLoaded = true }
+            return !status.diskLoaded
+        }
+        guard first, self.store.current == nil,
             let loaded = self.files.load(verifyingWith: self.settings.verificationKey, logger: self.logger)
         else { return }
         self.store.install(loaded.state)

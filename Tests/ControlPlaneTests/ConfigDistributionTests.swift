@@ -171,6 +171,15 @@ struct ConfigDistributionTests {
                 try await API.send(fixture.client, .get, "/admin/v1/keys/\(second.id)", token: admin))
             #expect(again["last_used_at"] as? String == "2026-01-02T03:04:05Z")
 
+            let tooMany = (0...InternalController.maximumUsageBatch).map { _ in
+                #"{"id": "\#(UUID().uuidString)", "last_used_at": "2026-01-02T03:04:05Z"}"#
+            }
+            let oversized = try await fixture.client.execute(
+                uri: "/internal/v1/usage", method: .post,
+                headers: [.authorization: "Bearer \(Self.nodeToken)", .contentType: "application/json"],
+                body: ByteBuffer(string: #"{"node_id": "node-a", "keys": [\#(tooMany.joined(separator: ","))]}"#))
+            #expect(oversized.status == .unprocessableContent)
+
             let malformed = try await fixture.client.execute(
                 uri: "/internal/v1/usage", method: .post,
                 headers: [.authorization: "Bearer \(Self.nodeToken)", .contentType: "application/json"],

@@ -89,6 +89,41 @@ struct DataPlaneHealthTests {
         }
     }
 
+    @Test("a control plane that refuses the node's credential: unhealthy, degraded, the disk copy still served")
+    func wrongNodeToken() async throws {
+        try await TestDatabase.withFresh { database in
+            var environment: [String: String] = ["ZAAS_HTTP_PORT": "0"]
+            for (key, value) in TestEnvironment.shared.controlPlaneSettings(database: database.name) {
+                environment[ConfigurationError.environmentName(key)] = value
+            }
+            let control = try await ControlPlane.buildApplication(
+                reader: ConfigurationLoader.reader(
+                    defaults: ControlPlane.ControlPlaneConfiguration.defaults, environment: environment)
+            )
+            try await control.test(.live) { controlClient in
+                let configuration = try await Self.configuration(
+                    [
+                        "control.url": "http://127.0.0.1:\(controlClient.port!)",
+                        "nodes.token": String(repeating: "w", count: 40),
+                    ], stateDirectory: try Self.savedState())
+                try await Self.makeApp(configuration).test(.router) { client in
+                    var body: [String: Any] = [:]
+                    for _ in 0..<200 {
+                        body = try json(try await client.execute(uri: "/api/v1/health", method: .get).body)
+                        let checks = body["checks"] as? [String: [String: Any]]
+                        if checks?["control_plane"]?["status"] as? String == "unhealthy" { break }
+                        try await Task.sleep(for: .milliseconds(25))
+                    }
+                    let checks = try #require(body["checks"] as? [String: [String: Any]])
+                    #expect(checks["control_plane"]?["status"] as? String == "unhealthy")
+                    #expect((checks["control_plane"]?["detail"] as? String)?.contains("401") == true)
+                    #expect(body["status"] as? String == "degraded")
+                    #expect(body["config_version"] as? Int == 7)
+                }
+            }
+        }
+    }
+
     @Test("control plane unreachable, saved configuration on disk: serving it, 200 degraded")
     func controlPlaneDown() async throws {
         let closed = try RedisServerProcess.freePort()
