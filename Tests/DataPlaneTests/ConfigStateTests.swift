@@ -223,3 +223,43 @@ extension Result {
         return nil
     }
 }
+
+@Suite("batched last-used reports")
+struct KeyUsageRecorderTests {
+    final class Sink: @unchecked Sendable {
+        let lock = NSLock()
+        var failNext = true
+        var batches: [[(UUID, Date)]] = []
+    }
+
+    @Test("a failed report is kept and merged with newer uses; batches stay within the limit")
+    func failedReportIsKept() async throws {
+        let sink = Sink()
+        let recorder = KeyUsageRecorder(interval: { .seconds(60) }, logger: Logger(label: "test.usage")) { batch in
+            try sink.lock.withLock {
+                if sink.failNext {
+                    sink.failNext = false
+                    throw UsageReportError(status: 503)
+                }
+                sink.batches.append(batch)
+            }
+        }
+        let key = UUID()
+        let early = Date(timeIntervalSince1970: 1_800_000_000)
+        let late = early.addingTimeInterval(60)
+        recorder.record(key, at: early)
+        await recorder.flush()  // fails: kept
+        #expect(sink.batches.isEmpty)
+        recorder.record(key, at: late)
+        let others = (0..<KeyUsageRecorder.batchSize).map { _ in UUID() }
+        for other in others { recorder.record(other, at: early) }
+        await recorder.flush()
+        #expect(sink.batches.count == 2)
+        #expect(sink.batches.allSatisfy { $0.count <= KeyUsageRecorder.batchSize })
+        let reported = sink.batches.flatMap { $0 }
+        #expect(reported.count == others.count + 1)
+        #expect(reported.first { $0.0 == key }?.1 == late)
+        await recorder.flush()  // nothing pending: nothing sent
+        #expect(sink.batches.count == 2)
+    }
+}

@@ -45,6 +45,24 @@ struct DataPlaneHealthTests {
         try #require(JSONSerialization.jsonObject(with: Data(buffer.readableBytesView)) as? [String: Any])
     }
 
+    /// A control plane (built as `zaas-control` builds it) serving HTTP on a free port over a
+    /// fresh database, for `body` to point nodes at.
+    static func withLiveControlPlane(_ body: @escaping @Sendable (String) async throws -> Void) async throws {
+        try await TestDatabase.withFresh { database in
+            var environment: [String: String] = ["ZAAS_HTTP_PORT": "0"]
+            for (key, value) in TestEnvironment.shared.controlPlaneSettings(database: database.name) {
+                environment[ConfigurationError.environmentName(key)] = value
+            }
+            let control = try await ControlPlane.buildApplication(
+                reader: ConfigurationLoader.reader(
+                    defaults: ControlPlane.ControlPlaneConfiguration.defaults, environment: environment)
+            )
+            try await control.test(.live) { client in
+                try await body("http://127.0.0.1:\(client.port!)")
+            }
+        }
+    }
+
     /// A folder holding a saved configuration, as a node that ran before would have.
     static func savedState() throws -> String {
         let directory = ConfigFixtures.temporaryDirectory()
@@ -54,72 +72,52 @@ struct DataPlaneHealthTests {
 
     @Test("Redis and the control plane up: 200 ok, with node id and the config version it fetched")
     func healthy() async throws {
-        try await TestDatabase.withFresh { database in
-            var environment: [String: String] = ["ZAAS_HTTP_PORT": "0"]
-            for (key, value) in TestEnvironment.shared.controlPlaneSettings(database: database.name) {
-                environment[ConfigurationError.environmentName(key)] = value
-            }
-            let control = try await ControlPlane.buildApplication(
-                reader: ConfigurationLoader.reader(
-                    defaults: ControlPlane.ControlPlaneConfiguration.defaults, environment: environment)
-            )
-            try await control.test(.live) { controlClient in
-                let configuration = try await Self.configuration([
-                    "control.url": "http://127.0.0.1:\(controlClient.port!)"
-                ])
-                try await Self.makeApp(configuration).test(.router) { client in
-                    // The first watch answers with a full snapshot (a fresh database is at version 0).
-                    var response = try await client.execute(uri: "/api/v1/health", method: .get)
-                    for _ in 0..<200 where response.status != .ok {
-                        try await Task.sleep(for: .milliseconds(25))
-                        response = try await client.execute(uri: "/api/v1/health", method: .get)
-                    }
-                    #expect(response.status == .ok)
-                    let body = try json(response.body)
-                    #expect(body["status"] as? String == "ok")
-                    #expect(body["node_id"] as? String == "test-node")
-                    #expect(body["config_version"] as? Int == 0)
-                    #expect(body["config_age_seconds"] is Double)
-                    let checks = try #require(body["checks"] as? [String: [String: Any]])
-                    #expect(checks["redis"]?["status"] as? String == "up")
-                    #expect(checks["control_plane"]?["status"] as? String == "up")
-                    #expect(checks["config"]?["status"] as? String == "up")
+        try await Self.withLiveControlPlane { controlURL in
+            let configuration = try await Self.configuration([
+                "control.url": controlURL
+            ])
+            try await Self.makeApp(configuration).test(.router) { client in
+                // The first watch answers with a full snapshot (a fresh database is at version 0).
+                var response = try await client.execute(uri: "/api/v1/health", method: .get)
+                for _ in 0..<200 where response.status != .ok {
+                    try await Task.sleep(for: .milliseconds(25))
+                    response = try await client.execute(uri: "/api/v1/health", method: .get)
                 }
+                #expect(response.status == .ok)
+                let body = try json(response.body)
+                #expect(body["status"] as? String == "ok")
+                #expect(body["node_id"] as? String == "test-node")
+                #expect(body["config_version"] as? Int == 0)
+                #expect(body["config_age_seconds"] is Double)
+                let checks = try #require(body["checks"] as? [String: [String: Any]])
+                #expect(checks["redis"]?["status"] as? String == "up")
+                #expect(checks["control_plane"]?["status"] as? String == "up")
+                #expect(checks["config"]?["status"] as? String == "up")
             }
         }
     }
 
     @Test("a control plane that refuses the node's credential: unhealthy, degraded, the disk copy still served")
     func wrongNodeToken() async throws {
-        try await TestDatabase.withFresh { database in
-            var environment: [String: String] = ["ZAAS_HTTP_PORT": "0"]
-            for (key, value) in TestEnvironment.shared.controlPlaneSettings(database: database.name) {
-                environment[ConfigurationError.environmentName(key)] = value
-            }
-            let control = try await ControlPlane.buildApplication(
-                reader: ConfigurationLoader.reader(
-                    defaults: ControlPlane.ControlPlaneConfiguration.defaults, environment: environment)
-            )
-            try await control.test(.live) { controlClient in
-                let configuration = try await Self.configuration(
-                    [
-                        "control.url": "http://127.0.0.1:\(controlClient.port!)",
-                        "nodes.token": String(repeating: "w", count: 40),
-                    ], stateDirectory: try Self.savedState())
-                try await Self.makeApp(configuration).test(.router) { client in
-                    var body: [String: Any] = [:]
-                    for _ in 0..<200 {
-                        body = try json(try await client.execute(uri: "/api/v1/health", method: .get).body)
-                        let checks = body["checks"] as? [String: [String: Any]]
-                        if checks?["control_plane"]?["status"] as? String == "unhealthy" { break }
-                        try await Task.sleep(for: .milliseconds(25))
-                    }
-                    let checks = try #require(body["checks"] as? [String: [String: Any]])
-                    #expect(checks["control_plane"]?["status"] as? String == "unhealthy")
-                    #expect((checks["control_plane"]?["detail"] as? String)?.contains("401") == true)
-                    #expect(body["status"] as? String == "degraded")
-                    #expect(body["config_version"] as? Int == 7)
+        try await Self.withLiveControlPlane { controlURL in
+            let configuration = try await Self.configuration(
+                [
+                    "control.url": controlURL,
+                    "nodes.token": String(repeating: "w", count: 40),
+                ], stateDirectory: try Self.savedState())
+            try await Self.makeApp(configuration).test(.router) { client in
+                var body: [String: Any] = [:]
+                for _ in 0..<200 {
+                    body = try json(try await client.execute(uri: "/api/v1/health", method: .get).body)
+                    let checks = body["checks"] as? [String: [String: Any]]
+                    if checks?["control_plane"]?["status"] as? String == "unhealthy" { break }
+                    try await Task.sleep(for: .milliseconds(25))
                 }
+                let checks = try #require(body["checks"] as? [String: [String: Any]])
+                #expect(checks["control_plane"]?["status"] as? String == "unhealthy")
+                #expect((checks["control_plane"]?["detail"] as? String)?.contains("401") == true)
+                #expect(body["status"] as? String == "degraded")
+                #expect(body["config_version"] as? Int == 7)
             }
         }
     }
