@@ -76,7 +76,7 @@ let package = Package(
         // The canon: entries, uploads and their validation.
         .target(
             name: "Canon",
-            dependencies: ["CZlib", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CZlib", "Embeddings", .product(name: "Yams", package: "Yams")],
             path: "Common/Canon",
             swiftSettings: swiftSettings
         ),
@@ -221,7 +221,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CanonTests",
-            dependencies: ["Canon", "CZlib"],
+            dependencies: ["Canon", "CZlib", "Embeddings", "TestSupport"],
             path: "Tests/CanonTests",
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,282 @@
+import Foundation
+
+/// The searchable form of one canon version: its entries, their chunks, a BM25 inverted index
+/// and one embedding per chunk (8-bit, one scale per chunk), read from an artifact.
+///
+/// Artifact layout (little-endian; every section starts at a multiple of 8):
+///
+/// ```
+/// "ZCAN" u16 format=1  u16 dimensions  u32 entries  u32 chunks  u32 terms  u32 postings
+/// u64 total terms in all chunks  u16+bytes version label
+/// u64 × 7 section offsets: entries, chunks, terms, posting chunks, posting counts, vectors, scales
+/// entries   : u16+id u16+title u8 kind u8 status u32 first chunk u32 chunk count
+/// chunks    : u32 entry  u16 term count  u32+text
+/// terms     : u16+term (sorted, unique)  u32 first posting  u32 posting count
+/// postings  : u32 chunk × postings, then u16 term frequency × postings
+/// vectors   : i8 × dimensions × chunks, then f32 scale × chunks
+/// ```
+///
+/// The bytes are kept as they are (memory-mapped when read from a file): the postings and vectors
+/// are read in place; only entries, chunk texts and the term dictionary become Swift values. It is
+/// immutable after `init`, hence `@unchecked Sendable` (the buffers point into `storage`).
+public final class CanonIndex: @unchecked Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var id: String
+        public var title: String
+        public var kind: CanonEntry.Kind
+        public var status: CanonEntry.Status
+        public var chunks: Range<Int>
+    }
+
+    public static let formatVersion: UInt16 = 1
+
+    public let label: String
+    public let dimensions: Int
+    public let entries: [Entry]
+    public let entryIndexByID: [String: Int]
+    public let chunkEntry: [UInt32]
+    public let chunkText: [String]
+    public let chunkLength: [UInt16]
+    public let totalTerms: UInt64
+    let termPostings: [String: (start: Int, count: Int)]
+    let postingChunks: UnsafeBufferPointer<UInt32>
+    let postingCounts: UnsafeBufferPointer<UInt16>
+    let vectors: UnsafeBufferPointer<Int8>
+    let scales: UnsafeBufferPointer<Float>
+    /// Keeps the bytes alive.
+    let storage: ArtifactBytes
+
+    public var chunkCount: Int { self.chunkEntry.count }
+    public var byteCount: Int { self.storage.count }
+
+    public init(bytes storage: ArtifactBytes) throws(CanonIndexError) {
+        self.storage = storage
+        var reader = ArtifactReader(base: storage.pointer, count: storage.count)
+        guard try reader.bytes(4) == Array("ZCAN".utf8) else { throw .malformed("not a canon artifact") }
+        let format = try reader.u16()
+        guard format == Self.formatVersion else {
+            throw .malformed("artifact format \(format); this build reads format \(Self.formatVersion)")
+        }
+        let dimensions = Int(try reader.u16())
+        let entryCount = Int(try reader.u32())
+        let chunkCount = Int(try reader.u32())
+        let termCount = Int(try reader.u32())
+        let postingCount = Int(try reader.u32())
+        self.totalTerms = try reader.u64()
+        self.label = try reader.string16()
+        self.dimensions = dimensions
+        var offsets: [Int] = []
+        for _ in 0..<7 { offsets.append(Int(clamping: try reader.u64())) }
+        // Each record takes at least this many bytes: counts that could not fit are refused
+        // before anything is allocated for them.
+        let size = storage.count
+        guard entryCount <= size / 14, chunkCount <= size / 10, termCount <= size / 10, postingCount <= size / 6,
+            dimensions > 0, chunkCount <= size / (dimensions + 4)
+        else { throw .malformed("counts do not fit in \(size) bytes") }
+
+        reader.offset = offsets[0]
+        var entries: [Entry] = []
+        entries.reserveCapacity(entryCount)
+        var byID: [String: Int] = [:]
+        for index in 0..<entryCount {
+            let id = try reader.string16()
+            let title = try reader.string16()
+            guard let kind = CanonEntry.Kind.allCases.dropFirst(Int(try reader.u8())).first,
+                let status = CanonEntry.Status.allCases.dropFirst(Int(try reader.u8())).first
+            else { throw .malformed("entry \(index): unknown kind or status") }
+            let first = Int(try reader.u32())
+            let count = Int(try reader.u32())
+            guard first <= chunkCount, count <= chunkCount - first, byID[id] == nil else {
+                throw .malformed("entry \(index): chunk range or duplicate id")
+            }
+            byID[id] = index
+            entries.append(Entry(id: id, title: title, kind: kind, status: status, chunks: first..<(first + count)))
+        }
+
+        reader.offset = offsets[1]
+        var chunkEntry: [UInt32] = []
+        var chunkText: [String] = []
+        var chunkLength: [UInt16] = []
+        chunkEntry.reserveCapacity(chunkCount)
+        chunkText.reserveCapacity(chunkCount)
+        chunkLength.reserveCapacity(chunkCount)
+        for index in 0..<chunkCount {
+            let entry = try reader.u32()
+            guard Int(entry) < entryCount else { throw .malformed("chunk \(index): entry out of range") }
+            chunkEntry.append(entry)
+            chunkLength.append(try reader.u16())
+            chunkText.append(try reader.string32())
+        }
+
+        reader.offset = offsets[2]
+        var terms: [String: (start: Int, count: Int)] = [:]
+        terms.reserveCapacity(termCount)
+        for _ in 0..<termCount {
+            let term = try reader.string16()
+            let start = Int(try reader.u32())
+            let count = Int(try reader.u32())
+            guard start <= postingCount, count <= postingCount - start else {
+                throw .malformed("term \(term): postings out of range")
+            }
+            terms[term] = (start, count)
+        }
+
+        self.postingChunks = try reader.buffer(at: offsets[3], count: postingCount, of: UInt32.self)
+        self.postingCounts = try reader.buffer(at: offsets[4], count: postingCount, of: UInt16.self)
+        self.vectors = try reader.buffer(at: offsets[5], count: chunkCount * dimensions, of: Int8.self)
+        self.scales = try reader.buffer(at: offsets[6], count: chunkCount, of: Float.self)
+        for posting in self.postingChunks where Int(posting) >= chunkCount {
+            throw .malformed("a posting names chunk \(posting) of \(chunkCount)")
+        }
+        self.entries = entries
+        self.entryIndexByID = byID
+        self.chunkEntry = chunkEntry
+        self.chunkText = chunkText
+        self.chunkLength = chunkLength
+        self.termPostings = terms
+    }
+
+    /// Opens an artifact file, memory-mapped.
+    public convenience init(contentsOf path: String) throws(CanonIndexError) {
+        try self.init(bytes: try ArtifactBytes(mapping: path))
+    }
+
+    /// The postings of a term: chunk indexes and how often the term occurs in each.
+    func postings(of term: String) -> (
+        chunks: Slice<UnsafeBufferPointer<UInt32>>, counts: Slice<UnsafeBufferPointer<UInt16>>
+    )? {
+        guard let range = self.termPostings[term] else { return nil }
+        let span = range.start..<(range.start + range.count)
+        return (self.postingChunks[span], self.postingCounts[span])
+    }
+
+    public func documentFrequency(of term: String) -> Int {
+        self.termPostings[term]?.count ?? 0
+    }
+
+    /// Cosine similarity of a unit-length query with one chunk (its stored vector is unit length
+    /// up to quantisation).
+    public func similarity(_ query: UnsafeBufferPointer<Float>, chunk: Int) -> Float {
+        let dimensions = self.dimensions
+        let base = self.vectors.baseAddress! + chunk * dimensions
+        var sum: Float = 0
+        var lane = SIMD16<Float>()
+        var index = 0
+        let query = query.baseAddress!
+        while index + 16 <= dimensions {
+            let stored = UnsafeRawPointer(base + index).loadUnaligned(as: SIMD16<Int8>.self)
+            let values = UnsafeRawPointer(query + index).loadUnaligned(as: SIMD16<Float>.self)
+            lane.addProduct(SIMD16<Float>(truncatingIfNeeded: stored), values)
+            index += 16
+        }
+        sum = lane.sum()
+        while index < dimensions {
+            sum += Float(base[index]) * query[index]
+            index += 1
+        }
+        return sum * self.scales[chunk]
+    }
+}
+
+extension SIMD16 where Scalar == Float {
+    @inline(__always)
+    init(truncatingIfNeeded other: SIMD16<Int8>) {
+        self = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: other))
+    }
+}
+
+public enum CanonIndexError: Error, Equatable, CustomStringConvertible {
+    case malformed(String)
+    case unreadable(String)
+
+    public var description: String {
+        switch self {
+        case .malformed(let reason): "canon artifact is malformed: \(reason)"
+        case .unreadable(let reason): "canon artifact cannot be read: \(reason)"
+        }
+    }
+}
+
+/// The bytes of an artifact: a read-only memory mapping of a file, or an owned copy.
+public final class ArtifactBytes: @unchecked Sendable {
+    let pointer: UnsafeRawPointer
+    public let count: Int
+    private let release: @Sendable (UnsafeRawPointer, Int) -> Void
+
+    /// Copies the bytes (tests, and artifacts built in memory).
+    public init(copying bytes: [UInt8]) {
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
+        bytes.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        self.pointer = UnsafeRawPointer(memory)
+        self.count = bytes.count
+        self.release = { pointer, _ in UnsafeMutableRawPointer(mutating: pointer).deallocate() }
+    }
+
+    public init(mapping path: String) throws(CanonIndexError) {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .unreadable("\(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_size > 0 else { throw .unreadable("\(path): empty") }
+        let size = Int(status.st_size)
+        guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), mapped != MAP_FAILED else {
+            throw .unreadable("\(path): mmap: \(String(cString: strerror(errno)))")
+        }
+        self.pointer = UnsafeRawPointer(mapped)
+        self.count = size
+        self.release = { pointer, count in munmap(UnsafeMutableRawPointer(mutating: pointer), count) }
+    }
+
+    deinit { self.release(self.pointer, self.count) }
+}
+
+struct ArtifactReader {
+    let base: UnsafeRawPointer
+    let count: Int
+    var offset = 0
+
+    mutating func bytes(_ length: Int) throws(CanonIndexError) -> [UInt8] {
+        guard length >= 0, self.offset <= self.count, length <= self.count - self.offset else {
+            throw .malformed("truncated at byte \(self.offset)")
+        }
+        defer { self.offset += length }
+        return Array(UnsafeRawBufferPointer(start: self.base + self.offset, count: length))
+    }
+
+    mutating func integer<T: FixedWidthInteger>(_: T.Type) throws(CanonIndexError) -> T {
+        guard self.offset <= self.count, MemoryLayout<T>.size <= self.count - self.offset else {
+            throw .malformed("truncated at byte \(self.offset)")
+        }
+        defer { self.offset += MemoryLayout<T>.size }
+        return T(littleEndian: (self.base + self.offset).loadUnaligned(as: T.self))
+    }
+
+    mutating func u8() throws(CanonIndexError) -> UInt8 { try self.integer(UInt8.self) }
+    mutating func u16() throws(CanonIndexError) -> UInt16 { try self.integer(UInt16.self) }
+    mutating func u32() throws(CanonIndexError) -> UInt32 { try self.integer(UInt32.self) }
+    mutating func u64() throws(CanonIndexError) -> UInt64 { try self.integer(UInt64.self) }
+
+    mutating func string16() throws(CanonIndexError) -> String {
+        try self.string(length: Int(try self.u16()))
+    }
+
+    mutating func string32() throws(CanonIndexError) -> String {
+        try self.string(length: Int(try self.u32()))
+    }
+
+    private mutating func string(length: Int) throws(CanonIndexError) -> String {
+        let bytes = try self.bytes(length)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw .malformed("text at byte \(self.offset - length) is not UTF-8")
+        }
+        return text
+    }
+
+    func buffer<T>(at offset: Int, count: Int, of type: T.Type) throws(CanonIndexError) -> UnsafeBufferPointer<T> {
+        let length = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+        guard !length.overflow, offset >= 0, offset <= self.count, length.partialValue <= self.count - offset,
+            (Int(bitPattern: self.base) + offset) % MemoryLayout<T>.alignment == 0
+        else { throw .malformed("section at byte \(offset) out of range or misaligned") }
+        return UnsafeBufferPointer(start: (self.base + offset).assumingMemoryBound(to: T.self), count: count)
+    }
+}
