@@ -40,13 +40,19 @@ run: services model release
 	echo "  PostgreSQL      127.0.0.1:$${ZAAS_PG_PORT:-54320}   Redis 127.0.0.1:$${ZAAS_REDIS_PORT:-63790}"; \
 	echo "  logs            .zaas/logs/   connection details: .zaas/stack.env"; \
 	echo; \
+	echo "Ask the demo canon a question:"; \
+	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$DEMO_FREE_KEY" -H "Content-Type: application/json" \'; \
+	echo '    -d '"'"'{"question": "What is the principle of stationary action?"}'"'"' $${DATA_URLS%% *}/api/v1/query | python3 -m json.tool'; \
+	echo; \
 	echo "Try:"; \
 	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \
 	echo "  curl -s $$CONTROL_URL/healthz"; \
 	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" $${DATA_URLS%% *}/api/v1/key'; \
 	echo '  . .zaas/stack.env; export ZAAS_TOKEN=$$(ZAAS_PASSWORD=$$ZAAS_DEMO_ADMIN_PASSWORD .build/release/zaasctl login --email $$ZAAS_DEMO_ADMIN_EMAIL)'; \
 	echo '  .build/release/zaasctl keys list'; \
-	echo "  demo tenant $$ZAAS_DEMO_TENANT_ID, API key in .zaas/stack.env (ZAAS_DEMO_API_KEY)"; \
+	echo "  demo tenants: demo (Pro, ZAAS_DEMO_API_KEY), demo-free (DEMO_FREE_KEY), demo-enterprise (DEMO_ENTERPRISE_KEY, canon:write)"; \
+	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$DEMO_ENTERPRISE_KEY" -H "Content-Type: application/json" \'; \
+	echo '    -d '"'"'{"upsert": [{"id": "lab.note", "kind": "narrative", "title": "Lab note", "body": "Our cryostat boils off 1.2 litres of helium a day.", "status": "Narrative"}]}'"'"' $${DATA_URLS%% *}/api/v1/canon/update'; \
 	echo "  make stop"
 
 stop:

@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "bench-admin", targets: ["bench-admin"]),
         .executable(name: "bench-config", targets: ["bench-config"]),
         .executable(name: "bench-embeddings", targets: ["bench-embeddings"]),
+        .executable(name: "bench-canon", targets: ["bench-canon"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -76,7 +77,10 @@ let package = Package(
         // The canon: entries, uploads and their validation.
         .target(
             name: "Canon",
-            dependencies: ["CZlib", "Embeddings", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "CZlib", "Embeddings", .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Common/Canon",
             swiftSettings: swiftSettings
         ),
@@ -106,6 +110,8 @@ let package = Package(
             name: "ControlPlane",
             dependencies: [
                 "Common",
+                "Canon",
+                "Embeddings",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -149,6 +155,7 @@ let package = Package(
             name: "DataPlane",
             dependencies: [
                 "Common",
+                "Canon",
                 "Embeddings",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -214,6 +221,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "bench-canon",
+            dependencies: [
+                "Canon", "Embeddings", "ControlPlane", "Common", "TestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Tests/Benchmarks/CanonBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "bench-embeddings",
             dependencies: ["Embeddings", "CBLAS", "TestSupport"],
             path: "Tests/Benchmarks/EmbeddingsBench",
@@ -258,6 +274,7 @@ let package = Package(
             name: "DataPlaneTests",
             dependencies: [
                 "DataPlane",
+                "Canon",
                 "Embeddings",
                 "ControlPlane",
                 "Common",

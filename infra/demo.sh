@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Loads the demo tenant through zaasctl, as an operator would: tenant `demo` (Pro), its admin, and
-# one API key with the query scope. Idempotent: what exists is reused; the key is kept in
-# .zaas/demo-key.env (shown once by the API, so kept here for the demo only).
-# Usage: demo.sh CONTROL_URL; prints shell assignments for stack.env.
+# Loads the demo through zaasctl, as an operator and tenant admins would:
+#   - the demo canon (infra/demo-canon) as the platform base canon, built and published;
+#   - tenant `demo` (Pro) with its admin and a query key (ZAAS_DEMO_API_KEY);
+#   - tenant `demo-free` (Free) with a query key (DEMO_FREE_KEY);
+#   - tenant `demo-enterprise` (Enterprise) with a query + canon:write key (DEMO_ENTERPRISE_KEY).
+# Idempotent: what exists is reused; keys are kept in .zaas/demo-key.env (the API shows a key once,
+# so it is kept here for the demo only). Usage: demo.sh CONTROL_URL; prints assignments for stack.env.
 source "$(dirname "$0")/common.sh"
 # shellcheck disable=SC1090
 . "$ZAAS_SECRETS"
@@ -12,7 +15,6 @@ ctl() { "${ZAAS_BIN:-$ZAAS_ROOT/.build/release}/zaasctl" "$@" --url "$url"; }
 as() { local token="$1"; shift; ctl "$@" --token "$token"; }
 json_field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
 
-admin_email="demo-admin@zaas.local"
 admin_password="${ZAAS_DEMO_ADMIN_PASSWORD:-}"
 if [ -z "$admin_password" ]; then
     admin_password="demo-$(random_secret | cut -c1-20)"
@@ -20,37 +22,66 @@ if [ -z "$admin_password" ]; then
 fi
 
 ops=$(ZAAS_PASSWORD="$ZAAS_OPERATOR_PASSWORD" ctl login --email "$ZAAS_OPERATOR_EMAIL")
-tenant_id=$(as "$ops" tenants list --json | python3 -c '
+
+# The base canon: uploaded and published once; a later run reuses the published version.
+if ! as "$ops" canon list --base | grep -q "published"; then
+    echo "building the demo canon (base canon)…" >&2
+    as "$ops" canon upload --base --publish "$ZAAS_ROOT/infra/demo-canon" >/dev/null
+fi
+
+# ensure_tenant SLUG NAME TIER: prints the tenant id, creating the tenant and its admin if needed.
+ensure_tenant() {
+    local slug="$1" name="$2" tier="$3" id email="admin@$1.zaas.local"
+    [ "$slug" = demo ] && email="demo-admin@zaas.local"
+    id=$(as "$ops" tenants list --json | python3 -c '
 import json, sys
 for t in json.load(sys.stdin)["items"]:
-    if t["slug"] == "demo": print(t["id"])')
-if [ -z "$tenant_id" ]; then
-    tenant_id=$(as "$ops" tenants create --name "Demo Lab" --slug demo --tier pro --json | json_field '["id"]')
-fi
-if ! admin=$(ZAAS_PASSWORD="$admin_password" ctl login --email "$admin_email" 2>/dev/null); then
-    ZAAS_NEW_PASSWORD="$admin_password" as "$ops" admins create --tenant "$tenant_id" \
-        --email "$admin_email" --role admin >/dev/null
-    admin=$(ZAAS_PASSWORD="$admin_password" ctl login --email "$admin_email")
-fi
-as "$ops" logout
+    if t["slug"] == sys.argv[1]: print(t["id"])' "$slug")
+    if [ -z "$id" ]; then
+        id=$(as "$ops" tenants create --name "$name" --slug "$slug" --tier "$tier" --json | json_field '["id"]')
+    fi
+    if ! ZAAS_PASSWORD="$admin_password" ctl login --email "$email" >/dev/null 2>&1; then
+        ZAAS_NEW_PASSWORD="$admin_password" as "$ops" admins create --tenant "$id" \
+            --email "$email" --role admin >/dev/null
+    fi
+    echo "$id"
+}
 
 key_file="$ZAAS_HOME/demo-key.env"
-key=""
-if [ -f "$key_file" ]; then
-    # shellcheck disable=SC1090
-    . "$key_file"
-    key_id=$(cut -d_ -f3 <<<"${ZAAS_DEMO_API_KEY:-}")
-    if as "$admin" keys list --status active | grep -q " $key_id "; then key="$ZAAS_DEMO_API_KEY"; fi
-fi
-if [ -z "$key" ]; then
-    key=$(as "$admin" keys create --name "demo" --scope query --scope stats:read)
-    (umask 077; echo "ZAAS_DEMO_API_KEY=$key" >"$key_file")
-fi
-as "$admin" logout
+# shellcheck disable=SC1090
+[ -f "$key_file" ] && . "$key_file"
+# ensure_key VARIABLE SLUG SCOPE…: the tenant's demo key in VARIABLE, made anew if the kept one is not active.
+ensure_key() {
+    local variable="$1" slug="$2" email="admin@$2.zaas.local" admin key="${!1:-}" key_id scopes=()
+    shift 2
+    [ "$slug" = demo ] && email="demo-admin@zaas.local"
+    for scope in "$@"; do scopes+=(--scope "$scope"); done
+    admin=$(ZAAS_PASSWORD="$admin_password" ctl login --email "$email")
+    key_id=$(cut -d_ -f3 <<<"$key")
+    if [ -z "$key" ] || ! as "$admin" keys list --status active | grep -q " $key_id "; then
+        key=$(as "$admin" keys create --name "demo" "${scopes[@]}")
+    fi
+    as "$admin" logout
+    printf '%s=%s\n' "$variable" "$key"
+}
+
+tenant_id=$(ensure_tenant demo "Demo Lab" pro)
+free_id=$(ensure_tenant demo-free "Demo Free" free)
+enterprise_id=$(ensure_tenant demo-enterprise "Demo Enterprise" enterprise)
+as "$ops" logout
+keys=$(
+    ensure_key ZAAS_DEMO_API_KEY demo query stats:read
+    ensure_key DEMO_FREE_KEY demo-free query
+    ensure_key DEMO_ENTERPRISE_KEY demo-enterprise query canon:write
+)
+(umask 077; echo "$keys" >"$key_file")
 
 cat <<ENV
 ZAAS_DEMO_TENANT_ID=$tenant_id
-ZAAS_DEMO_ADMIN_EMAIL=$admin_email
+ZAAS_DEMO_ADMIN_EMAIL=demo-admin@zaas.local
 ZAAS_DEMO_ADMIN_PASSWORD=$admin_password
-ZAAS_DEMO_API_KEY=$key
+DEMO_FREE_TENANT_ID=$free_id
+DEMO_ENTERPRISE_TENANT_ID=$enterprise_id
+DEMO_ENTERPRISE_ADMIN_EMAIL=admin@demo-enterprise.zaas.local
+$keys
 ENV

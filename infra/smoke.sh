@@ -42,6 +42,20 @@ signin=$(curl -sS -X POST "$CONTROL_URL/admin/v1/sessions" -H 'content-type: app
     -d "{\"email\": \"$ZAAS_OPERATOR_EMAIL\", \"password\": \"$ZAAS_OPERATOR_PASSWORD\"}")
 grep -q '"token":"zsess_' <<<"$signin" || fail "operator sign-in: $signin"
 
+# The demo tenants ask the demo canon; only Enterprise may update its canon.
+answer=$(curl -sS -H "Authorization: Bearer $DEMO_FREE_KEY" -H 'Content-Type: application/json' \
+    -d '{"question": "What does Noether'"'"'s theorem say?"}' http://127.0.0.1:18402/api/v1/query)
+python3 - "$answer" <<'PY' || fail "query answer: $answer"
+import json, sys
+a = json.loads(sys.argv[1])
+assert a["model_used"] == "zora-extractive-local", a
+assert a["citations"] and a["citations"][0]["id"] == "claim.noether-theorem", a
+assert "[1]" in a["answer"] and 0 < a["confidence"] <= 1, a
+PY
+update='{"upsert": [{"id": "lab.smoke", "kind": "narrative", "title": "Smoke", "body": "Smoke test.", "status": "Narrative"}], "publish": false}'
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $DEMO_FREE_KEY" -H 'Content-Type: application/json' \
+    -d "$update" http://127.0.0.1:18401/api/v1/canon/update)" = 403 ] || fail "free tenant canon update not 403"
+
 # The demo key works on every node once its configuration arrives (well within a second).
 key_status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ZAAS_DEMO_API_KEY" "$1/api/v1/key"; }
 for url in $DATA_URLS; do

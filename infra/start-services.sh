@@ -60,7 +60,7 @@ if [ ! -f "$ZAAS_PG_DATA/PG_VERSION" ]; then
 listen_addresses = '127.0.0.1'
 port = $ZAAS_PG_PORT
 unix_socket_directories = '$ZAAS_PG_RUN'
-max_connections = 200
+max_connections = 400
 shared_buffers = 256MB
 fsync = on
 password_encryption = scram-sha-256

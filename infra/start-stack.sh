@@ -39,6 +39,7 @@ start control \
     ZAAS_KEYS_PEPPER="$ZAAS_KEY_PEPPER" \
     ZAAS_CONFIG_SIGNING_KEY="$ZAAS_CONFIG_SIGNING_KEY" ZAAS_NODES_TOKEN="$ZAAS_NODE_TOKEN" \
     ZAAS_BOOTSTRAP_OPERATOR_EMAIL="$ZAAS_OPERATOR_EMAIL" ZAAS_BOOTSTRAP_OPERATOR_PASSWORD="$ZAAS_OPERATOR_PASSWORD" \
+    ZAAS_EMBEDDINGS_MODEL_DIR="$ZAAS_HOME/models/all-MiniLM-L6-v2" \
     "$BIN/zaas-control"
 wait_healthy "http://127.0.0.1:$ZAAS_CONTROL_PORT/healthz" control
 [ "$only" = control ] && exit 0
@@ -65,6 +66,20 @@ done
 
 demo=$(bash "$(dirname "$0")/demo.sh" "http://127.0.0.1:$ZAAS_CONTROL_PORT") || { log "loading the demo tenant failed"; exit 1; }
 
+# Every node has loaded the published demo canon once it answers the demo question with citations.
+free_key=$(sed -n 's/^DEMO_FREE_KEY=//p' <<<"$demo")
+for url in "${data_urls[@]}"; do
+    for _ in $(seq 1 300); do
+        if curl -sf -H "Authorization: Bearer $free_key" -H 'Content-Type: application/json' \
+            -d '{"question": "What is the principle of stationary action?"}' "$url/api/v1/query" |
+            grep -q '"citations":\[{'; then
+            continue 2
+        fi
+        sleep 0.2
+    done
+    log "$url did not load the demo canon within 60 s"; exit 1
+done
+
 umask 077
 cat >"$STACK_ENV" <<ENV
 # Written by make run. Source it: . .zaas/stack.env
@@ -75,6 +90,7 @@ REDIS_URL=redis://:$ZAAS_REDIS_PASSWORD@127.0.0.1:$ZAAS_REDIS_PORT/0
 # The bootstrap operator (POST \$CONTROL_URL/admin/v1/sessions with these to sign in).
 ZAAS_OPERATOR_EMAIL=$ZAAS_OPERATOR_EMAIL
 ZAAS_OPERATOR_PASSWORD=$ZAAS_OPERATOR_PASSWORD
-# The demo tenant (zaasctl made it): its admin and an API key with the query and stats:read scopes.
+# The demo tenants (zaasctl made them): demo (Pro; its admin and a query + stats:read key),
+# demo-free (Free; DEMO_FREE_KEY) and demo-enterprise (Enterprise; DEMO_ENTERPRISE_KEY with canon:write).
 $demo
 ENV

@@ -84,6 +84,12 @@ public struct LocatedEntry: Sendable, Equatable {
     public var entry: CanonEntry
     public var file: String
     public var line: Int
+
+    public init(entry: CanonEntry, file: String, line: Int) {
+        self.entry = entry
+        self.file = file
+        self.line = line
+    }
 }
 
 /// One thing wrong with an upload, where it is.

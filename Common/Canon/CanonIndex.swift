@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// The searchable form of one canon version: its entries, their chunks, a BM25 inverted index
@@ -31,6 +32,8 @@ public final class CanonIndex: @unchecked Sendable {
     public static let formatVersion: UInt16 = 1
 
     public let label: String
+    /// SHA-256 of the artifact's bytes, lower-case hex: its name.
+    public let sha256: String
     public let dimensions: Int
     public let entries: [Entry]
     public let entryIndexByID: [String: Int]
@@ -51,6 +54,7 @@ public final class CanonIndex: @unchecked Sendable {
 
     public init(bytes storage: ArtifactBytes) throws(CanonIndexError) {
         self.storage = storage
+        self.sha256 = Self.sha256(UnsafeRawBufferPointer(start: storage.pointer, count: storage.count))
         var reader = ArtifactReader(base: storage.pointer, count: storage.count)
         guard try reader.bytes(4) == Array("ZCAN".utf8) else { throw .malformed("not a canon artifact") }
         let format = try reader.u16()
@@ -136,9 +140,24 @@ public final class CanonIndex: @unchecked Sendable {
         self.termPostings = terms
     }
 
-    /// Opens an artifact file, memory-mapped.
-    public convenience init(contentsOf path: String) throws(CanonIndexError) {
+    /// SHA-256 of bytes as lower-case hex: an artifact's name.
+    public static func sha256(_ bytes: UnsafeRawBufferPointer) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(64)
+        for byte in SHA256.hash(data: bytes) {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Opens an artifact file, memory-mapped; refused unless its bytes hash to `sha256`.
+    public convenience init(contentsOf path: String, sha256 expected: String) throws(CanonIndexError) {
         try self.init(bytes: try ArtifactBytes(mapping: path))
+        guard self.sha256 == expected else {
+            throw .malformed("\(path) hashes to \(self.sha256), not \(expected)")
+        }
     }
 
     /// The postings of a term: chunk indexes and how often the term occurs in each.

@@ -18,8 +18,11 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
     let postgres = PostgresClient(configuration: configuration.database.applicationClient, backgroundLogger: logger)
     let auth = try await makeAuthService(postgres: postgres, configuration: configuration)
     let distribution = ConfigDistribution(postgres: postgres, settings: configuration.distribution, logger: logger)
+    let builder = CanonBuilder(
+        postgres: postgres, modelDirectory: configuration.canon.modelDirectory,
+        threads: configuration.canon.buildThreads, logger: logger)
     let router = try buildRouter(
-        postgres: postgres, auth: auth, distribution: distribution, configuration: configuration)
+        postgres: postgres, auth: auth, distribution: distribution, builder: builder, configuration: configuration)
 
     var app = Application(
         router: router,
@@ -27,7 +30,7 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
             address: .hostname(configuration.server.host, port: configuration.server.port),
             serverName: "zaas-control"
         ),
-        services: [postgres as any Service] + distribution.services,
+        services: [postgres as any Service] + distribution.services + [builder],
         logger: logger
     )
     let startupLogger = logger
@@ -61,8 +64,10 @@ func buildRouter(
     postgres: PostgresClient,
     auth: AuthService,
     distribution: ConfigDistribution,
+    builder: CanonBuilder,
     configuration: ControlPlaneConfiguration
 ) throws -> Router<AdminRequestContext> {
+    let canonStore = CanonStore(database: ScopedDatabase(client: postgres))
     let router = Router(context: AdminRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: ProblemMiddleware())
@@ -71,6 +76,10 @@ func buildRouter(
     HealthController(postgres: postgres, timeout: .seconds(2)).addRoutes(to: router)
     // Before the session authenticator: nodes authenticate with their own credential.
     distribution.addRoutes(to: router)
+    InternalCanonController(
+        credential: NodeCredential(token: configuration.distribution.nodeToken), store: canonStore, builder: builder,
+        settings: configuration.canon
+    ).addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
     SessionController(auth: auth).addRoutes(to: router)
     TenantController(
@@ -82,6 +91,7 @@ func buildRouter(
         digester: try APIKeyDigester(pepper: configuration.keyPepper)
     ).addRoutes(to: router)
     distribution.addAdminRoutes(to: router)
+    CanonController(store: canonStore, builder: builder, settings: configuration.canon).addRoutes(to: router)
     return router
 }
 

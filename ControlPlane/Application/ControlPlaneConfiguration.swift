@@ -13,6 +13,26 @@ public struct ControlPlaneConfiguration: Sendable {
     /// Created at start when set and absent from the database.
     public var bootstrapOperator: (email: String, password: String)?
     public var distribution: DistributionSettings
+    public var canon: CanonSettings
+
+    /// Canon uploads and builds.
+    public struct CanonSettings: Sendable {
+        /// The sentence-transformers model the builder embeds chunks with (the nodes' model).
+        public var modelDirectory: String
+        /// Embedding threads of one build.
+        public var buildThreads: Int
+        /// Largest upload body.
+        public var maximumUploadBytes: Int
+        /// Largest single file in an upload (Markdown, JSON, NDJSON, or inside an archive).
+        public var maximumFileBytes: Int
+
+        init(reader: ConfigReader) throws {
+            self.modelDirectory = try reader.setting("embeddings.model_dir")
+            self.buildThreads = try reader.setting("canon.build_threads", in: 1...64)
+            self.maximumUploadBytes = (try reader.setting("canon.max_upload_mib", in: 1...1024)) << 20
+            self.maximumFileBytes = (try reader.setting("canon.max_file_mib", in: 1...256)) << 20
+        }
+    }
 
     /// How configuration reaches data-plane nodes.
     public struct DistributionSettings: Sendable {
@@ -74,6 +94,7 @@ public struct ControlPlaneConfiguration: Sendable {
                 key: "bootstrap.operator_email and bootstrap.operator_password (both or neither)")
         }
         self.distribution = try DistributionSettings(reader: reader)
+        self.canon = try CanonSettings(reader: reader)
     }
 
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
@@ -86,6 +107,10 @@ public struct ControlPlaneConfiguration: Sendable {
                 "config.usage_report_interval_ms": "15000",
                 "config.change_log_retention_hours": "168",
                 "nodes.stale_after_seconds": "90",
+                "embeddings.model_dir": ".zaas/models/all-MiniLM-L6-v2",
+                "canon.build_threads": "2",
+                "canon.max_upload_mib": "64",
+                "canon.max_file_mib": "4",
             ]) { $1 }
     }
 }

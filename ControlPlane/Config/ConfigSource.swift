@@ -54,13 +54,20 @@ public struct ConfigSource: Sendable {
                 case "tiers": tiers.insert(entityID)
                 case "tenants", "quota_policies": if let id = UUID(uuidString: entityID) { tenantIDs.insert(id) }
                 case "api_keys": if let id = UUID(uuidString: entityID) { keyIDs.insert(id) }
+                case "canon_publications":
+                    // The base canon travels in the settings, which every delta carries.
+                    if let id = UUID(uuidString: entityID) { tenantIDs.insert(id) }
                 default: logger.warning("unknown entity in the config change log", metadata: ["entity": "\(entity)"])
                 }
             }
+            // A tier change re-sends every tenant of the tier, each with its canon.
+            let canon = try await Self.canon(
+                tenants: tiers.isEmpty ? tenantIDs : nil, connection: connection, logger: logger)
             let tenants =
                 tenantIDs.isEmpty && tiers.isEmpty
                 ? []
-                : try await Self.tenants(ids: tenantIDs, tiers: tiers, connection: connection, logger: logger)
+                : try await Self.tenants(
+                    ids: tenantIDs, tiers: tiers, canon: canon.tenants, connection: connection, logger: logger)
             let keys = keyIDs.isEmpty ? [] : try await Self.keys(ids: keyIDs, connection: connection, logger: logger)
             let presentTenants = Set(tenants.map(\.id))
             let presentKeys = Set(keys.map(\.id))
@@ -69,7 +76,7 @@ public struct ConfigSource: Sendable {
                     fromVersion: since,
                     toVersion: head.version,
                     createdAt: Date(),
-                    settings: self.settings,
+                    settings: self.settings(base: canon.base),
                     upsertedTenants: tenants,
                     removedTenants: tenantIDs.subtracting(presentTenants).sorted { $0.uuidString < $1.uuidString },
                     upsertedKeys: keys,
@@ -108,17 +115,46 @@ public struct ConfigSource: Sendable {
     private func snapshot(at head: Head, connection: PostgresConnection, logger: Logger) async throws
         -> NodeConfigSnapshot
     {
-        NodeConfigSnapshot(
+        let canon = try await Self.canon(tenants: nil, connection: connection, logger: logger)
+        return NodeConfigSnapshot(
             version: head.version,
             createdAt: Date(),
-            settings: self.settings,
-            tenants: try await Self.tenants(ids: nil, tiers: nil, connection: connection, logger: logger),
+            settings: self.settings(base: canon.base),
+            tenants: try await Self.tenants(
+                ids: nil, tiers: nil, canon: canon.tenants, connection: connection, logger: logger),
             keys: try await Self.keys(ids: nil, connection: connection, logger: logger)
         )
     }
 
+    private func settings(base: CanonReference?) -> DataPlaneSettings {
+        var settings = self.settings
+        settings.baseCanon = base
+        return settings
+    }
+
+    /// The published canon versions: the base canon's, and those of the given tenants (all when nil).
+    private static func canon(tenants: Set<UUID>?, connection: PostgresConnection, logger: Logger) async throws
+        -> (base: CanonReference?, tenants: [UUID: CanonReference])
+    {
+        let idList = tenants.map { Array($0) }
+        let rows = try await connection.query(
+            "SELECT tenant_id, version_id, label, artifact_sha256, byte_count FROM zaas_config_canon(\(idList))",
+            logger: logger)
+        var base: CanonReference?
+        var byTenant: [UUID: CanonReference] = [:]
+        for try await (tenant, version, label, sha256, byteCount) in rows.decode(
+            (UUID?, UUID, String, String, Int64).self)
+        {
+            let reference = CanonReference(
+                versionID: version, label: label, sha256: sha256, byteCount: UInt64(clamping: byteCount))
+            if let tenant { byTenant[tenant] = reference } else { base = reference }
+        }
+        return (base, byTenant)
+    }
+
     private static func tenants(
-        ids: Set<UUID>?, tiers: Set<String>?, connection: PostgresConnection, logger: Logger
+        ids: Set<UUID>?, tiers: Set<String>?, canon: [UUID: CanonReference], connection: PostgresConnection,
+        logger: Logger
     ) async throws -> [TenantConfig] {
         let idList = ids.map { Array($0) }
         let tierList = tiers.map { Array($0) }
@@ -134,7 +170,7 @@ public struct ConfigSource: Sendable {
         for try await row in rows.decode(
             (UUID, String, String, String, Int32, Int32?, [String], Int32, Int32, Int32, Bool).self)
         {
-            let (id, slug, status, tier, perHour, tenantPerHour, classes, citations, ttl, retention, canon) = row
+            let (id, slug, status, tier, perHour, tenantPerHour, classes, citations, ttl, retention, canonUpdates) = row
             guard let modelClasses = ModelClasses(names: classes) else {
                 throw ConfigSourceError.unexpectedValue("model classes \(classes) of tenant \(id)")
             }
@@ -151,9 +187,9 @@ public struct ConfigSource: Sendable {
                         maxCitations: UInt16(clamping: citations),
                         cacheTTLSeconds: UInt32(clamping: ttl),
                         auditRetentionDays: UInt16(clamping: retention),
-                        canonUpdatesAllowed: canon
+                        canonUpdatesAllowed: canonUpdates
                     ),
-                    canonVersion: nil
+                    canon: canon[id]
                 ))
         }
         return tenants

@@ -23,16 +23,23 @@ struct AdminClient {
 
     /// Sends one request; returns the decoded JSON body (nil for 204).
     func send(_ method: HTTPMethod, _ path: String, body: [String: Any]? = nil) async throws -> Any? {
+        try await self.send(
+            method, path, contentType: body == nil ? nil : "application/json",
+            bytes: try body.map { Array(try JSONSerialization.data(withJSONObject: $0)) })
+    }
+
+    /// Sends a body of any media type (a canon upload).
+    func send(_ method: HTTPMethod, _ path: String, contentType: String?, bytes: [UInt8]?) async throws -> Any? {
         var request = HTTPClientRequest(url: self.baseURL + path)
         request.method = method
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body)))
+        if let bytes, let contentType {
+            request.headers.add(name: "Content-Type", value: contentType)
+            request.body = .bytes(ByteBuffer(bytes: bytes))
         }
         let response: HTTPClientResponse
         do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(300))
         } catch {
             throw Failure(status: 0, title: "cannot reach \(self.baseURL)", detail: "\(error)", errors: [])
         }
@@ -43,11 +50,15 @@ struct AdminClient {
             let errors = (problem["errors"] as? [[String: Any]] ?? []).map { entry in
                 "\(entry["field"] ?? "?"): \(entry["message"] ?? "?")"
             }
+            // Canon uploads list their problems by file and line.
+            let problems = (problem["problems"] as? [[String: Any]] ?? []).map { entry in
+                "\(entry["file"] ?? "?")" + (entry["line"].map { ":\($0)" } ?? "") + ": \(entry["message"] ?? "?")"
+            }
             throw Failure(
                 status: Int(response.status.code),
                 title: problem["title"] as? String ?? response.status.reasonPhrase,
                 detail: problem["detail"] as? String,
-                errors: errors
+                errors: errors + problems
             )
         }
         return json

@@ -10,7 +10,9 @@ struct Zaasctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zaasctl",
         abstract: "Administer ZaaS through its admin API.",
-        subcommands: [Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self, Nodes.self, Embed.self]
+        subcommands: [
+            Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self, Canon.self, Nodes.self, Embed.self,
+        ]
     )
 }
 

@@ -39,7 +39,7 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
         // Stopped in reverse order: the usage recorder's last report still has its HTTP client.
         services: [
             HTTPClientService(client: httpClient), EmbedderService(embedder: node.embedder), redis, node.watcher,
-            node.usage,
+            node.canon, node.usage,
         ],
         logger: logger
     )
@@ -53,9 +53,18 @@ public struct DataPlaneNode: Sendable {
     public let verifier: KeyVerifier
     /// Sentence embeddings for retrieval and the semantic cache, loaded once at start.
     public let embedder: BatchingEmbedder
+    /// The canon versions the configuration names, loaded.
+    public let canon: CanonLibrary
+    let httpClient: HTTPClient
 
     public init(configuration: DataPlaneConfiguration, httpClient: HTTPClient = .shared, logger: Logger) throws {
         let store = ConfigStore()
+        self.httpClient = httpClient
+        self.canon = CanonLibrary(
+            settings: .init(
+                controlPlaneURL: configuration.controlPlaneURL, nodeToken: configuration.nodeToken,
+                directory: configuration.stateDirectory + "/artifacts", timeout: configuration.controlPlaneTimeout),
+            configuration: store, httpClient: httpClient, logger: logger)
         self.watcher = ConfigWatcher(
             store: store,
             files: SnapshotFiles(directory: configuration.stateDirectory),
@@ -146,6 +155,23 @@ func buildRouter(
         )
         .group(context: AuthenticatedRequestContext.self)
     KeyInfoController().addRoutes(to: api)
+    let query = router.group("/api/v1/query")
+        .add(
+            middleware: APIKeyAuthenticator(
+                verifier: node.verifier, store: node.watcher.store, usage: node.usage, requiredScopes: [.query])
+        )
+        .group(context: AuthenticatedRequestContext.self)
+    QueryController(embedder: node.embedder, library: node.canon, store: node.watcher.store).addRoutes(to: query)
+    let canon = router.group("/api/v1/canon")
+        .add(
+            middleware: APIKeyAuthenticator(
+                verifier: node.verifier, store: node.watcher.store, usage: node.usage, requiredScopes: [.canonWrite])
+        )
+        .group(context: AuthenticatedRequestContext.self)
+    CanonUpdateController(
+        controlPlaneURL: configuration.controlPlaneURL, nodeToken: configuration.nodeToken,
+        timeout: configuration.controlPlaneTimeout, httpClient: node.httpClient
+    ).addRoutes(to: canon)
     return router
 }
 

@@ -12,7 +12,8 @@ struct SignedConfigDocumentTests {
         let tenantA = ConfigFixtures.tenant(slug: "alpha")
         var tenantB = ConfigFixtures.tenant(slug: "béta-ünïcode", status: .suspended)
         tenantB.policy.tenantQueriesPerHour = 5000
-        tenantB.canonVersion = "sha256:abc"
+        tenantB.canon = CanonReference(
+            versionID: UUID(), label: "béta-v7", sha256: String(repeating: "ab", count: 32), byteCount: 123_456)
         let keys = [
             ConfigFixtures.key(tenant: tenantA.id, scopes: [.query, .statsRead]).record,
             ConfigFixtures.key(
@@ -21,7 +22,10 @@ struct SignedConfigDocumentTests {
                 revokedAt: Date(timeIntervalSince1970: 1_850_000_000)
             ).record,
         ]
-        return ConfigFixtures.snapshot(version: 42, tenants: [tenantA, tenantB], keys: keys)
+        var snapshot = ConfigFixtures.snapshot(version: 42, tenants: [tenantA, tenantB], keys: keys)
+        snapshot.settings.baseCanon = CanonReference(
+            versionID: UUID(), label: "base-v3", sha256: String(repeating: "0f", count: 32), byteCount: 9)
+        return snapshot
     }
 
     @Test("a full snapshot and a delta come back exactly as they went in")
@@ -86,13 +90,13 @@ struct SignedConfigDocumentTests {
     func unknownFormat() throws {
         var document = SignedConfigDocument.encode(.full(Self.sample()), signedWith: Self.key)
         document[4] = 0
-        document[5] = 2
-        #expect(throws: ConfigDocumentError.unsupportedFormatVersion(2)) {
+        document[5] = 1
+        #expect(throws: ConfigDocumentError.unsupportedFormatVersion(1)) {
             try SignedConfigDocument.decode(document, verifyingWith: Self.key.verificationKey)
         }
         #expect(
-            ConfigDocumentError.unsupportedFormatVersion(2).description
-                == "config format version 2 is not supported (this build reads 1)")
+            ConfigDocumentError.unsupportedFormatVersion(1).description
+                == "config format version 1 is not supported (this build reads 2)")
     }
 
     @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")

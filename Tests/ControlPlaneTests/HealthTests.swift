@@ -65,6 +65,9 @@ struct ControlPlaneHealthTests {
             auth: try await makeAuthService(postgres: postgres, configuration: configuration),
             distribution: ConfigDistribution(
                 postgres: postgres, settings: configuration.distribution, logger: Logger(label: "test")),
+            builder: CanonBuilder(
+                postgres: postgres, modelDirectory: configuration.canon.modelDirectory, threads: 1,
+                logger: Logger(label: "test")),
             configuration: configuration
         )
         return Application(router: router, services: [postgres])

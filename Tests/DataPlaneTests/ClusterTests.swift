@@ -110,13 +110,13 @@ final class Cluster: @unchecked Sendable {
     }
 
     /// Makes a tenant with an admin, signs the admin in, returns the tenant id and session token.
-    func makeTenant(slug: String) async throws -> (tenant: UUID, token: String) {
+    func makeTenant(slug: String, tier: String = "pro") async throws -> (tenant: UUID, token: String) {
         let tenant = UUID()
         let hash = try await Argon2id().hash(Self.password)
         try await withPostgresClient(self.database.app) { client in
             try await ScopedDatabase(client: client).withOperator(UUID(), logger: Self.logger) { connection in
                 try await connection.query(
-                    "INSERT INTO tenants (id, name, slug, tier_id) VALUES (\(tenant), \(slug), \(slug), 'pro')",
+                    "INSERT INTO tenants (id, name, slug, tier_id) VALUES (\(tenant), \(slug), \(slug), \(tier))",
                     logger: Self.logger)
                 try await connection.query(
                     """

@@ -96,6 +96,8 @@ struct OpenAPITests {
             postgres: postgres,
             auth: try await makeAuthService(postgres: postgres, configuration: control),
             distribution: ConfigDistribution(postgres: postgres, settings: control.distribution, logger: logger),
+            builder: CanonBuilder(
+                postgres: postgres, modelDirectory: TestEnvironment.modelDirectory, threads: 1, logger: logger),
             configuration: control
         )
         let registered =

@@ -19,7 +19,7 @@ public enum ConfigFixtures {
     public static func tenant(_ id: UUID = UUID(), slug: String = "lab", status: TenantConfig.Status = .active)
         -> TenantConfig
     {
-        TenantConfig(id: id, slug: slug, status: status, policy: policy(), canonVersion: nil)
+        TenantConfig(id: id, slug: slug, status: status, policy: policy(), canon: nil)
     }
 
     /// A key record and the text a caller would present for it.

@@ -109,6 +109,11 @@ public struct TestEnvironment: Sendable {
             "config.signing_key": configSigningKey,
             "nodes.token": nodeToken,
             "config.usage_report_interval_ms": "300",
+            "embeddings.model_dir": Self.modelDirectory,
+            "canon.build_threads": "1",
+            // Tests run many control planes at once; the server's default pool of 20 each would
+            // exhaust PostgreSQL's connection slots.
+            "postgres.pool_size": "6",
         ]
     }
 

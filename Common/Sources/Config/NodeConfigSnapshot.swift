@@ -74,9 +74,29 @@ public enum ConfigUpdate: Sendable, Equatable {
 public struct DataPlaneSettings: Sendable, Equatable {
     /// How often nodes report which keys were used (last-used times), in milliseconds.
     public var usageReportIntervalMilliseconds: UInt32
+    /// The published platform base canon every tenant answers from (under its own overlay).
+    public var baseCanon: CanonReference?
 
-    public init(usageReportIntervalMilliseconds: UInt32) {
+    public init(usageReportIntervalMilliseconds: UInt32, baseCanon: CanonReference? = nil) {
         self.usageReportIntervalMilliseconds = usageReportIntervalMilliseconds
+        self.baseCanon = baseCanon
+    }
+}
+
+/// A published canon version: what nodes fetch (by hash) and load.
+public struct CanonReference: Sendable, Equatable, Hashable {
+    public var versionID: UUID
+    /// Shown in citations (`base-v3`, `acme-v2`).
+    public var label: String
+    /// SHA-256 of the artifact, lower-case hex.
+    public var sha256: String
+    public var byteCount: UInt64
+
+    public init(versionID: UUID, label: String, sha256: String, byteCount: UInt64) {
+        self.versionID = versionID
+        self.label = label
+        self.sha256 = sha256
+        self.byteCount = byteCount
     }
 }
 
@@ -90,15 +110,15 @@ public struct TenantConfig: Sendable, Equatable {
     public var slug: String
     public var status: Status
     public var policy: TenantPolicy
-    /// The canon version the tenant answers from; nil until the tenant has published one.
-    public var canonVersion: String?
+    /// The tenant's published overlay, searched above the base canon; nil when it has none.
+    public var canon: CanonReference?
 
-    public init(id: UUID, slug: String, status: Status, policy: TenantPolicy, canonVersion: String?) {
+    public init(id: UUID, slug: String, status: Status, policy: TenantPolicy, canon: CanonReference?) {
         self.id = id
         self.slug = slug
         self.status = status
         self.policy = policy
-        self.canonVersion = canonVersion
+        self.canon = canon
     }
 }
 

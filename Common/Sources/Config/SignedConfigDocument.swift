@@ -12,7 +12,7 @@ import NIOCore
 /// another format version, a wrong or missing signature, and any byte it cannot account for.
 public enum SignedConfigDocument {
     public static let magic: [UInt8] = Array("ZCFG".utf8)
-    public static let formatVersion: UInt16 = 1
+    public static let formatVersion: UInt16 = 2
     public static let headerLength = 4 + 2 + 1 + 4
     public static let signatureLength = 64
     /// Refused before reading further: far above what 1M keys need.
@@ -235,10 +235,30 @@ extension ByteBuffer {
 
     private mutating func writeSettings(_ settings: DataPlaneSettings) {
         self.writeInteger(settings.usageReportIntervalMilliseconds)
+        self.writeOptional(settings.baseCanon) { $0.writeCanon($1) }
     }
 
     private mutating func readSettings() throws(ConfigDocumentError) -> DataPlaneSettings {
-        DataPlaneSettings(usageReportIntervalMilliseconds: try self.read())
+        DataPlaneSettings(
+            usageReportIntervalMilliseconds: try self.read(),
+            baseCanon: try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readCanon() }
+        )
+    }
+
+    private mutating func writeCanon(_ canon: CanonReference) {
+        self.writeUUID(canon.versionID)
+        self.writeShortString(canon.label)
+        self.writeShortString(canon.sha256)
+        self.writeInteger(canon.byteCount)
+    }
+
+    private mutating func readCanon() throws(ConfigDocumentError) -> CanonReference {
+        let versionID = try self.readUUID()
+        let label = try self.readShortString()
+        let sha256 = try self.readShortString()
+        guard sha256.utf8.count == 64, sha256.utf8.allSatisfy({ Hex.value($0) != nil && !(0x41...0x46).contains($0) })
+        else { throw .malformed("canon artifact hash is not 64 lower-case hex digits") }
+        return CanonReference(versionID: versionID, label: label, sha256: sha256, byteCount: try self.read())
     }
 
     private mutating func writeTenant(_ tenant: TenantConfig) {
@@ -254,7 +274,7 @@ extension ByteBuffer {
         self.writeInteger(policy.cacheTTLSeconds)
         self.writeInteger(policy.auditRetentionDays)
         self.writeInteger(UInt8(policy.canonUpdatesAllowed ? 1 : 0))
-        self.writeOptional(tenant.canonVersion) { $0.writeShortString($1) }
+        self.writeOptional(tenant.canon) { $0.writeCanon($1) }
     }
 
     private mutating func readTenant() throws(ConfigDocumentError) -> TenantConfig {
@@ -273,7 +293,7 @@ extension ByteBuffer {
         let cacheTTL: UInt32 = try self.read()
         let retention: UInt16 = try self.read()
         let canonUpdates = try self.readBool()
-        let canonVersion = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readShortString() }
+        let canon = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readCanon() }
         return TenantConfig(
             id: id, slug: slug, status: status,
             policy: TenantPolicy(
@@ -281,7 +301,7 @@ extension ByteBuffer {
                 modelClasses: modelClasses, maxCitations: maxCitations, cacheTTLSeconds: cacheTTL,
                 auditRetentionDays: retention, canonUpdatesAllowed: canonUpdates
             ),
-            canonVersion: canonVersion
+            canon: canon
         )
     }
 

@@ -74,6 +74,14 @@ extension Problem {
         Problem(slug: "forbidden", title: "Forbidden", status: .forbidden, detail: detail)
     }
 
+    /// Canon updates come with Enterprise (or a quota policy that allows them).
+    public static var canonUpdatesNotAllowed: Problem {
+        Problem(
+            slug: "canon-updates-not-allowed", title: "Canon Updates Not Allowed", status: .forbidden,
+            detail: "This tenant's tier does not include canon updates; they come with Enterprise "
+                + "(or a quota policy that allows them).")
+    }
+
     public static func badRequest(_ detail: String) -> Problem {
         Problem(slug: "bad-request", title: "Bad Request", status: .badRequest, detail: detail)
     }

@@ -1,0 +1,228 @@
+import AsyncHTTPClient
+import Canon
+import Common
+import Crypto
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import Synchronization
+
+/// The canon indexes this node answers from, swapped in whole: a request sees one set from start
+/// to end, and a newly published version replaces the old one only once it is fetched, verified
+/// and loaded — never half-loaded.
+public final class CanonState: Sendable {
+    public let base: CanonIndex?
+    public let overlays: [UUID: CanonIndex]
+    /// The base canon alone, for tenants without an overlay.
+    let baseLayers: [CanonLayer]
+    let tenantLayers: [UUID: [CanonLayer]]
+
+    init(base: CanonIndex?, overlays: [UUID: CanonIndex]) {
+        self.base = base
+        self.overlays = overlays
+        self.baseLayers = CanonLayer.stack(base: base, overlay: nil)
+        self.tenantLayers = overlays.mapValues { CanonLayer.stack(base: base, overlay: $0) }
+    }
+
+    static let empty = CanonState(base: nil, overlays: [:])
+
+    /// The layers a tenant searches.
+    func layers(for tenant: UUID) -> [CanonLayer] {
+        self.tenantLayers[tenant] ?? self.baseLayers
+    }
+
+    var artifacts: Set<String> {
+        Set(([self.base] + self.overlays.values.map { $0 }).compactMap { $0?.sha256 })
+    }
+}
+
+/// Keeps the node's canon in step with its configuration: for every published version the config
+/// names (the base canon and each tenant's overlay) it loads the artifact from local disk or
+/// fetches it from the control plane by hash, verifies the SHA-256, keeps it on disk and
+/// memory-maps it; then installs the new `CanonState` at once.
+public final class CanonLibrary: Service, Sendable {
+    struct Settings: Sendable {
+        var controlPlaneURL: String
+        var nodeToken: String
+        var directory: String
+        var timeout: Duration
+    }
+
+    let settings: Settings
+    let configuration: ConfigStore
+    let httpClient: HTTPClient
+    let logger: Logger
+    private let state = Mutex<CanonState>(.empty)
+    /// The config version the installed state was made for.
+    private let syncedVersion = Mutex<Int64?>(nil)
+    /// Artifacts that could not be had, by hash, with when to try again.
+    private let failures = Mutex<[String: ContinuousClock.Instant]>([:])
+    let loads = Counter(label: "zaas_canon_loads_total")
+    let refused = Counter(label: "zaas_canon_refused_total")
+
+    init(settings: Settings, configuration: ConfigStore, httpClient: HTTPClient, logger: Logger) {
+        self.settings = settings
+        self.configuration = configuration
+        self.httpClient = httpClient
+        self.logger = logger
+    }
+
+    public var current: CanonState { self.state.withLock { $0 } }
+
+    /// True when the installed canon matches what the configuration names.
+    public func isCurrent(for config: ConfigState) -> Bool {
+        let state = self.current
+        if state.base?.sha256 != config.settings.baseCanon?.sha256 { return false }
+        for tenant in config.tenants.values where state.overlays[tenant.id]?.sha256 != tenant.canon?.sha256 {
+            return false
+        }
+        return true
+    }
+
+    public func run() async throws {
+        try? FileManager.default.createDirectory(atPath: self.settings.directory, withIntermediateDirectories: true)
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await self.synchronize()
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    /// Brings the installed canon up to the current configuration, if it is not already.
+    func synchronize() async {
+        guard let config = self.configuration.current else { return }
+        let retryDue = self.failures.withLock { failures in
+            failures.values.contains { $0 <= ContinuousClock.now }
+        }
+        if self.syncedVersion.withLock({ $0 }) == config.version && !retryDue { return }
+        let installed = self.current
+        var loaded: [String: CanonIndex] = [:]
+        for index in [installed.base].compactMap({ $0 }) + installed.overlays.values.map({ $0 }) {
+            loaded[index.sha256] = index
+        }
+        func obtain(_ reference: CanonReference) async -> CanonIndex? {
+            if let index = loaded[reference.sha256] { return index }
+            if let next = self.failures.withLock({ $0[reference.sha256] }), next > ContinuousClock.now { return nil }
+            do {
+                let index = try await self.load(reference)
+                loaded[reference.sha256] = index
+                self.failures.withLock { _ = $0.removeValue(forKey: reference.sha256) }
+                return index
+            } catch {
+                self.refused.increment()
+                self.logger.error(
+                    "canon artifact unavailable; serving the previous version",
+                    metadata: [
+                        "canon_version": "\(reference.label)", "sha256": "\(reference.sha256)", "error": "\(error)",
+                    ])
+                self.failures.withLock { $0[reference.sha256] = ContinuousClock.now + .seconds(2) }
+                return nil
+            }
+        }
+        // What cannot be had yet keeps what was installed for it.
+        var base = installed.base
+        if let reference = config.settings.baseCanon {
+            if let index = await obtain(reference) { base = index }
+        } else {
+            base = nil
+        }
+        var overlays: [UUID: CanonIndex] = [:]
+        for tenant in config.tenants.values {
+            guard let reference = tenant.canon else { continue }
+            if let index = await obtain(reference) {
+                overlays[tenant.id] = index
+            } else if let previous = installed.overlays[tenant.id] {
+                overlays[tenant.id] = previous
+            }
+        }
+        let next = CanonState(base: base, overlays: overlays)
+        self.state.withLock { $0 = next }
+        self.syncedVersion.withLock { $0 = config.version }
+        self.removeUnused(keeping: next.artifacts)
+    }
+
+    /// From disk when there and intact, else from the control plane; verified either way.
+    func load(_ reference: CanonReference) async throws -> CanonIndex {
+        let path = self.settings.directory + "/" + reference.sha256 + ".zcan"
+        if FileManager.default.fileExists(atPath: path) {
+            do {
+                let index = try CanonIndex(contentsOf: path, sha256: reference.sha256)
+                self.loads.increment()
+                return index
+            } catch {
+                self.logger.warning(
+                    "canon artifact on disk refused; fetching it again",
+                    metadata: ["path": "\(path)", "error": "\(error)"])
+                try? FileManager.default.removeItem(atPath: path)
+            }
+        }
+        var request = HTTPClientRequest(
+            url: self.settings.controlPlaneURL + "/internal/v1/canon/artifacts/" + reference.sha256)
+        request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
+        let response = try await self.httpClient.execute(request, timeout: .init(self.settings.timeout + .seconds(60)))
+        guard response.status == .ok else {
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            throw CanonLibraryError.fetch("control plane answered \(response.status.code)")
+        }
+        let body = try await response.body.collect(upTo: Int(clamping: reference.byteCount) + 1)
+        let bytes = Array(body.readableBytesView)
+        guard bytes.withUnsafeBytes({ CanonIndex.sha256($0) }) == reference.sha256 else {
+            throw CanonLibraryError.fetch("artifact bytes do not hash to \(reference.sha256)")
+        }
+        try Self.writeAtomically(bytes, to: path)
+        let index = try CanonIndex(contentsOf: path, sha256: reference.sha256)
+        self.loads.increment()
+        self.logger.info(
+            "canon artifact loaded",
+            metadata: [
+                "canon_version": "\(reference.label)", "bytes": "\(bytes.count)", "chunks": "\(index.chunkCount)",
+            ])
+        return index
+    }
+
+    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let temporary = path + ".tmp-\(UUID().uuidString)"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw CanonLibraryError.disk("\(temporary): \(String(cString: strerror(errno)))") }
+        var written = 0
+        let ok = bytes.withUnsafeBytes { buffer -> Bool in
+            while written < buffer.count {
+                let result = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                written += result
+            }
+            return fsync(descriptor) == 0
+        }
+        close(descriptor)
+        guard ok, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw CanonLibraryError.disk("\(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    private func removeUnused(keeping: Set<String>) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: self.settings.directory) else { return }
+        for name in names where name.hasSuffix(".zcan") && !keeping.contains(String(name.dropLast(5))) {
+            try? FileManager.default.removeItem(atPath: self.settings.directory + "/" + name)
+        }
+    }
+}
+
+enum CanonLibraryError: Error, CustomStringConvertible {
+    case fetch(String)
+    case disk(String)
+
+    var description: String {
+        switch self {
+        case .fetch(let reason): "fetch failed: \(reason)"
+        case .disk(let reason): "disk: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,205 @@
+import Canon
+import Common
+import Embeddings
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+
+/// A validated `POST /api/v1/query` body.
+struct QueryRequest: Sendable, Equatable {
+    enum ModelPreference: String, Sendable {
+        case auto, local, cloud
+    }
+
+    static let fields: Set<String> = ["question", "context", "max_citations", "model_preference"]
+    static let maximumQuestion = 4000
+    static let maximumContext = 16000
+    static let maximumCitations = 20
+    static let defaultCitations = 5
+
+    var question: String
+    var context: String?
+    var maxCitations: Int
+    var modelPreference: ModelPreference
+
+    /// Every problem of the body at once; the tier's citation limit caps `max_citations`.
+    init(json bytes: ByteBuffer, citationLimit: Int) throws {
+        let fields: [String: JSONValue]
+        do {
+            fields = try JSONDecoder().decode([String: JSONValue].self, from: Data(bytes.readableBytesView))
+        } catch {
+            throw Problem.invalidQuery(["body": "must be a JSON object"])
+        }
+        var errors: [String: String] = [:]
+        for unknown in Set(fields.keys).subtracting(Self.fields) { errors[unknown] = "unknown field" }
+
+        var question = ""
+        switch fields["question"] {
+        case .string(let text):
+            question = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            if question.isEmpty {
+                errors["question"] = "must not be empty"
+            } else if question.count > Self.maximumQuestion {
+                errors["question"] = "must be at most \(Self.maximumQuestion) characters"
+            }
+        case nil: errors["question"] = "is required"
+        default: errors["question"] = "must be a string"
+        }
+
+        var context: String?
+        switch fields["context"] {
+        case nil, .null: break
+        case .string(let text):
+            if text.count > Self.maximumContext {
+                errors["context"] = "must be at most \(Self.maximumContext) characters"
+            } else if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                context = text
+            }
+        default: errors["context"] = "must be a string"
+        }
+
+        var maxCitations = min(Self.defaultCitations, citationLimit)
+        switch fields["max_citations"] {
+        case nil: break
+        case .integer(let value) where (0...Self.maximumCitations).contains(value):
+            if value > citationLimit {
+                errors["max_citations"] = "must be at most \(citationLimit) on this tenant's tier"
+            } else {
+                maxCitations = value
+            }
+        default: errors["max_citations"] = "must be an integer from 0 to \(Self.maximumCitations)"
+        }
+
+        var preference = ModelPreference.auto
+        switch fields["model_preference"] {
+        case nil: break
+        case .string(let text) where ModelPreference(rawValue: text) != nil:
+            preference = ModelPreference(rawValue: text)!
+        default: errors["model_preference"] = "must be auto, local or cloud"
+        }
+        guard errors.isEmpty else { throw Problem.invalidQuery(errors) }
+        self.question = question
+        self.context = context
+        self.maxCitations = maxCitations
+        self.modelPreference = preference
+    }
+}
+
+/// Any JSON value, keeping its type: `true` is not 1, `2.5` is not an integer.
+enum JSONValue: Decodable, Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case integer(Int)
+    case number(Double)
+    case string(String)
+    case other
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Int.self) {
+            self = .integer(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else {
+            self = .other
+        }
+    }
+}
+
+/// The answer as the API returns it.
+struct QueryResponse: Encodable, Sendable {
+    let answer: String
+    let citations: [Citation]
+    let confidence: Double
+    let modelUsed: String
+    let cacheHit: Bool
+    let queryId: String
+    /// The versions searched, overlay first: `acme-v3+base-v2`.
+    let canonVersion: String
+}
+
+/// `POST /api/v1/query`: embeds the question, retrieves from the tenant's overlay and the base
+/// canon, and answers with the embedded extractive answerer.
+struct QueryController: Sendable {
+    static let maximumBody = 64 * 1024
+
+    let embedder: any Embedder
+    let library: CanonLibrary
+    let store: ConfigStore
+    let retriever = HybridRetriever()
+    let answerer = ExtractiveAnswerer()
+    let answered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "answered")])
+    let uncovered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "not_covered")])
+
+    func addRoutes(to group: RouterGroup<AuthenticatedRequestContext>) {
+        group.post { request, context in
+            try await self.query(request, context: context)
+        }
+    }
+
+    func query(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
+        if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
+            throw Problem.unsupportedMediaType("Send the query as application/json.")
+        }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: Self.maximumBody)
+        } catch {
+            throw Problem.payloadTooLarge("The body is larger than \(Self.maximumBody) bytes.")
+        }
+        let query = try QueryRequest(json: body, citationLimit: Int(context.policy.maxCitations))
+        let layers = try self.layers(for: context.tenant)
+        let vector = try await self.embedder.embed([query.question])[0]
+        let retrieval = self.retriever.retrieve(
+            layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
+        let answer = self.answerer.answer(
+            question: query.question, retrieval: retrieval, layers: layers, maxCitations: query.maxCitations)
+        (answer.covered ? self.answered : self.uncovered).increment()
+        return try JSONResponse.make(
+            QueryResponse(
+                answer: answer.text, citations: answer.citations, confidence: answer.confidence,
+                modelUsed: ExtractiveAnswerer.modelName, cacheHit: false, queryId: UUID().uuidString.lowercased(),
+                canonVersion: layers.map(\.index.label).joined(separator: "+")))
+    }
+
+    /// The tenant's canon as installed. A version the config names but this node has not loaded
+    /// yet is answered from the version before it; with nothing loaded at all, 503.
+    func layers(for tenant: TenantConfig) throws -> [CanonLayer] {
+        let state = self.library.current
+        let wantsBase = self.store.current?.settings.baseCanon != nil
+        if (wantsBase && state.base == nil)
+            || (tenant.canon != nil && state.overlays[tenant.id] == nil && state.base == nil)
+        {
+            throw Problem.canonNotReady
+        }
+        return state.layers(for: tenant.id)
+    }
+}
+
+extension Problem {
+    static func invalidQuery(_ errors: [String: String]) -> Problem {
+        let sorted = errors.sorted { $0.key < $1.key }
+        return Problem(
+            slug: "invalid-query", title: "Bad Request", status: .badRequest,
+            detail: sorted.map { "\($0.key): \($0.value)" }.joined(separator: "; "),
+            extensions: [
+                "errors": .array(sorted.map { .object(["field": .string($0.key), "message": .string($0.value)]) })
+            ])
+    }
+
+    static var canonNotReady: Problem {
+        Problem(
+            slug: "canon-not-ready", title: "Service Unavailable", status: .serviceUnavailable,
+            detail: "This node is still loading the canon. Try another node or retry shortly.",
+            headers: [.retryAfter: "1"])
+    }
+}

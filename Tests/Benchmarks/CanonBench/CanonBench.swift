@@ -1,0 +1,377 @@
+import Canon
+import Common
+import ControlPlane
+import Embeddings
+import Foundation
+import Logging
+import PostgresNIO
+import TestSupport
+
+// Canon, retrieval and the query API (issue 6): recall@5 on the evaluation file; building a
+// 10k-entry canon; retrieval alone over 100k chunks with memory; POST /api/v1/query end to end
+// against one node. Figures go to docs/benchmarks.md. BENCH_PARTS picks parts
+// (recall,build,retrieval,query); BENCH_BUILD_ENTRIES, BENCH_RETRIEVAL_CHUNKS, BENCH_QUERY_SECONDS
+// and BENCH_QUERY_CLIENTS size them.
+
+@main
+struct CanonBench {
+    static func main() async throws {
+        let parts = Set((environment["BENCH_PARTS"] ?? "recall,build,retrieval,query").split(separator: ","))
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        if parts.contains("recall") { try await recallBenchmark() }
+        if parts.contains("build") { try await buildBenchmark() }
+        if parts.contains("retrieval") { try retrievalBenchmark() }
+        if parts.contains("query") { try await queryBenchmark() }
+    }
+}
+
+let environment = ProcessInfo.processInfo.environment
+let buildEntries = Int(environment["BENCH_BUILD_ENTRIES"] ?? "10000") ?? 10_000
+let retrievalChunks = Int(environment["BENCH_RETRIEVAL_CHUNKS"] ?? "100000") ?? 100_000
+let querySeconds = Int(environment["BENCH_QUERY_SECONDS"] ?? "20") ?? 20
+let queryClients = Int(environment["BENCH_QUERY_CLIENTS"] ?? "16") ?? 16
+let infra = TestEnvironment.repositoryRoot.appendingPathComponent("infra")
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    let index = min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)
+    return sorted[max(0, index)]
+}
+
+func milliseconds(_ duration: Duration) -> Double {
+    let (seconds, attoseconds) = duration.components
+    return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+}
+
+func format(_ value: Double, _ unit: String = "ms") -> String { String(format: "%.3f %@", value, unit) }
+
+/// This process's resident and peak resident memory, in MiB.
+func memory() -> (resident: Double, peak: Double) {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    func value(_ key: String) -> Double {
+        let line = status.split(separator: "\n").first { $0.hasPrefix(key + ":") } ?? ""
+        return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+    }
+    return (value("VmRSS"), value("VmHWM"))
+}
+
+struct Question: Decodable {
+    let question: String
+    let expected: [String]
+}
+
+func evaluationQuestions() throws -> [Question] {
+    try JSONDecoder().decode(
+        [Question].self, from: Data(contentsOf: infra.appendingPathComponent("demo-canon-eval.json")))
+}
+
+func demoEntries() -> [CanonEntry] {
+    CanonArchive().parse(folder: infra.appendingPathComponent("demo-canon").path).entries.map(\.entry)
+}
+
+// MARK: - 1. Recall@5
+
+func recallBenchmark() async throws {
+    print("\n[recall] demo canon, \(try evaluationQuestions().count) evaluation questions")
+    let model = try SentenceModel(directory: TestEnvironment.modelDirectory)
+    let embedder = BatchingEmbedder(model: model, threads: 2)
+    defer { embedder.shutdown() }
+    let entries = demoEntries()
+    let index = try CanonIndex(
+        bytes: ArtifactBytes(
+            copying: try await CanonBuild().artifact(label: "base-v1", entries: entries, embedder: embedder)))
+    let layers = [CanonLayer(index: index)]
+    let retriever = HybridRetriever()
+    var found = 0
+    var expected = 0
+    var foundAt1 = 0
+    var lexicalOnly = 0
+    var vectorOnly = 0
+    for question in try evaluationQuestions() {
+        let vector = model.embedNow([question.question])[0]
+        let result = retriever.retrieve(layers: layers, question: question.question, vector: vector, limit: 5)
+        let ids = result.entries.map(\.entry.id)
+        for id in question.expected {
+            expected += 1
+            if ids.contains(id) { found += 1 }
+            if ids.first == id { foundAt1 += 1 }
+            if result.lexicalOrder.prefix(5).contains(id) { lexicalOnly += 1 }
+            if result.vectorOrder.prefix(5).contains(id) { vectorOnly += 1 }
+        }
+    }
+    print("  entries \(entries.count), chunks \(index.chunkCount)")
+    print(
+        String(
+            format: "  recall@5 hybrid %.3f  (BM25 alone %.3f, vector alone %.3f); expected entry first: %.3f",
+            Double(found) / Double(expected), Double(lexicalOnly) / Double(expected),
+            Double(vectorOnly) / Double(expected), Double(foundAt1) / Double(expected)))
+}
+
+// MARK: - Generated canon text
+
+/// Deterministic text of realistic length (SplitMix64).
+struct TextGenerator {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func pick<T>(_ items: [T]) -> T { items[Int(self.next() % UInt64(items.count))] }
+
+    static let words = """
+        action lagrangian hamiltonian field symmetry energy momentum conserved charge gauge invariant
+        potential kinetic coordinate generalized velocity trajectory variation stationary principle
+        equation motion solution boundary condition tensor metric spacetime curvature scalar vector spinor
+        quantum classical relativistic density current flux wave oscillator frequency amplitude phase
+        mass particle interaction coupling constant parameter model prediction measurement experiment
+        observation detector accelerator collision scattering cross section decay rate lifetime spectrum
+        temperature entropy pressure volume thermodynamic statistical ensemble partition probability
+        the a of and in to is that for with as by on which this from an are be it under at its we when
+        system transformation translation rotation boost operator commutator bracket poisson canonical
+        phase space manifold configuration constraint holonomic multiplier integral derivative partial
+        total time dependence explicit implicit theorem noether identity result proof derivation
+        approximation perturbation expansion series order leading correction loop renormalization cutoff
+        effective theory vacuum expectation value breaking spontaneous goldstone higgs mechanism photon
+        electron proton neutron quark gluon boson fermion lepton hadron nucleus atom molecule crystal
+        lattice band gap conductor superconductor magnet magnetic electric charge dipole moment radiation
+        """.split(whereSeparator: \.isWhitespace).map(String.init)
+
+    mutating func sentence() -> String {
+        let length = 12 + Int(self.next() % 10)
+        var words = (0..<length).map { _ in self.pick(Self.words) }
+        words[0] = words[0].prefix(1).uppercased() + words[0].dropFirst()
+        if self.next() % 4 == 0 {
+            words.insert(
+                "$\(self.pick(["L", "H", "S", "p", "q"])) = \(self.pick(["T - V", "p\\dot q - L", "\\int L\\,dt", "\\partial L/\\partial \\dot q"]))$",
+                at: length / 2)
+        }
+        return words.joined(separator: " ") + "."
+    }
+
+    mutating func body(sentences: ClosedRange<Int>) -> String {
+        let count = sentences.lowerBound + Int(self.next() % UInt64(sentences.count))
+        return (0..<count).map { _ in self.sentence() }.joined(separator: " ")
+    }
+
+    mutating func entries(_ count: Int) -> [CanonEntry] {
+        (0..<count).map { index in
+            CanonEntry(
+                id: "gen.\(index)", kind: self.pick(CanonEntry.Kind.allCases),
+                title: (0..<3).map { _ in self.pick(Self.words) }.joined(separator: " ").capitalized,
+                body: self.body(sentences: 3...7), status: self.pick(CanonEntry.Status.allCases))
+        }
+    }
+}
+
+// MARK: - 2. Building a 10k-entry canon
+
+func buildBenchmark() async throws {
+    var generator = TextGenerator(state: 42)
+    let entries = generator.entries(buildEntries)
+    let words = entries.reduce(0) { $0 + $1.body.split(separator: " ").count }
+    print("\n[build] \(entries.count) generated entries, \(words / entries.count) words each on average")
+    let model = try SentenceModel(directory: TestEnvironment.modelDirectory)
+    let embedder = BatchingEmbedder(model: model, threads: 2)
+    defer { embedder.shutdown() }
+    let before = memory()
+    let start = ContinuousClock.now
+    let artifact = try await CanonBuild(concurrency: 2).artifact(
+        label: "bench-v1", entries: entries, embedder: embedder)
+    let took = ContinuousClock.now - start
+    let index = try CanonIndex(bytes: ArtifactBytes(copying: artifact))
+    let after = memory()
+    print("  build (chunk, embed with 2 threads, index, serialise): \(format(milliseconds(took) / 1000, "s"))")
+    print(
+        String(
+            format: "  chunks %d (%.0f chunks/s), artifact %.1f MiB", index.chunkCount,
+            Double(index.chunkCount) / (milliseconds(took) / 1000), Double(artifact.count) / 1_048_576))
+    print(
+        String(
+            format: "  memory: resident %.0f MiB before, peak %.0f MiB (model and embedder included)",
+            before.resident, after.peak))
+}
+
+// MARK: - 3. Retrieval alone over 100k chunks
+
+func retrievalBenchmark() throws {
+    var generator = TextGenerator(state: 7)
+    print("\n[retrieval] \(retrievalChunks) chunks (one per entry, generated text, random unit embeddings)")
+    let entries = generator.entries(retrievalChunks)
+    let chunks = entries.indices.map { CanonChunk(entryIndex: $0, text: entries[$0].body) }
+    let dimensions = 384
+    var embeddings = [Float](repeating: 0, count: chunks.count * dimensions)
+    func unitVector() -> [Float] {
+        var vector = (0..<dimensions).map { _ in Float(Int(generator.next() % 20001) - 10000) / 10000 }
+        let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        for index in vector.indices { vector[index] /= norm }
+        return vector
+    }
+    for chunk in chunks.indices {
+        embeddings.replaceSubrange((chunk * dimensions)..<((chunk + 1) * dimensions), with: unitVector())
+    }
+    let artifact = CanonIndexBuilder.artifact(
+        label: "bench", entries: entries, chunks: chunks, embeddings: embeddings, dimensions: dimensions)
+    embeddings = []
+    let path = NSTemporaryDirectory() + "/bench-\(UUID().uuidString).zcan"
+    try Data(artifact).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let sha = artifact.withUnsafeBytes { CanonIndex.sha256($0) }
+    let before = memory().resident
+    let loadStart = ContinuousClock.now
+    let index = try CanonIndex(contentsOf: path, sha256: sha)
+    let loadTime = milliseconds(ContinuousClock.now - loadStart)
+    let after = memory().resident
+    print(
+        String(
+            format: "  artifact %.1f MiB; load (map, verify SHA-256, read dictionary) %.0f ms; resident +%.0f MiB",
+            Double(artifact.count) / 1_048_576, loadTime, after - before))
+
+    let layers = [CanonLayer(index: index)]
+    let retriever = HybridRetriever()
+    var lexicalTimes: [Double] = []
+    var vectorTimes: [Double] = []
+    var totalTimes: [Double] = []
+    let questions = (0..<300).map { _ in generator.sentence() }
+    let vectors = questions.map { _ in unitVector() }
+    for (question, vector) in zip(questions, vectors) {
+        let start = ContinuousClock.now
+        _ = retriever.lexical(layers: layers, terms: TextAnalyzer.terms(question))
+        let middle = ContinuousClock.now
+        _ = vector.withUnsafeBufferPointer { retriever.semantic(layers: layers, query: $0) }
+        let end = ContinuousClock.now
+        _ = retriever.retrieve(layers: layers, question: question, vector: vector, limit: 5)
+        let whole = ContinuousClock.now
+        lexicalTimes.append(milliseconds(middle - start))
+        vectorTimes.append(milliseconds(end - middle))
+        totalTimes.append(milliseconds(whole - end))
+    }
+    print("  BM25 alone:   p50 \(format(percentile(lexicalTimes, 50)))  p99 \(format(percentile(lexicalTimes, 99)))")
+    print("  vector alone: p50 \(format(percentile(vectorTimes, 50)))  p99 \(format(percentile(vectorTimes, 99)))")
+    print(
+        "  hybrid (both + fusion): p50 \(format(percentile(totalTimes, 50)))  p99 \(format(percentile(totalTimes, 99)))"
+    )
+}
+
+// MARK: - 4. POST /api/v1/query against one node
+
+func queryBenchmark() async throws {
+    print("\n[query] one node (release), demo canon as base, \(queryClients) concurrent clients, \(querySeconds) s")
+    var logger = Logger(label: "bench-canon")
+    logger.logLevel = .warning
+    try await TestDatabase.withFresh { database in
+        let directory = ConfigFixtures.temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = TestEnvironment.shared
+        let password = "long enough passphrase 42"
+        let control = try ServerProcess(
+            name: "control", executable: "zaas-control",
+            settings: settings.controlPlaneSettings(database: database.name).merging([
+                "log.level": "warning", "bootstrap.operator_email": "ops@zaas.example",
+                "bootstrap.operator_password": password, "canon.build_threads": "2",
+            ]) { $1 },
+            port: try RedisServerProcess.freePort(), logDirectory: directory)
+        try await control.start()
+        defer { control.stop() }
+        _ = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
+            (try? await TestHTTP.send("GET", control.baseURL + "/healthz"))?.status == 200
+        }
+        let node = try ServerProcess(
+            name: "node", executable: "zaas-data",
+            settings: settings.dataPlaneSettings(
+                controlURL: control.baseURL, nodeID: "node-1", stateDirectory: directory + "/node"
+            ).merging(["log.level": "warning", "embeddings.threads": "1"]) { $1 },
+            port: try RedisServerProcess.freePort(), logDirectory: directory)
+        try await node.start()
+        defer { node.stop() }
+
+        let ops = try require(
+            try await TestHTTP.send(
+                "POST", control.baseURL + "/admin/v1/sessions",
+                json: #"{"email": "ops@zaas.example", "password": "\#(password)"}"#
+            ).json?["token"] as? String)
+        let canon = String(decoding: try JSONEncoder().encode(demoEntries()), as: UTF8.self)
+        _ = try await TestHTTP.send(
+            "POST", control.baseURL + "/admin/v1/base-canon/versions?publish=true", bearer: ops, json: canon)
+        let tenant = try await TestHTTP.send(
+            "POST", control.baseURL + "/admin/v1/tenants", bearer: ops,
+            json: #"{"name": "Bench", "slug": "bench", "tier": "enterprise"}"#)
+        let tenantID = try require(tenant.json?["id"] as? String)
+        _ = try await TestHTTP.send(
+            "POST", control.baseURL + "/admin/v1/tenants/\(tenantID)/admins", bearer: ops,
+            json: #"{"email": "admin@bench.example", "password": "\#(password)", "role": "admin"}"#)
+        let admin = try require(
+            try await TestHTTP.send(
+                "POST", control.baseURL + "/admin/v1/sessions",
+                json: #"{"email": "admin@bench.example", "password": "\#(password)"}"#
+            ).json?["token"] as? String)
+        let key = try require(
+            try await TestHTTP.send(
+                "POST", control.baseURL + "/admin/v1/keys", bearer: admin,
+                json: #"{"name": "bench", "scopes": ["query"]}"#
+            ).json?["key"] as? String)
+        let questions = try evaluationQuestions().map(\.question)
+        func ask(_ question: String) async throws -> TestHTTP.Reply {
+            let body = String(
+                decoding: try JSONSerialization.data(withJSONObject: ["question": question]), as: UTF8.self)
+            return try await TestHTTP.send(
+                "POST", node.baseURL + "/api/v1/query", bearer: key, json: body, timeout: .seconds(30))
+        }
+        let ready = try await TestHTTP.waitUntil(timeout: .seconds(120)) {
+            let reply = try await ask(questions[0])
+            return reply.status == 200 && !((reply.json?["citations"] as? [Any]) ?? []).isEmpty
+        }
+        guard ready != nil else { throw TestEnvironment.SetupError(message: "node never answered with citations") }
+        for question in questions { _ = try await ask(question) }  // warm
+
+        let deadline = ContinuousClock.now + .seconds(querySeconds)
+        let start = ContinuousClock.now
+        let results = try await withThrowingTaskGroup(of: ([Double], Int).self) { group in
+            for client in 0..<queryClients {
+                group.addTask {
+                    var times: [Double] = []
+                    var failures = 0
+                    var next = client
+                    while ContinuousClock.now < deadline {
+                        let begin = ContinuousClock.now
+                        let reply = try await ask(questions[next % questions.count])
+                        times.append(milliseconds(ContinuousClock.now - begin))
+                        if reply.status != 200 { failures += 1 }
+                        next += 1
+                    }
+                    return (times, failures)
+                }
+            }
+            var all: [Double] = []
+            var failures = 0
+            for try await (times, failed) in group {
+                all += times
+                failures += failed
+            }
+            return (all, failures)
+        }
+        let elapsed = milliseconds(ContinuousClock.now - start) / 1000
+        print(
+            String(
+                format: "  %d queries in %.1f s: %.1f requests/s, %d failed", results.0.count, elapsed,
+                Double(results.0.count) / elapsed, results.1))
+        print("  latency p50 \(format(percentile(results.0, 50)))  p99 \(format(percentile(results.0, 99)))")
+        if let memory = node.memory {
+            print(
+                String(
+                    format: "  node memory: resident %.0f MiB, peak %.0f MiB",
+                    Double(memory.residentKiB) / 1024, Double(memory.peakKiB) / 1024))
+        }
+    }
+}
+
+func require<T>(_ value: T?, _ message: String = "missing value") throws -> T {
+    guard let value else { throw TestEnvironment.SetupError(message: message) }
+    return value
+}
