@@ -62,7 +62,7 @@ let package = Package(
         // Sentence embeddings in process (all-MiniLM-L6-v2 on OpenBLAS).
         .target(
             name: "Embeddings",
-            dependencies: ["CBLAS"],
+            dependencies: ["CBLAS", "CKernels"],
             path: "Common/Embeddings",
             swiftSettings: swiftSettings
         ),
@@ -74,11 +74,18 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
 
+        // Hot loops in C, vectorised by the compiler (8-bit dot products for retrieval).
+        .target(
+            name: "CKernels",
+            path: "Common/CKernels",
+            cSettings: [.unsafeFlags(["-O3"])]
+        ),
+
         // The canon: entries, uploads and their validation.
         .target(
             name: "Canon",
             dependencies: [
-                "CZlib", "Embeddings", .product(name: "Yams", package: "Yams"),
+                "CZlib", "CKernels", "Embeddings", .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Common/Canon",

@@ -1,3 +1,4 @@
+import CKernels
 import Crypto
 import Foundation
 
@@ -48,6 +49,12 @@ public final class CanonIndex: @unchecked Sendable {
     let scales: UnsafeBufferPointer<Float>
     /// Keeps the bytes alive.
     let storage: ArtifactBytes
+    /// Sign bits of every chunk vector (`dimensions / 64` words each), made at load, for the
+    /// coarse pass of large indexes; empty below `sketchThreshold` chunks.
+    let sketches: [UInt64]
+    /// From this many chunks on, vector search first ranks by sign-bit Hamming distance and
+    /// rescores only the best candidates exactly.
+    public static let sketchThreshold = 20_000
 
     public var chunkCount: Int { self.chunkEntry.count }
     public var byteCount: Int { self.storage.count }
@@ -132,6 +139,9 @@ public final class CanonIndex: @unchecked Sendable {
         for posting in self.postingChunks where Int(posting) >= chunkCount {
             throw .malformed("a posting names chunk \(posting) of \(chunkCount)")
         }
+        self.sketches =
+            chunkCount >= Self.sketchThreshold && dimensions % 64 == 0
+            ? Self.signBits(self.vectors, count: chunkCount, dimensions: dimensions) : []
         self.entries = entries
         self.entryIndexByID = byID
         self.chunkEntry = chunkEntry
@@ -171,6 +181,96 @@ public final class CanonIndex: @unchecked Sendable {
 
     public func documentFrequency(of term: String) -> Int {
         self.termPostings[term]?.count ?? 0
+    }
+
+    static func signBits(_ vectors: UnsafeBufferPointer<Int8>, count: Int, dimensions: Int) -> [UInt64] {
+        let words = dimensions / 64
+        var bits = [UInt64](repeating: 0, count: count * words)
+        for chunk in 0..<count {
+            for word in 0..<words {
+                var value: UInt64 = 0
+                let base = chunk * dimensions + word * 64
+                for bit in 0..<64 where vectors[base + bit] > 0 { value |= 1 << UInt64(bit) }
+                bits[chunk * words + word] = value
+            }
+        }
+        return bits
+    }
+
+    /// The query quantised like the stored vectors: 8-bit values and their scale.
+    func quantise(_ query: UnsafeBufferPointer<Float>) -> ([Int8], Float) {
+        let largest = query.reduce(Float(0)) { max($0, abs($1)) }
+        let scale = largest > 0 ? largest / 127 : 1
+        return (query.map { Int8(($0 / scale).rounded().clamped(to: -127...127)) }, scale)
+    }
+
+    /// The `limit` chunks most similar to a unit-length query, with their cosine similarity, best
+    /// first, skipping chunks `isHidden` names. Small indexes are scanned exactly (8-bit dot
+    /// products); large ones first keep the `max(limit × 50, 2048)` chunks nearest by sign-bit
+    /// Hamming distance and rescore those exactly.
+    /// `exhaustive` skips the coarse pass (to measure what it loses).
+    public func nearest(
+        _ query: UnsafeBufferPointer<Float>, limit: Int, exhaustive: Bool = false,
+        isHidden: (Int) -> Bool = { _ in false }
+    ) -> [(chunk: Int, score: Float)] {
+        guard query.count == self.dimensions, self.chunkCount > 0, limit > 0 else { return [] }
+        let (quantised, queryScale) = self.quantise(query)
+        let coarse = !self.sketches.isEmpty && !exhaustive
+        var candidates: [UInt32]
+        if !coarse {
+            candidates = Array(0..<UInt32(self.chunkCount))
+        } else {
+            let words = self.dimensions / 64
+            var queryBits = [UInt64](repeating: 0, count: words)
+            for index in 0..<self.dimensions where query[index] > 0 {
+                queryBits[index / 64] |= 1 << UInt64(index % 64)
+            }
+            var distances = [UInt16](repeating: 0, count: self.chunkCount)
+            self.sketches.withUnsafeBufferPointer { bits in
+                queryBits.withUnsafeBufferPointer { queryBits in
+                    distances.withUnsafeMutableBufferPointer { out in
+                        zaas_hamming(bits.baseAddress, self.chunkCount, words, queryBits.baseAddress, out.baseAddress)
+                    }
+                }
+            }
+            // Counting selection: the distance below which at least `keep` chunks lie.
+            let keep = min(self.chunkCount, max(limit * 50, 2048))
+            var histogram = [Int](repeating: 0, count: self.dimensions + 1)
+            for distance in distances { histogram[Int(distance)] += 1 }
+            var cutoff = 0
+            var total = 0
+            while cutoff <= self.dimensions && total + histogram[cutoff] < keep {
+                total += histogram[cutoff]
+                cutoff += 1
+            }
+            candidates = []
+            candidates.reserveCapacity(keep + histogram[min(cutoff, self.dimensions)])
+            for (chunk, distance) in distances.enumerated() where Int(distance) <= cutoff {
+                candidates.append(UInt32(chunk))
+            }
+        }
+        var scores = [Float](repeating: 0, count: candidates.count)
+        quantised.withUnsafeBufferPointer { quantised in
+            candidates.withUnsafeBufferPointer { ids in
+                scores.withUnsafeMutableBufferPointer { out in
+                    if !coarse {
+                        zaas_i8_scores(
+                            self.vectors.baseAddress, self.scales.baseAddress, ids.count, self.dimensions,
+                            quantised.baseAddress, queryScale, out.baseAddress)
+                    } else {
+                        zaas_i8_scores_of(
+                            self.vectors.baseAddress, self.scales.baseAddress, ids.baseAddress, ids.count,
+                            self.dimensions, quantised.baseAddress, queryScale, out.baseAddress)
+                    }
+                }
+            }
+        }
+        var top = TopScores(capacity: limit)
+        for (position, score) in scores.enumerated() where score > top.threshold {
+            let chunk = Int(candidates[position])
+            if !isHidden(chunk) { top.insert(ChunkReference(layer: 0, chunk: chunk), score) }
+        }
+        return top.sorted().map { ($0.0.chunk, $0.1) }
     }
 
     /// Cosine similarity of a unit-length query with one chunk (its stored vector is unit length

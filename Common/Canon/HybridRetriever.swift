@@ -147,28 +147,36 @@ public struct HybridRetriever: Sendable {
         for term in terms { queryTerms[term, default: 0] += 1 }
 
         var top = TopScores(capacity: self.depth)
+        let k1 = self.k1
+        let lengthWeight = self.k1 * self.b / averageLength
+        let constant = self.k1 * (1 - self.b)
         for (layerNumber, layer) in layers.enumerated() {
-            var accumulated = [Float](repeating: 0, count: layer.index.chunkCount)
-            var touched: [Int] = []
-            for (term, repeats) in queryTerms {
-                var documentFrequency = 0
-                for other in layers { documentFrequency += other.index.documentFrequency(of: term) }
-                guard documentFrequency > 0, let postings = layer.index.postings(of: term) else { continue }
-                let n = Float(chunkCount)
-                let df = Float(documentFrequency)
-                let idf = logf(1 + (n - df + 0.5) / (df + 0.5)) * Float(repeats)
-                for (chunk, count) in zip(postings.chunks, postings.counts) {
-                    let chunk = Int(chunk)
-                    let tf = Float(count)
-                    let length = Float(layer.index.chunkLength[chunk])
-                    let score =
-                        idf * tf * (self.k1 + 1) / (tf + self.k1 * (1 - self.b + self.b * length / averageLength))
-                    if accumulated[chunk] == 0 { touched.append(chunk) }
-                    accumulated[chunk] += score
+            let index = layer.index
+            var accumulated = [Float](repeating: 0, count: index.chunkCount)
+            var touched: [Int32] = []
+            index.chunkLength.withUnsafeBufferPointer { lengths in
+                accumulated.withUnsafeMutableBufferPointer { accumulated in
+                    for (term, repeats) in queryTerms {
+                        var documentFrequency = 0
+                        for other in layers { documentFrequency += other.index.documentFrequency(of: term) }
+                        guard documentFrequency > 0, let postings = index.postings(of: term) else { continue }
+                        let n = Float(chunkCount)
+                        let df = Float(documentFrequency)
+                        let weight = logf(1 + (n - df + 0.5) / (df + 0.5)) * Float(repeats) * (k1 + 1)
+                        var position = postings.counts.startIndex
+                        for chunk in postings.chunks {
+                            let chunk = Int(chunk)
+                            let tf = Float(postings.counts[position])
+                            position += 1
+                            let norm = constant + lengthWeight * Float(lengths[chunk])
+                            if accumulated[chunk] == 0 { touched.append(Int32(chunk)) }
+                            accumulated[chunk] += weight * tf / (tf + norm)
+                        }
+                    }
                 }
             }
-            for chunk in touched where layer.isVisible(chunk: chunk) {
-                top.insert(ChunkReference(layer: layerNumber, chunk: chunk), accumulated[chunk])
+            for chunk in touched where accumulated[Int(chunk)] > top.threshold && layer.isVisible(chunk: Int(chunk)) {
+                top.insert(ChunkReference(layer: layerNumber, chunk: Int(chunk)), accumulated[Int(chunk)])
             }
         }
         return top.sorted()
@@ -179,11 +187,10 @@ public struct HybridRetriever: Sendable {
         var top = TopScores(capacity: self.depth)
         for (layerNumber, layer) in layers.enumerated() {
             guard layer.index.dimensions == query.count else { continue }
-            for chunk in 0..<layer.index.chunkCount {
-                let score = layer.index.similarity(query, chunk: chunk)
-                if score > top.threshold, layer.isVisible(chunk: chunk) {
-                    top.insert(ChunkReference(layer: layerNumber, chunk: chunk), score)
-                }
+            for (chunk, score) in layer.index.nearest(
+                query, limit: self.depth, isHidden: { !layer.isVisible(chunk: $0) })
+            where score > top.threshold {
+                top.insert(ChunkReference(layer: layerNumber, chunk: chunk), score)
             }
         }
         return top.sorted()

@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Foundation
 
 /// The shape of a BERT encoder, from the model's `config.json`.
@@ -316,23 +317,11 @@ public final class BertEncoder: @unchecked Sendable {
     }
 
     /// Softmax of each row over its first `valid` columns (the real tokens); the rest become 0.
+    /// Runs in C (`zaas_masked_softmax`), where the exponential vectorises.
     static func maskedSoftmax(_ scores: inout [Float], rows: Int, valid: Int) {
         let width = scores.count / rows
         scores.withUnsafeMutableBufferPointer { buffer in
-            for i in 0..<rows {
-                let row = buffer.baseAddress! + i * width
-                var maximum = -Float.infinity
-                for j in 0..<valid { maximum = max(maximum, row[j]) }
-                var sum: Float = 0
-                for j in 0..<valid {
-                    let value = expf(row[j] - maximum)
-                    row[j] = value
-                    sum += value
-                }
-                let inverse = 1 / sum
-                for j in 0..<valid { row[j] *= inverse }
-                for j in valid..<width { row[j] = 0 }
-            }
+            zaas_masked_softmax(buffer.baseAddress, rows, width, valid)
         }
     }
 

@@ -147,7 +147,8 @@ func buildRouter(
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.addMetricsRoute()
-    HealthController(nodeID: configuration.nodeID, redis: redis, watcher: node.watcher).addRoutes(to: router)
+    HealthController(nodeID: configuration.nodeID, redis: redis, watcher: node.watcher, canon: node.canon)
+        .addRoutes(to: router)
     let api = router.group("/api/v1")
         .add(
             middleware: APIKeyAuthenticator(

@@ -1,3 +1,4 @@
+import Canon
 import Common
 import Foundation
 import Hummingbird
@@ -13,6 +14,7 @@ struct HealthController: Sendable {
     let nodeID: String
     let redis: RedisClient
     let watcher: ConfigWatcher
+    let canon: CanonLibrary
     let redisGauge = Gauge(label: "zaas_redis_up")
 
     func addRoutes(to router: Router<some RequestContext>) {
@@ -48,6 +50,16 @@ struct HealthController: Sendable {
             extra["config_created_at"] = .string(state.createdAt.formatted(.iso8601))
         } else {
             checks["config"] = .init(status: "down", detail: "no configuration yet")
+        }
+        // The canon versions loaded; `pending` while a newly published one is being fetched (the
+        // node answers from the version before it meanwhile).
+        let installed = self.canon.current
+        let loaded = ([installed.base].compactMap { $0 } + installed.overlays.values.map { $0 }).count
+        if let state {
+            checks["canon"] = .init(
+                status: self.canon.isCurrent(for: state) ? "up" : "pending",
+                detail: "\(loaded) version\(loaded == 1 ? "" : "s") loaded"
+                    + (installed.base.map { ", base \($0.label)" } ?? ""))
         }
         // Seconds since the control plane last confirmed this node is current.
         if let lastSync = self.watcher.lastSync {

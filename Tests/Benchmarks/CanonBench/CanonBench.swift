@@ -142,9 +142,17 @@ struct TextGenerator {
         lattice band gap conductor superconductor magnet magnetic electric charge dipole moment radiation
         """.split(whereSeparator: \.isWhitespace).map(String.init)
 
-    mutating func sentence() -> String {
-        let length = 12 + Int(self.next() % 10)
-        var words = (0..<length).map { _ in self.pick(Self.words) }
+    /// Half the words from the common list above, half from a long tail of 20 000 rarer terms
+    /// drawn log-uniformly by rank (Zipf's law with exponent 1), as in real text.
+    mutating func word() -> String {
+        if self.next() % 2 == 0 { return self.pick(Self.words) }
+        let unit = Double(self.next() % 1_000_000) / 1_000_000
+        return "term\(Int(exp(unit * log(20_000.0))))"
+    }
+
+    mutating func sentence(words range: ClosedRange<Int> = 12...21) -> String {
+        let length = range.lowerBound + Int(self.next() % UInt64(range.count))
+        var words = (0..<length).map { _ in self.word() }
         words[0] = words[0].prefix(1).uppercased() + words[0].dropFirst()
         if self.next() % 4 == 0 {
             words.insert(
@@ -171,9 +179,27 @@ struct TextGenerator {
 
 // MARK: - 2. Building a 10k-entry canon
 
+/// Entries like the demo canon's: each body as long as a randomly chosen demo entry's, its words
+/// drawn from the demo canon's running text (so word frequencies, LaTeX and tokenisation are
+/// those of real canon text).
+func realisticEntries(_ count: Int, generator: inout TextGenerator) -> [CanonEntry] {
+    let demo = demoEntries()
+    let lengths = demo.map { $0.body.split(whereSeparator: \.isWhitespace).count }
+    let words = demo.flatMap { $0.body.split(whereSeparator: \.isWhitespace).map(String.init) }
+    let titles = demo.flatMap { $0.title.split(separator: " ").map(String.init) }
+    return (0..<count).map { index in
+        let length = generator.pick(lengths)
+        return CanonEntry(
+            id: "gen.\(index)", kind: generator.pick(CanonEntry.Kind.allCases),
+            title: (0..<3).map { _ in generator.pick(titles) }.joined(separator: " "),
+            body: (0..<length).map { _ in generator.pick(words) }.joined(separator: " "),
+            status: generator.pick(CanonEntry.Status.allCases))
+    }
+}
+
 func buildBenchmark() async throws {
     var generator = TextGenerator(state: 42)
-    let entries = generator.entries(buildEntries)
+    let entries = realisticEntries(buildEntries, generator: &generator)
     let words = entries.reduce(0) { $0 + $1.body.split(separator: " ").count }
     print("\n[build] \(entries.count) generated entries, \(words / entries.count) words each on average")
     let model = try SentenceModel(directory: TestEnvironment.modelDirectory)
@@ -201,7 +227,7 @@ func buildBenchmark() async throws {
 
 func retrievalBenchmark() throws {
     var generator = TextGenerator(state: 7)
-    print("\n[retrieval] \(retrievalChunks) chunks (one per entry, generated text, random unit embeddings)")
+    print("\n[retrieval] \(retrievalChunks) chunks (one per entry, generated text, clustered synthetic embeddings)")
     let entries = generator.entries(retrievalChunks)
     let chunks = entries.indices.map { CanonChunk(entryIndex: $0, text: entries[$0].body) }
     let dimensions = 384
@@ -212,8 +238,18 @@ func retrievalBenchmark() throws {
         for index in vector.indices { vector[index] /= norm }
         return vector
     }
+    // Embeddings cluster by topic: 2000 topic directions, each chunk near one of them.
+    let topics = (0..<2000).map { _ in unitVector() }
+    func near(_ topic: [Float]) -> [Float] {
+        let noise = unitVector()
+        var vector = zip(topic, noise).map { $0 + 0.9 * $1 }
+        let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        for index in vector.indices { vector[index] /= norm }
+        return vector
+    }
     for chunk in chunks.indices {
-        embeddings.replaceSubrange((chunk * dimensions)..<((chunk + 1) * dimensions), with: unitVector())
+        embeddings.replaceSubrange(
+            (chunk * dimensions)..<((chunk + 1) * dimensions), with: near(topics[chunk % topics.count]))
     }
     let artifact = CanonIndexBuilder.artifact(
         label: "bench", entries: entries, chunks: chunks, embeddings: embeddings, dimensions: dimensions)
@@ -237,8 +273,9 @@ func retrievalBenchmark() throws {
     var lexicalTimes: [Double] = []
     var vectorTimes: [Double] = []
     var totalTimes: [Double] = []
-    let questions = (0..<300).map { _ in generator.sentence() }
-    let vectors = questions.map { _ in unitVector() }
+    // Questions of 5 to 14 words (the evaluation file: 7 on average, at most 12).
+    let questions = (0..<300).map { _ in generator.sentence(words: 5...14) }
+    let vectors = questions.map { _ in near(topics[Int(generator.next() % UInt64(topics.count))]) }
     for (question, vector) in zip(questions, vectors) {
         let start = ContinuousClock.now
         _ = retriever.lexical(layers: layers, terms: TextAnalyzer.terms(question))
@@ -251,6 +288,16 @@ func retrievalBenchmark() throws {
         vectorTimes.append(milliseconds(end - middle))
         totalTimes.append(milliseconds(whole - end))
     }
+    // What the sign-bit pass loses: its top 40 against an exhaustive 8-bit scan's.
+    var agreement = 0.0
+    for vector in vectors.prefix(100) {
+        vector.withUnsafeBufferPointer { query in
+            let fast = Set(index.nearest(query, limit: 40).map(\.chunk))
+            let exact = Set(index.nearest(query, limit: 40, exhaustive: true).map(\.chunk))
+            agreement += Double(fast.intersection(exact).count) / 40
+        }
+    }
+    print(String(format: "  vector top 40 with the sign-bit pass vs exhaustive: %.1f%% the same", agreement))
     print("  BM25 alone:   p50 \(format(percentile(lexicalTimes, 50)))  p99 \(format(percentile(lexicalTimes, 99)))")
     print("  vector alone: p50 \(format(percentile(vectorTimes, 50)))  p99 \(format(percentile(vectorTimes, 99)))")
     print(
@@ -261,7 +308,9 @@ func retrievalBenchmark() throws {
 // MARK: - 4. POST /api/v1/query against one node
 
 func queryBenchmark() async throws {
-    print("\n[query] one node (release), demo canon as base, \(queryClients) concurrent clients, \(querySeconds) s")
+    print(
+        "\n[query] one node (release, \(environment["BENCH_EMBED_THREADS"] ?? "1") embedding thread(s)), demo canon as base,"
+            + " \(queryClients) concurrent clients, \(querySeconds) s")
     var logger = Logger(label: "bench-canon")
     logger.logLevel = .warning
     try await TestDatabase.withFresh { database in
@@ -286,7 +335,7 @@ func queryBenchmark() async throws {
             name: "node", executable: "zaas-data",
             settings: settings.dataPlaneSettings(
                 controlURL: control.baseURL, nodeID: "node-1", stateDirectory: directory + "/node"
-            ).merging(["log.level": "warning", "embeddings.threads": "1"]) { $1 },
+            ).merging(["log.level": "warning", "embeddings.threads": environment["BENCH_EMBED_THREADS"] ?? "1"]) { $1 },
             port: try RedisServerProcess.freePort(), logDirectory: directory)
         try await node.start()
         defer { node.stop() }
