@@ -26,21 +26,38 @@ public struct CanonBuild: Sendable {
         chunk.isEmpty ? title : title + "\n" + chunk
     }
 
+    /// - Parameter reusing: an earlier artifact (the parent version's): a chunk whose embedded text
+    ///   is the same there takes its vector from it instead of the model. The stored 8-bit vector,
+    ///   scaled back, quantises to the same 8-bit values again.
     public func artifact(
-        label: String, entries: [CanonEntry], embedder: any Embedder,
+        label: String, entries: [CanonEntry], embedder: any Embedder, reusing previous: CanonIndex? = nil,
         progress: @Sendable (Progress) async -> Void = { _ in }
     ) async throws -> [UInt8] {
         let chunks = self.chunker.chunks(of: entries)
         let texts = chunks.map { Self.embeddingText(title: entries[$0.entryIndex].title, chunk: $0.text) }
+        let dimensions = embedder.dimension
+        var embeddings = [Float](repeating: 0, count: chunks.count * dimensions)
+        var pending = Array(texts.indices)
+        if let previous, previous.dimensions == dimensions {
+            var known: [String: Int] = [:]
+            for chunk in 0..<previous.chunkCount {
+                let title = previous.entries[Int(previous.chunkEntry[chunk])].title
+                known[Self.embeddingText(title: title, chunk: previous.chunkText[chunk])] = chunk
+            }
+            pending.removeAll { index in
+                guard let chunk = known[texts[index]] else { return false }
+                embeddings.replaceSubrange(
+                    (index * dimensions)..<((index + 1) * dimensions), with: previous.vector(chunk: chunk))
+                return true
+            }
+        }
         // Similar lengths together: less padding in each batch.
-        let order = texts.indices.sorted { texts[$0].utf8.count < texts[$1].utf8.count }
+        let order = pending.sorted { texts[$0].utf8.count < texts[$1].utf8.count }
         let batches = stride(from: 0, to: order.count, by: self.batchSize).map {
             Array(order[$0..<min($0 + self.batchSize, order.count)])
         }
-        let dimensions = embedder.dimension
-        var embeddings = [Float](repeating: 0, count: chunks.count * dimensions)
-        var done = 0
-        await progress(Progress(embeddedChunks: 0, totalChunks: chunks.count))
+        var done = chunks.count - pending.count
+        await progress(Progress(embeddedChunks: done, totalChunks: chunks.count))
         try await withThrowingTaskGroup(of: ([Int], [[Float]]).self) { group in
             var next = 0
             func submit() {

@@ -273,6 +273,12 @@ public final class CanonIndex: @unchecked Sendable {
         return top.sorted().map { ($0.0.chunk, $0.1) }
     }
 
+    /// A chunk's stored vector, scaled back to floats.
+    public func vector(chunk: Int) -> [Float] {
+        let scale = self.scales[chunk]
+        return (0..<self.dimensions).map { Float(self.vectors[chunk * self.dimensions + $0]) * scale }
+    }
+
     /// Cosine similarity of a unit-length query with one chunk (its stored vector is unit length
     /// up to quantisation).
     public func similarity(_ query: UnsafeBufferPointer<Float>, chunk: Int) -> Float {

@@ -90,10 +90,11 @@ final class CanonBuilder: Service, Sendable {
         do {
             let entries = try await self.entries(of: id, logger: logger)
             let embedder = try self.loadedEmbedder()
+            let previous = try await self.reusable(for: id, logger: logger)
             let lastReport = Mutex<ContinuousClock.Instant?>(nil)
             let progressLogger = logger
             let artifact = try await CanonBuild(concurrency: self.threads).artifact(
-                label: label, entries: entries, embedder: embedder
+                label: label, entries: entries, embedder: embedder, reusing: previous
             ) { progress in
                 let due = lastReport.withLock { last in
                     let now = ContinuousClock.now
@@ -126,6 +127,7 @@ final class CanonBuilder: Service, Sendable {
                 "canon version built",
                 metadata: [
                     "outcome": "\(outcome)", "entries": "\(entries.count)", "chunks": "\(index.chunkCount)",
+                    "reused_from": "\(previous?.label ?? "none")",
                     "bytes": "\(artifact.count)", "sha256": "\(sha256)", "seconds": "\(seconds)",
                 ])
         } catch is CancellationError {
@@ -136,6 +138,23 @@ final class CanonBuilder: Service, Sendable {
             _ = try? await self.finish(id, sha256: nil, bytes: nil, chunks: nil, error: "\(error)", logger: logger)
         }
         return true
+    }
+
+    /// The artifact of the version this one derives from, whose unchanged chunks need no model
+    /// time; nil when there is none or it cannot be read (the build then embeds everything).
+    private func reusable(for version: UUID, logger: Logger) async throws -> CanonIndex? {
+        let rows = try await self.postgres.query("SELECT zaas_canon_reuse_artifact(\(version))", logger: logger)
+        for try await bytes in rows.decode(ByteBuffer?.self) {
+            guard let bytes else { return nil }
+            do {
+                return try CanonIndex(bytes: ArtifactBytes(copying: Array(bytes.readableBytesView)))
+            } catch {
+                logger.warning(
+                    "earlier canon artifact unreadable; embedding everything", metadata: ["error": "\(error)"])
+                return nil
+            }
+        }
+        return nil
     }
 
     private func entries(of version: UUID, logger: Logger) async throws -> [CanonEntry] {

@@ -264,4 +264,24 @@ enum CanonSchema {
         }
         return statements
     }
+
+    /// Migration 7: what a build may reuse embeddings from — the artifact of the version it was
+    /// derived from (its parent), else the one its owner has published.
+    static let reuseStatements = [
+        """
+        CREATE FUNCTION zaas_canon_reuse_artifact(p_version uuid) RETURNS bytea
+            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+            AS $$
+                SELECT a.bytes
+                FROM canon_versions v
+                LEFT JOIN canon_versions parent ON parent.id = v.parent_id AND parent.state = 'ready'
+                LEFT JOIN canon_publications p ON p.tenant_id IS NOT DISTINCT FROM v.tenant_id
+                LEFT JOIN canon_versions published ON published.id = p.version_id
+                JOIN canon_artifacts a ON a.sha256 = coalesce(parent.artifact_sha256, published.artifact_sha256)
+                WHERE v.id = p_version
+            $$
+        """,
+        "REVOKE EXECUTE ON FUNCTION zaas_canon_reuse_artifact(uuid) FROM PUBLIC",
+        "GRANT EXECUTE ON FUNCTION zaas_canon_reuse_artifact(uuid) TO {{app_role}}",
+    ]
 }

@@ -146,6 +146,46 @@ struct RetrievalTests {
         #expect(!plain.entries.contains { $0.entry.id == "lab.cryostat" })
     }
 
+    /// Counts what reaches the model.
+    final class CountingEmbedder: Embedder, @unchecked Sendable {
+        let inner: BatchingEmbedder
+        let lock = NSLock()
+        var texts: [String] = []
+        var dimension: Int { self.inner.dimension }
+
+        init(_ inner: BatchingEmbedder) { self.inner = inner }
+
+        func embed(_ texts: [String]) async throws -> [[Float]] {
+            self.lock.withLock { self.texts += texts }
+            return try await self.inner.embed(texts)
+        }
+    }
+
+    @Test("a rebuild embeds only chunks whose text changed; the others keep their exact 8-bit vectors")
+    func rebuildReusesEmbeddings() async throws {
+        let previous = try await DemoIndex.built.value
+        var entries = DemoIndex.entries
+        entries[3].body += " One more sentence about it."
+        entries.append(
+            CanonEntry(id: "new.one", kind: .claim, title: "A new claim", body: "Brand new text.", status: .modeled))
+        let embedder = BatchingEmbedder(model: DemoIndex.model, threads: 1)
+        defer { embedder.shutdown() }
+        let counting = CountingEmbedder(embedder)
+        let rebuilt = try CanonIndex(
+            bytes: ArtifactBytes(
+                copying: try await CanonBuild().artifact(
+                    label: "base-v2", entries: entries, embedder: counting, reusing: previous)))
+        #expect(counting.texts.count == 2, "\(counting.texts)")
+        #expect(counting.texts.contains { $0.hasPrefix("A new claim") })
+        #expect(rebuilt.chunkCount == previous.chunkCount + 1)
+        for chunk in 0..<previous.chunkCount where chunk != 3 {
+            let old = previous.vector(chunk: chunk)
+            let new = rebuilt.vector(chunk: chunk)
+            let difference = zip(old, new).map { abs($0 - $1) }.max() ?? 1
+            #expect(difference < 1e-6, "chunk \(chunk)")
+        }
+    }
+
     static func markers(_ text: String) -> [Int] {
         var numbers: [Int] = []
         var scanner = text[...]
