@@ -21,23 +21,25 @@ struct CanonController: Sendable {
             try context.requireAdmin()
             try await self.requireCanonUpdates(tenantID: context.tenantID, logger: context.logger)
             return try await self.upload(
-                request, owner: .tenant(context.tenantID, actor: context.adminID), logger: context.logger)
+                request, owner: .admin(tenant: context.tenantID, admin: context.adminID), logger: context.logger)
         }
         own.get("/versions") { _, context in
             try StrictJSON.response(
                 Versions(
                     items: try await self.store.list(
-                        owner: .tenant(context.tenantID, actor: context.adminID), logger: context.logger)))
+                        owner: .admin(tenant: context.tenantID, admin: context.adminID), logger: context.logger)))
         }
         own.get("/versions/:id") { _, context in
             try StrictJSON.response(
                 try await self.store.version(
-                    owner: .tenant(context.tenantID, actor: context.adminID), id: try Self.id(context.parameters),
+                    owner: .admin(tenant: context.tenantID, admin: context.adminID),
+                    id: try Self.id(context.parameters),
                     logger: context.logger))
         }
         own.get("/versions/:id/diff") { request, context in
             try await self.diff(
-                request, owner: .tenant(context.tenantID, actor: context.adminID), id: try Self.id(context.parameters),
+                request, owner: .admin(tenant: context.tenantID, admin: context.adminID),
+                id: try Self.id(context.parameters),
                 logger: context.logger)
         }
         own.post("/versions/:id/publish") { _, context in
@@ -45,7 +47,8 @@ struct CanonController: Sendable {
             try await self.requireCanonUpdates(tenantID: context.tenantID, logger: context.logger)
             return try StrictJSON.response(
                 try await self.store.publish(
-                    owner: .tenant(context.tenantID, actor: context.adminID), id: try Self.id(context.parameters),
+                    owner: .admin(tenant: context.tenantID, admin: context.adminID),
+                    id: try Self.id(context.parameters),
                     action: "publish", logger: context.logger))
         }
         own.post("/rollback") { _, context in
@@ -53,7 +56,7 @@ struct CanonController: Sendable {
             try await self.requireCanonUpdates(tenantID: context.tenantID, logger: context.logger)
             return try StrictJSON.response(
                 try await self.store.rollback(
-                    owner: .tenant(context.tenantID, actor: context.adminID), logger: context.logger))
+                    owner: .admin(tenant: context.tenantID, admin: context.adminID), logger: context.logger))
         }
 
         let base = router.group("/admin/v1/base-canon", context: OperatorContext.self)
@@ -244,7 +247,7 @@ struct InternalCanonController: Sendable {
             let (tenantID, keyID) = try Self.caller(request)
             return try StrictJSON.response(
                 try await self.store.version(
-                    owner: .tenant(tenantID, actor: keyID), id: try CanonController.id(context.parameters),
+                    owner: .key(tenant: tenantID, key: keyID), id: try CanonController.id(context.parameters),
                     logger: context.logger))
         }
     }
@@ -294,7 +297,7 @@ struct InternalCanonController: Sendable {
         guard !upserts.isEmpty || !deletions.isEmpty else {
             throw Problem.validation([FieldError("upsert", "or delete must name at least one entry")])
         }
-        let owner = CanonOwner.tenant(tenantID, actor: keyID)
+        let owner = CanonOwner.key(tenant: tenantID, key: keyID)
         let parent = try await self.store.published(owner: owner, logger: logger)
         var entries: [LocatedEntry] = []
         if let parent { entries = try await self.store.entries(owner: owner, version: parent, logger: logger) }

@@ -6,10 +6,20 @@ import HTTPTypes
 import Logging
 import PostgresNIO
 
-/// Whose canon: the platform's base canon (operators) or one tenant's overlay.
+/// Whose canon: the platform's base canon (operators) or one tenant's overlay, and who acts.
 enum CanonOwner: Sendable, Equatable {
     case base(operatorID: UUID)
-    case tenant(UUID, actor: UUID)
+    /// `actor` is recorded as the version's creator: `admin:<id>` or `key:<id>`.
+    case tenant(UUID, actor: String)
+
+    static func admin(tenant: UUID, admin: UUID) -> CanonOwner {
+        .tenant(tenant, actor: "admin:" + admin.uuidString.lowercased())
+    }
+
+    /// A tenant's API key, acting through a node (`POST /api/v1/canon/update`).
+    static func key(tenant: UUID, key: UUID) -> CanonOwner {
+        .tenant(tenant, actor: "key:" + key.uuidString.lowercased())
+    }
 
     var tenantID: UUID? {
         if case .tenant(let id, _) = self { id } else { nil }
@@ -18,7 +28,7 @@ enum CanonOwner: Sendable, Equatable {
     var actor: String {
         switch self {
         case .base(let id): "operator:\(id.uuidString.lowercased())"
-        case .tenant(_, let id): "admin:\(id.uuidString.lowercased())"
+        case .tenant(_, let actor): actor
         }
     }
 }
@@ -344,12 +354,8 @@ struct CanonStore: Sendable {
     func rollback(owner: CanonOwner, logger: Logger) async throws -> CanonVersionBody {
         let tenantID = owner.tenantID
         return try await self.scoped(owner, logger: logger) { connection in
-            var current: UUID?
-            for try await id in try await connection.query(
-                "SELECT version_id FROM canon_publications WHERE tenant_id IS NOT DISTINCT FROM \(tenantID)",
-                logger: logger
-            ).decode(UUID.self) { current = id }
-            guard let current else {
+            guard let current = try await Self.published(tenantID: tenantID, connection: connection, logger: logger)
+            else {
                 throw Problem(
                     slug: "canon-nothing-to-roll-back", title: "Nothing To Roll Back", status: .conflict,
                     detail: "No canon version is published.")
@@ -382,13 +388,18 @@ struct CanonStore: Sendable {
     func published(owner: CanonOwner, logger: Logger) async throws -> UUID? {
         let tenantID = owner.tenantID
         return try await self.scoped(owner, logger: logger) { connection in
-            var current: UUID?
-            for try await id in try await connection.query(
-                "SELECT version_id FROM canon_publications WHERE tenant_id IS NOT DISTINCT FROM \(tenantID)",
-                logger: logger
-            ).decode(UUID.self) { current = id }
-            return current
+            try await Self.published(tenantID: tenantID, connection: connection, logger: logger)
         }
+    }
+
+    /// The version published for `tenantID` (nil: the base canon's), if any.
+    static func published(tenantID: UUID?, connection: PostgresConnection, logger: Logger) async throws -> UUID? {
+        var current: UUID?
+        for try await id in try await connection.query(
+            "SELECT version_id FROM canon_publications WHERE tenant_id IS NOT DISTINCT FROM \(tenantID)",
+            logger: logger
+        ).decode(UUID.self) { current = id }
+        return current
     }
 }
 

@@ -140,6 +140,7 @@ struct QueryClusterTests {
             let accepted = try await TestHTTP.send(
                 "POST", cluster.nodes[0].baseURL + "/api/v1/canon/update", bearer: enterpriseKey.text, json: entry)
             #expect(accepted.status == 202, "\(accepted.text)")
+            #expect(accepted.json?["created_by"] as? String == "key:" + enterpriseKey.id)
             let location = try #require(accepted.headers["location"])
             let published = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
                 let poll = try await TestHTTP.send(

@@ -32,20 +32,6 @@ let querySeconds = Int(environment["BENCH_QUERY_SECONDS"] ?? "20") ?? 20
 let queryClients = Int(environment["BENCH_QUERY_CLIENTS"] ?? "16") ?? 16
 let infra = TestEnvironment.repositoryRoot.appendingPathComponent("infra")
 
-func percentile(_ values: [Double], _ p: Double) -> Double {
-    let sorted = values.sorted()
-    guard !sorted.isEmpty else { return .nan }
-    let index = min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)
-    return sorted[max(0, index)]
-}
-
-func milliseconds(_ duration: Duration) -> Double {
-    let (seconds, attoseconds) = duration.components
-    return Double(seconds) * 1000 + Double(attoseconds) / 1e15
-}
-
-func format(_ value: Double, _ unit: String = "ms") -> String { String(format: "%.3f %@", value, unit) }
-
 /// This process's resident and peak resident memory, in MiB.
 func memory() -> (resident: Double, peak: Double) {
     let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""

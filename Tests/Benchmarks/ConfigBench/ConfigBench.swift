@@ -37,20 +37,6 @@ func runBenchmark() async throws {
 
 // MARK: - Statistics
 
-func percentile(_ values: [Double], _ p: Double) -> Double {
-    let sorted = values.sorted()
-    guard !sorted.isEmpty else { return .nan }
-    let index = min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)
-    return sorted[max(0, index)]
-}
-
-func milliseconds(_ duration: Duration) -> Double {
-    let (seconds, attoseconds) = duration.components
-    return Double(seconds) * 1000 + Double(attoseconds) / 1e15
-}
-
-func format(_ value: Double, _ unit: String = "ms") -> String { String(format: "%.3f %@", value, unit) }
-
 /// Runs `body` `runs` times and returns each run's time in ms.
 func timed<T>(runs: Int, _ body: () async throws -> T) async rethrows -> (times: [Double], last: T) {
     let clock = ContinuousClock()
