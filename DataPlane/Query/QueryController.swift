@@ -172,13 +172,13 @@ struct QueryController: Sendable {
     }
 
     /// The tenant's canon as installed. A version the config names but this node has not loaded
-    /// yet is answered from the version before it; with nothing loaded at all, 503.
+    /// yet is answered from the version before it; when there is none before it (the base canon,
+    /// or the tenant's first overlay, not loaded yet), 503 rather than an answer from a part of
+    /// the canon that would cite base entries the overlay replaces.
     func layers(for tenant: TenantConfig) throws -> [CanonLayer] {
         let state = self.library.current
         let wantsBase = self.store.current?.settings.baseCanon != nil
-        if (wantsBase && state.base == nil)
-            || (tenant.canon != nil && state.overlays[tenant.id] == nil && state.base == nil)
-        {
+        if (wantsBase && state.base == nil) || (tenant.canon != nil && state.overlays[tenant.id] == nil) {
             throw Problem.canonNotReady
         }
         return state.layers(for: tenant.id)
