@@ -170,11 +170,15 @@ public final class CanonLibrary: Service, Sendable {
         }
         let body = try await response.body.collect(upTo: Int(clamping: reference.byteCount) + 1)
         let bytes = Array(body.readableBytesView)
-        guard bytes.withUnsafeBytes({ CanonIndex.sha256($0) }) == reference.sha256 else {
-            throw CanonLibraryError.fetch("artifact bytes do not hash to \(reference.sha256)")
+        try SnapshotFiles.writeAtomically(bytes, to: path, directory: self.settings.directory)
+        // Opening it verifies the SHA-256 (once); bytes that do not match are not kept.
+        let index: CanonIndex
+        do {
+            index = try CanonIndex(contentsOf: path, sha256: reference.sha256)
+        } catch {
+            try? FileManager.default.removeItem(atPath: path)
+            throw CanonLibraryError.fetch("\(error)")
         }
-        try Self.writeAtomically(bytes, to: path)
-        let index = try CanonIndex(contentsOf: path, sha256: reference.sha256)
         self.loads.increment()
         self.logger.info(
             "canon artifact loaded",
@@ -182,29 +186,6 @@ public final class CanonLibrary: Service, Sendable {
                 "canon_version": "\(reference.label)", "bytes": "\(bytes.count)", "chunks": "\(index.chunkCount)",
             ])
         return index
-    }
-
-    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-        let temporary = path + ".tmp-\(UUID().uuidString)"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw CanonLibraryError.disk("\(temporary): \(String(cString: strerror(errno)))") }
-        var written = 0
-        let ok = bytes.withUnsafeBytes { buffer -> Bool in
-            while written < buffer.count {
-                let result = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
-                if result < 0 {
-                    if errno == EINTR { continue }
-                    return false
-                }
-                written += result
-            }
-            return fsync(descriptor) == 0
-        }
-        close(descriptor)
-        guard ok, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw CanonLibraryError.disk("\(path): \(String(cString: strerror(errno)))")
-        }
     }
 
     private func removeUnused(keeping: Set<String>) {
@@ -217,12 +198,10 @@ public final class CanonLibrary: Service, Sendable {
 
 enum CanonLibraryError: Error, CustomStringConvertible {
     case fetch(String)
-    case disk(String)
 
     var description: String {
         switch self {
         case .fetch(let reason): "fetch failed: \(reason)"
-        case .disk(let reason): "disk: \(reason)"
         }
     }
 }
