@@ -40,9 +40,10 @@ run: services model release
 	echo "  PostgreSQL      127.0.0.1:$${ZAAS_PG_PORT:-54320}   Redis 127.0.0.1:$${ZAAS_REDIS_PORT:-63790}"; \
 	echo "  logs            .zaas/logs/   connection details: .zaas/stack.env"; \
 	echo; \
-	echo "Ask the demo canon a question:"; \
-	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$DEMO_FREE_KEY" -H "Content-Type: application/json" \'; \
+	echo "Ask the demo canon a question (the Pro demo key: 100 queries an hour; -i shows the RateLimit-* headers):"; \
+	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" -H "Content-Type: application/json" \'; \
 	echo '    -d '"'"'{"question": "What is the principle of stationary action?"}'"'"' $${DATA_URLS%% *}/api/v1/query | python3 -m json.tool'; \
+	echo "  (DEMO_FREE_KEY is a Free key: its 11th query within an hour gets 429 with Retry-After.)"; \
 	echo; \
 	echo "Try:"; \
 	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \

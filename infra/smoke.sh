@@ -43,8 +43,12 @@ signin=$(curl -sS -X POST "$CONTROL_URL/admin/v1/sessions" -H 'content-type: app
 grep -q '"token":"zsess_' <<<"$signin" || fail "operator sign-in: $signin"
 
 # The demo tenants ask the demo canon; only Enterprise may update its canon.
-answer=$(curl -sS -H "Authorization: Bearer $DEMO_FREE_KEY" -H 'Content-Type: application/json' \
+# (The Pro key: 100 queries an hour, and the key is kept from run to run.)
+answer=$(curl -sS -D "$ZAAS_RUN_DIR/query.headers" -H "Authorization: Bearer $ZAAS_DEMO_API_KEY" \
+    -H 'Content-Type: application/json' \
     -d '{"question": "What does Noether'"'"'s theorem say?"}' http://127.0.0.1:18402/api/v1/query)
+grep -qi '^ratelimit-limit: 100' "$ZAAS_RUN_DIR/query.headers" || fail "no RateLimit-Limit: 100 on a Pro query"
+grep -qi '^ratelimit-remaining: [0-9]' "$ZAAS_RUN_DIR/query.headers" || fail "no RateLimit-Remaining on a query"
 python3 - "$answer" <<'PY' || fail "query answer: $answer"
 import json, sys
 a = json.loads(sys.argv[1])

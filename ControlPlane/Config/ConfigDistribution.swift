@@ -20,7 +20,7 @@ public struct ConfigDistribution: Sendable {
         self.source = source
         self.notifier = notifier
         self.documents = ConfigDocumentCache(source: source, signingKey: settings.signingKey)
-        self.registry = NodeRegistry(client: postgres)
+        self.registry = NodeRegistry(client: postgres, staleAfter: settings.nodeStaleAfter)
         self.settings = settings
         self.services = [
             ConfigChangeListener(
@@ -41,7 +41,7 @@ public struct ConfigDistribution: Sendable {
     }
 
     func addAdminRoutes(to router: Router<AdminRequestContext>) {
-        NodeController(client: self.registry.client, source: self.source, staleAfter: self.settings.nodeStaleAfter)
+        NodeController(client: self.registry.client, source: self.source, staleAfter: self.registry.staleAfter)
             .addRoutes(to: router)
     }
 }

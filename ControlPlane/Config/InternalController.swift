@@ -17,6 +17,8 @@ import ServiceLifecycle
 /// - `POST /internal/v1/usage`: batched last-used times of keys.
 struct InternalController: Sendable {
     static let versionHeader = HTTPField.Name("ZaaS-Config-Version")!
+    /// How many nodes have watched lately (this one included), on every watch answer.
+    static let liveNodesHeader = HTTPField.Name("ZaaS-Live-Nodes")!
     static let maximumUsageBatch = 500
 
     let credential: NodeCredential
@@ -93,7 +95,7 @@ struct InternalController: Sendable {
 
     func watch(_ request: Request, logger: Logger) async throws -> Response {
         let watch = try WatchRequest(request, maximumWait: self.maximumWait)
-        try await self.registry.register(watch.node, logger: logger)
+        let liveNodes = try await self.registry.register(watch.node, logger: logger)
         var head = try await self.source.head(logger: logger)
         if let since = watch.since, since == head.version {
             // Shutdown ends a held request at once (as "unchanged"), so it never delays a stop.
@@ -101,12 +103,12 @@ struct InternalController: Sendable {
             let changed = try? await cancelWhenGracefulShutdown {
                 await notifier.waitForChange(after: since, timeout: watch.wait)
             }
-            guard changed == true else { return Self.unchanged(version: since) }
+            guard changed == true else { return Self.unchanged(version: since, liveNodes: liveNodes) }
             head = try await self.source.head(logger: logger)
         }
         guard let document = try await self.documents.document(since: watch.since, head: head.version, logger: logger)
         else {
-            return Self.unchanged(version: head.version)
+            return Self.unchanged(version: head.version, liveNodes: liveNodes)
         }
         self.documentBytes.increment(by: document.bytes.count)
         return Response(
@@ -115,13 +117,18 @@ struct InternalController: Sendable {
                 .contentType: SignedConfigDocument.mediaType,
                 .cacheControl: "no-store",
                 Self.versionHeader: String(document.version),
+                Self.liveNodesHeader: String(liveNodes),
             ],
             body: .init(byteBuffer: ByteBuffer(bytes: document.bytes))
         )
     }
 
-    static func unchanged(version: Int64) -> Response {
-        Response(status: .noContent, headers: [.cacheControl: "no-store", Self.versionHeader: String(version)])
+    static func unchanged(version: Int64, liveNodes: Int) -> Response {
+        Response(
+            status: .noContent,
+            headers: [
+                .cacheControl: "no-store", Self.versionHeader: String(version), Self.liveNodesHeader: String(liveNodes),
+            ])
     }
 }
 

@@ -15,6 +15,8 @@ struct NodeRegistry: Sendable {
     }
 
     let client: PostgresClient
+    /// A node not seen for this long no longer counts as live.
+    let staleAfter: Duration
 
     static func isValidNodeID(_ id: String) -> Bool {
         (1...200).contains(id.utf8.count)
@@ -24,17 +26,29 @@ struct NodeRegistry: Sendable {
             }
     }
 
-    func register(_ report: Report, logger: Logger) async throws {
-        try await self.client.query(
+    /// Records the report and returns how many nodes are live now, this one included: nodes
+    /// share a rate limit by this count while Redis is unreachable.
+    func register(_ report: Report, logger: Logger) async throws -> Int {
+        let staleSeconds = Double(self.staleAfter.components.seconds)
+        // The CTE's insert is not visible to the count (one snapshot): others are counted, plus one.
+        let rows = try await self.client.query(
             """
-            INSERT INTO data_plane_nodes (id, address, software_version, config_version)
-            VALUES (\(report.id), \(report.address), \(report.softwareVersion), \(report.configVersion))
-            ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address,
-                software_version = EXCLUDED.software_version, config_version = EXCLUDED.config_version,
-                last_seen_at = now()
+            WITH registered AS (
+                INSERT INTO data_plane_nodes (id, address, software_version, config_version)
+                VALUES (\(report.id), \(report.address), \(report.softwareVersion), \(report.configVersion))
+                ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address,
+                    software_version = EXCLUDED.software_version, config_version = EXCLUDED.config_version,
+                    last_seen_at = now()
+                RETURNING id
+            )
+            SELECT (count(*) + 1)::int8 FROM data_plane_nodes
+            WHERE id <> \(report.id) AND last_seen_at > now() - make_interval(secs => \(staleSeconds))
             """,
             logger: logger
         )
+        var live = 1
+        for try await count in rows.decode(Int.self) { live = count }
+        return live
     }
 
     func recordUsage(_ usage: [(UUID, Date)], logger: Logger) async throws {

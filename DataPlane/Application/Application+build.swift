@@ -29,7 +29,10 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
     let node = try DataPlaneNode(configuration: configuration, httpClient: httpClient, logger: logger)
     // Serve from the disk copy at once; the watcher catches up from there.
     node.watcher.loadFromDisk()
-    let router = buildRouter(configuration: configuration, redis: redis, node: node)
+    let limiter = RateLimiter(
+        redis: redis, settings: configuration.rateLimit, liveNodes: { [watcher = node.watcher] in watcher.liveNodes },
+        logger: logger)
+    let router = buildRouter(configuration: configuration, redis: redis, limiter: limiter, node: node)
     return Application(
         router: router,
         configuration: .init(
@@ -38,8 +41,8 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
         ),
         // Stopped in reverse order: the usage recorder's last report still has its HTTP client.
         services: [
-            HTTPClientService(client: httpClient), EmbedderService(embedder: node.embedder), redis, node.watcher,
-            node.canon, node.usage,
+            HTTPClientService(client: httpClient), EmbedderService(embedder: node.embedder), redis, limiter,
+            node.watcher, node.canon, node.usage,
         ],
         logger: logger
     )
@@ -140,6 +143,7 @@ struct UsageReportError: Error, CustomStringConvertible {
 func buildRouter(
     configuration: DataPlaneConfiguration,
     redis: RedisClient,
+    limiter: RateLimiter,
     node: DataPlaneNode
 ) -> Router<DataPlaneRequestContext> {
     let router = Router(context: DataPlaneRequestContext.self)
@@ -147,8 +151,10 @@ func buildRouter(
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: MetricsMiddleware())
     router.addMetricsRoute()
-    HealthController(nodeID: configuration.nodeID, redis: redis, watcher: node.watcher, canon: node.canon)
-        .addRoutes(to: router)
+    HealthController(
+        nodeID: configuration.nodeID, redis: redis, limiter: limiter, watcher: node.watcher, canon: node.canon
+    )
+    .addRoutes(to: router)
     let api = router.group("/api/v1")
         .add(
             middleware: APIKeyAuthenticator(
@@ -162,7 +168,8 @@ func buildRouter(
                 verifier: node.verifier, store: node.watcher.store, usage: node.usage, requiredScopes: [.query])
         )
         .group(context: AuthenticatedRequestContext.self)
-    QueryController(embedder: node.embedder, library: node.canon, store: node.watcher.store).addRoutes(to: query)
+    QueryController(embedder: node.embedder, library: node.canon, store: node.watcher.store, limiter: limiter)
+        .addRoutes(to: query)
     let canon = router.group("/api/v1/canon")
         .add(
             middleware: APIKeyAuthenticator(

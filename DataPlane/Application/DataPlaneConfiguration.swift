@@ -26,6 +26,8 @@ public struct DataPlaneConfiguration: Sendable {
     /// How operators reach this node, as listed in the node registry.
     public var advertisedAddress: String
     public var embeddings: EmbeddingSettings
+    /// What the query rate limits do while Redis is unreachable (`rate_limit.redis_fallback`).
+    var rateLimit: RateLimiter.Settings
 
     /// The in-process sentence-embedding model.
     public struct EmbeddingSettings: Sendable {
@@ -72,6 +74,14 @@ public struct DataPlaneConfiguration: Sendable {
         self.advertisedAddress =
             reader.optionalSetting("node.advertise_address") ?? "http://\(self.server.host):\(self.server.port)"
         self.embeddings = try EmbeddingSettings(reader: reader)
+        let fallback = try reader.setting("rate_limit.redis_fallback")
+        guard let parsed = RateLimiter.Fallback(rawValue: fallback) else {
+            throw ConfigurationError.invalid(
+                key: "rate_limit.redis_fallback", value: fallback, expected: "local or refuse")
+        }
+        self.rateLimit = RateLimiter.Settings(
+            fallback: parsed,
+            probeInterval: .milliseconds(try reader.setting("rate_limit.probe_interval_ms", in: 50...60_000)))
     }
 
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
@@ -86,6 +96,8 @@ public struct DataPlaneConfiguration: Sendable {
                 "embeddings.threads": "1",
                 "embeddings.batch_window_us": "500",
                 "embeddings.max_batch": "32",
+                "rate_limit.redis_fallback": "local",
+                "rate_limit.probe_interval_ms": "500",
             ]) { $1 }
     }
 }

@@ -51,6 +51,8 @@ public final class ConfigWatcher: Service, Sendable {
         var lastSync: Date?
         var journalEntries = 0
         var journalBytes = 0
+        /// Nodes live in the registry, as the control plane last said; nil until it has said.
+        var liveNodes: Int?
     }
 
     public let store: ConfigStore
@@ -78,6 +80,9 @@ public final class ConfigWatcher: Service, Sendable {
 
     public var reachability: Reachability { self.status.withLock { $0.reachability } }
     public var lastSync: Date? { self.status.withLock { $0.lastSync } }
+    /// How many nodes the node registry counted live (this one included) at the last watch
+    /// answer; nil until the control plane has answered once.
+    public var liveNodes: Int? { self.status.withLock { $0.liveNodes } }
 
     /// Loads the configuration saved on disk, if this node holds none yet. Called before serving.
     public func loadFromDisk() {
@@ -173,6 +178,9 @@ public final class ConfigWatcher: Service, Sendable {
             let response = try await self.httpClient.execute(
                 request, timeout: .init(wait + self.settings.connectTimeout + .seconds(5)))
             statusCode = response.status.code
+            if let live = response.headers.first(name: "ZaaS-Live-Nodes").flatMap(Int.init), live > 0 {
+                self.status.withLock { $0.liveNodes = live }
+            }
             body = try await response.body.collect(upTo: SignedConfigDocument.maximumPayloadLength + 1024)
         } catch {
             if Task.isCancelled { return .unchanged }

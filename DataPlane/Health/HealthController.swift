@@ -7,12 +7,15 @@ import Metrics
 
 /// `GET /api/v1/health`: whether this node can serve queries.
 ///
-/// Redis is on the query path (rate limits, cache), so without it the node answers 503; so does a
-/// node that holds no configuration yet. The control plane is not on the path: nodes serve from
-/// the configuration they hold, so its absence makes the node `degraded`, still 200.
+/// Redis is on the query path (rate limits, cache). Without it the node serves on its local share
+/// of the rate limits and without the Redis cache, `degraded` (200); with
+/// `rate_limit.redis_fallback = refuse` it refuses queries and answers 503 here. A node that holds
+/// no configuration yet answers 503. The control plane is not on the path: nodes serve from the
+/// configuration they hold, so its absence makes the node `degraded`, still 200.
 struct HealthController: Sendable {
     let nodeID: String
     let redis: RedisClient
+    let limiter: RateLimiter
     let watcher: ConfigWatcher
     let canon: CanonLibrary
     let redisGauge = Gauge(label: "zaas_redis_up")
@@ -39,12 +42,28 @@ struct HealthController: Sendable {
         case .down(let why): checks["control_plane"] = .init(status: "down", detail: why)
         case .unknown: checks["control_plane"] = .init(status: "unknown", detail: "not answered yet")
         }
+        // How queries are rate limited right now: shared through Redis, or on this node's share.
+        switch self.limiter.mode {
+        case .redis:
+            checks["rate_limit"] = .init(status: "up", detail: "shared buckets in Redis")
+        case .fallback(let since, let reason):
+            let refusing = self.limiter.settings.fallback == .refuse
+            checks["rate_limit"] = .init(
+                status: refusing ? "down" : "degraded",
+                detail: (refusing
+                    ? "refusing queries"
+                    : "this node's share of each limit (\(self.limiter.liveNodes() ?? 1) live nodes)")
+                    + " since \(since.formatted(.iso8601)): \(reason)")
+        }
         let state = self.watcher.store.current
         var extra: [String: ProblemValue] = [
             "node_id": .string(self.nodeID),
             // The configuration version this node enforces (0: none yet).
             "config_version": .int(Int(state?.version ?? 0)),
         ]
+        // Live nodes in the node registry as the control plane last said: the divisor of the
+        // local rate-limit shares while Redis is unreachable.
+        if let live = self.watcher.liveNodes { extra["live_nodes"] = .int(live) }
         if let state {
             checks["config"] = .init(status: "up", detail: "version \(state.version)")
             extra["config_created_at"] = .string(state.createdAt.formatted(.iso8601))
@@ -67,9 +86,11 @@ struct HealthController: Sendable {
         }
 
         let status: HealthReport.Status =
-            if checks["redis"]?.status != "up" || state == nil {
+            if state == nil || (checks["redis"]?.status != "up" && self.limiter.settings.fallback == .refuse) {
                 .down
-            } else if checks["control_plane"]?.status != "up" {
+            } else if checks["control_plane"]?.status != "up" || checks["redis"]?.status != "up"
+                || checks["rate_limit"]?.status != "up"
+            {
                 .degraded
             } else {
                 .ok

@@ -135,6 +135,7 @@ struct QueryController: Sendable {
     let embedder: any Embedder
     let library: CanonLibrary
     let store: ConfigStore
+    let limiter: RateLimiter
     let retriever = HybridRetriever()
     let answerer = ExtractiveAnswerer()
     let answered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "answered")])
@@ -156,8 +157,21 @@ struct QueryController: Sendable {
         } catch {
             throw Problem.payloadTooLarge("The body is larger than \(Self.maximumBody) bytes.")
         }
-        let query = try QueryRequest(json: body, citationLimit: Int(context.policy.maxCitations))
+        let buckets = RateLimitBucket.buckets(key: context.key.id, tenant: context.tenant.id, policy: context.policy)
+        let query: QueryRequest
+        do {
+            query = try QueryRequest(json: body, citationLimit: Int(context.policy.maxCitations))
+        } catch var problem as Problem {
+            // An invalid query does not count, but its answer shows the limits all the same.
+            if let decision = try? await self.limiter.decide(buckets, cost: 0) {
+                problem.headers.append(contentsOf: decision.headers)
+            }
+            throw problem
+        }
+        // A node still loading the canon refuses before counting.
         let layers = try self.layers(for: context.tenant)
+        let decision = try await self.limiter.decide(buckets)
+        guard decision.admitted else { throw Problem.rateLimited(decision) }
         let vector = try await self.embedder.embed([query.question])[0]
         let retrieval = self.retriever.retrieve(
             layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
@@ -168,7 +182,8 @@ struct QueryController: Sendable {
             QueryResponse(
                 answer: answer.text, citations: answer.citations, confidence: answer.confidence,
                 modelUsed: ExtractiveAnswerer.modelName, cacheHit: false, queryId: UUID().uuidString.lowercased(),
-                canonVersion: layers.map(\.index.label).joined(separator: "+")))
+                canonVersion: layers.map(\.index.label).joined(separator: "+")),
+            headers: decision.headers)
     }
 
     /// The tenant's canon as installed. A version the config names but this node has not loaded

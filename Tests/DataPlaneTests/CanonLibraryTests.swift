@@ -46,6 +46,15 @@ struct CanonLibraryTests {
             configuration: store, httpClient: .shared, logger: Logger(label: "test.canon"))
     }
 
+    /// The query route's canon lookup; its limiter is never asked here.
+    static func queryController(library: CanonLibrary, store: ConfigStore) -> QueryController {
+        let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: Logger(label: "test.unused"))
+        return QueryController(
+            embedder: UnusedEmbedder(), library: library, store: store,
+            limiter: RateLimiter(
+                redis: redis, settings: .init(), liveNodes: { 1 }, logger: Logger(label: "test.unused")))
+    }
+
     @Test("a tenant's overlay that is named but not loaded is 503; once fetched and verified it is served")
     func loadsAndVerifies() async throws {
         let bytes = Self.artifact()
@@ -64,7 +73,7 @@ struct CanonLibraryTests {
         // The control plane sends bytes that do not hash to the name: refused, nothing kept.
         try await Self.withArtifactServer(bytes + [0]) { url in
             let library = Self.library(url: url, store: store, directory: directory)
-            let query = QueryController(embedder: UnusedEmbedder(), library: library, store: store)
+            let query = Self.queryController(library: library, store: store)
             await library.synchronize()
             #expect(library.current.overlays.isEmpty)
             #expect(!library.isCurrent(for: store.current!))
@@ -75,7 +84,7 @@ struct CanonLibraryTests {
         }
         try await Self.withArtifactServer(bytes) { url in
             let library = Self.library(url: url, store: store, directory: directory)
-            let query = QueryController(embedder: UnusedEmbedder(), library: library, store: store)
+            let query = Self.queryController(library: library, store: store)
             await library.synchronize()
             #expect(library.isCurrent(for: store.current!))
             let layers = try query.layers(for: tenant)

@@ -17,7 +17,8 @@ final class Cluster: @unchecked Sendable {
     let nodes: [ServerProcess]
     let directory: String
 
-    init(database: TestDatabase, nodeCount: Int = 2) throws {
+    /// `nodeSettings` override the nodes' settings (a private Redis, a fallback…).
+    init(database: TestDatabase, nodeCount: Int = 2, nodeSettings: [String: String] = [:]) throws {
         self.database = database
         let directory = ConfigFixtures.temporaryDirectory()
         self.directory = directory
@@ -38,7 +39,8 @@ final class Cluster: @unchecked Sendable {
                 settings: environment.dataPlaneSettings(
                     controlURL: "http://127.0.0.1:\(controlPort)", nodeID: "node-\(index)",
                     stateDirectory: directory + "/node-\(index)-state"
-                ).merging(["control.watch_wait_seconds": "10", "log.level": "info"]) { $1 },
+                ).merging(["control.watch_wait_seconds": "10", "log.level": "info"]) { $1 }
+                    .merging(nodeSettings) { $1 },
                 port: try RedisServerProcess.freePort(), logDirectory: directory)
         }
     }
@@ -48,9 +50,11 @@ final class Cluster: @unchecked Sendable {
     }
 
     /// Runs `body` with a started cluster; stops everything afterwards and shows logs on failure.
-    static func with(_ body: @Sendable (Cluster) async throws -> Void) async throws {
+    static func with(
+        nodeCount: Int = 2, nodeSettings: [String: String] = [:], _ body: @Sendable (Cluster) async throws -> Void
+    ) async throws {
         try await TestDatabase.withFresh { database in
-            let cluster = try Cluster(database: database)
+            let cluster = try Cluster(database: database, nodeCount: nodeCount, nodeSettings: nodeSettings)
             do {
                 try await cluster.startControl()
                 for node in cluster.nodes { try await cluster.start(node) }

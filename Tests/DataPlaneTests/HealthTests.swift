@@ -167,8 +167,10 @@ struct DataPlaneHealthTests {
         }
     }
 
-    @Test("Redis killed: 503 problem+json with the reason; Redis back: 200 again, same node")
-    func redisOutageAndRecovery() async throws {
+    @Test(
+        "Redis killed: 200 degraded on the local rate-limit fallback, 503 with the reason when set to refuse; Redis back: 200 ok",
+        arguments: ["local", "refuse"])
+    func redisOutageAndRecovery(fallback: String) async throws {
         let server = try RedisServerProcess()
         try await server.start()
         defer { server.stop() }
@@ -178,6 +180,7 @@ struct DataPlaneHealthTests {
                 "redis.port": String(server.port),
                 "redis.password": "",
                 "control.url": "http://127.0.0.1:\(closed)",
+                "rate_limit.redis_fallback": fallback,
             ], stateDirectory: try Self.savedState())
         try await Self.makeApp(configuration).test(.router) { client in
             try await client.execute(uri: "/api/v1/health", method: .get) { response in
@@ -185,20 +188,32 @@ struct DataPlaneHealthTests {
             }
             try await server.kill()
             try await client.execute(uri: "/api/v1/health", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(response.headers[.contentType] == "application/problem+json")
                 let body = try json(response.body)
-                #expect(body["type"] as? String == "https://zaas.dev/problems/unhealthy")
-                let reasons = try #require(body["reasons"] as? [String])
-                #expect(reasons.contains { $0.hasPrefix("redis is down") })
+                if fallback == "refuse" {
+                    #expect(response.status == .serviceUnavailable)
+                    #expect(response.headers[.contentType] == "application/problem+json")
+                    #expect(body["type"] as? String == "https://zaas.dev/problems/unhealthy")
+                    let reasons = try #require(body["reasons"] as? [String])
+                    #expect(reasons.contains { $0.hasPrefix("redis is down") })
+                } else {
+                    #expect(response.status == .ok)
+                    #expect(body["status"] as? String == "degraded")
+                    let checks = try #require(body["checks"] as? [String: [String: Any]])
+                    #expect(checks["redis"]?["status"] as? String == "down")
+                }
             }
             try await server.start()
             var status: HTTPResponse.Status = .serviceUnavailable
-            for _ in 0..<40 where status != .ok {
+            var redis: String?
+            for _ in 0..<40 where status != .ok || redis != "up" {
                 try await Task.sleep(for: .milliseconds(50))
-                status = try await client.execute(uri: "/api/v1/health", method: .get).status
+                let response = try await client.execute(uri: "/api/v1/health", method: .get)
+                status = response.status
+                redis =
+                    ((try json(response.body)["checks"] as? [String: [String: Any]])?["redis"])?["status"] as? String
             }
             #expect(status == .ok)
+            #expect(redis == "up")
         }
     }
 }

@@ -76,10 +76,10 @@ struct OpenAPITests {
         )
         let node = try DataPlaneNode(configuration: data, logger: logger)
         defer { node.embedder.shutdown() }
+        let redis = RedisClient(configuration: data.redis, logger: logger)
         let dataRouter = DataPlane.buildRouter(
-            configuration: data,
-            redis: RedisClient(configuration: data.redis, logger: logger),
-            node: node
+            configuration: data, redis: redis,
+            limiter: RateLimiter(redis: redis, settings: data.rateLimit, liveNodes: { 1 }, logger: logger), node: node
         )
         let control = try await ControlPlaneConfiguration(
             reader: ConfigurationLoader.reader(
