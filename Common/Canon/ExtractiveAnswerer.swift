@@ -10,6 +10,19 @@ public struct Citation: Sendable, Equatable, Codable {
     public var score: Double
     public var canonVersion: String
 
+    public init(
+        id: String, title: String, kind: CanonEntry.Kind, status: CanonEntry.Status, snippet: String, score: Double,
+        canonVersion: String
+    ) {
+        self.id = id
+        self.title = title
+        self.kind = kind
+        self.status = status
+        self.snippet = snippet
+        self.score = score
+        self.canonVersion = canonVersion
+    }
+
     enum CodingKeys: String, CodingKey {
         case id, title, kind, status, snippet, score
         case canonVersion = "canon_version"

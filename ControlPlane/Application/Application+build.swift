@@ -12,6 +12,8 @@ public func buildApplication(reader: ConfigReader) async throws -> some Applicat
 }
 
 public func buildApplication(configuration: ControlPlaneConfiguration) async throws -> some ApplicationProtocol {
+    // Before any part of the control plane makes a metric.
+    PrometheusMetrics.bootstrap()
     var logger = Logger(label: "zaas-control")
     logger.logLevel = configuration.server.logLevel
 
@@ -30,7 +32,10 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
             address: .hostname(configuration.server.host, port: configuration.server.port),
             serverName: "zaas-control"
         ),
-        services: [postgres as any Service] + distribution.services + [builder],
+        services: [postgres as any Service] + distribution.services + [
+            builder,
+            AnswerCacheSweeper(client: postgres, interval: configuration.cacheSweepInterval, logger: logger),
+        ],
         logger: logger
     )
     let startupLogger = logger
@@ -80,6 +85,8 @@ func buildRouter(
         credential: NodeCredential(token: configuration.distribution.nodeToken), store: canonStore, builder: builder,
         settings: configuration.canon
     ).addRoutes(to: router)
+    InternalCacheController(credential: NodeCredential(token: configuration.distribution.nodeToken), client: postgres)
+        .addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
     SessionController(auth: auth).addRoutes(to: router)
     TenantController(

@@ -14,6 +14,8 @@ public struct ControlPlaneConfiguration: Sendable {
     public var bootstrapOperator: (email: String, password: String)?
     public var distribution: DistributionSettings
     public var canon: CanonSettings
+    /// How often expired answers and answers of replaced canon versions leave the persistent cache.
+    public var cacheSweepInterval: Duration
 
     /// Canon uploads and builds.
     public struct CanonSettings: Sendable {
@@ -95,6 +97,7 @@ public struct ControlPlaneConfiguration: Sendable {
         }
         self.distribution = try DistributionSettings(reader: reader)
         self.canon = try CanonSettings(reader: reader)
+        self.cacheSweepInterval = .seconds(try reader.setting("cache.sweep_interval_seconds", in: 1...86_400))
     }
 
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
@@ -111,6 +114,7 @@ public struct ControlPlaneConfiguration: Sendable {
                 "canon.build_threads": "2",
                 "canon.max_upload_mib": "64",
                 "canon.max_file_mib": "4",
+                "cache.sweep_interval_seconds": "60",
             ]) { $1 }
     }
 }

@@ -9,16 +9,18 @@ enum StrictJSON {
         _ type: Body.Type,
         from request: Request,
         context: some RequestContext,
-        allowedFields: Set<String>
+        allowedFields: Set<String>,
+        maximumBytes: Int? = nil
     ) async throws -> Body {
+        let limit = maximumBytes ?? context.maxUploadSize
         if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
             throw Problem.unsupportedMediaType("Send the body as application/json.")
         }
         let buffer: ByteBuffer
         do {
-            buffer = try await request.body.collect(upTo: context.maxUploadSize)
+            buffer = try await request.body.collect(upTo: limit)
         } catch {
-            throw Problem.payloadTooLarge("The body is larger than \(context.maxUploadSize) bytes.")
+            throw Problem.payloadTooLarge("The body is larger than \(limit) bytes.")
         }
         let data = Data(buffer.readableBytesView)
         let object: Any

@@ -26,6 +26,7 @@ public enum Migrations {
         Migration(version: 5, name: "statement_level_change_log", statements: StatementChangeLog.statements),
         Migration(version: 6, name: "canon_versions_and_artifacts", statements: CanonSchema.statements),
         Migration(version: 7, name: "canon_build_reuse", statements: CanonSchema.reuseStatements),
+        Migration(version: 8, name: "answer_cache", statements: AnswerCacheSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -15,6 +15,8 @@ public func buildApplication(reader: ConfigReader) async throws -> some Applicat
 }
 
 public func buildApplication(configuration: DataPlaneConfiguration) async throws -> some ApplicationProtocol {
+    // Before any part of the node makes a metric.
+    PrometheusMetrics.bootstrap()
     var logger = Logger(label: "zaas-data")
     logger.logLevel = configuration.server.logLevel
     logger[metadataKey: "node"] = .string(configuration.nodeID)
@@ -32,7 +34,14 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
     let limiter = RateLimiter(
         redis: redis, settings: configuration.rateLimit, liveNodes: { [watcher = node.watcher] in watcher.liveNodes },
         logger: logger)
-    let router = buildRouter(configuration: configuration, redis: redis, limiter: limiter, node: node)
+    let watcher = node.watcher
+    let persistent = PersistentAnswerCache(
+        settings: .init(
+            controlPlaneURL: configuration.controlPlaneURL, nodeToken: configuration.nodeToken,
+            timeout: configuration.controlPlaneTimeout),
+        httpClient: httpClient, isReachable: { watcher.reachability == .up }, logger: logger)
+    let cache = AnswerCache(redis: redis, persistent: persistent, logger: logger)
+    let router = buildRouter(configuration: configuration, redis: redis, limiter: limiter, cache: cache, node: node)
     return Application(
         router: router,
         configuration: .init(
@@ -42,7 +51,7 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
         // Stopped in reverse order: the usage recorder's last report still has its HTTP client.
         services: [
             HTTPClientService(client: httpClient), EmbedderService(embedder: node.embedder), redis, limiter,
-            node.watcher, node.canon, node.usage,
+            node.watcher, node.canon, node.usage, persistent,
         ],
         logger: logger
     )
@@ -144,6 +153,7 @@ func buildRouter(
     configuration: DataPlaneConfiguration,
     redis: RedisClient,
     limiter: RateLimiter,
+    cache: AnswerCache,
     node: DataPlaneNode
 ) -> Router<DataPlaneRequestContext> {
     let router = Router(context: DataPlaneRequestContext.self)
@@ -168,8 +178,9 @@ func buildRouter(
                 verifier: node.verifier, store: node.watcher.store, usage: node.usage, requiredScopes: [.query])
         )
         .group(context: AuthenticatedRequestContext.self)
-    QueryController(embedder: node.embedder, library: node.canon, store: node.watcher.store, limiter: limiter)
-        .addRoutes(to: query)
+    QueryController(
+        embedder: node.embedder, library: node.canon, store: node.watcher.store, limiter: limiter, cache: cache
+    ).addRoutes(to: query)
     let canon = router.group("/api/v1/canon")
         .add(
             middleware: APIKeyAuthenticator(

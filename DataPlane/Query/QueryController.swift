@@ -136,6 +136,8 @@ struct QueryController: Sendable {
     let library: CanonLibrary
     let store: ConfigStore
     let limiter: RateLimiter
+    let cache: AnswerCache
+    let flights = SingleFlight<(CachedAnswer, CacheOutcome)>()
     let retriever = HybridRetriever()
     let answerer = ExtractiveAnswerer()
     let answered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "answered")])
@@ -172,18 +174,61 @@ struct QueryController: Sendable {
         let layers = try self.layers(for: context.tenant)
         let decision = try await self.limiter.decide(buckets)
         guard decision.admitted else { throw Problem.rateLimited(decision) }
-        let vector = try await self.embedder.embed([query.question])[0]
+
+        let key = QueryCacheKey(
+            tenant: context.tenant.id, canon: layers.map(\.index.sha256), question: query.question,
+            context: query.context, maxCitations: query.maxCitations, modelClass: query.modelPreference.rawValue)
+        if let cached = await self.cache.exact(key) {
+            self.cache.record(.exact, tenant: context.tenant.id)
+            return try Self.response(cached, outcome: .exact, rateLimit: decision)
+        }
+        // Identical questions arriving together on this node are answered once (and the
+        // persistent cache asked once).
+        let ttl = context.policy.cacheTTLSeconds
+        let (result, _) = try await self.flights.run(key.digest) {
+            if let (stored, remaining) = await self.cache.persistent?.lookup(key) {
+                // Lost from Redis (restart, eviction), kept in PostgreSQL: back into Redis.
+                await self.cache.store(stored, for: key, ttlSeconds: remaining)
+                return (stored, CacheOutcome.exact)
+            }
+            let vector = try await self.embedder.embed([query.question])[0]
+            let answer = self.answer(query, vector: vector, layers: layers)
+            await self.cache.store(answer, for: key, ttlSeconds: ttl)
+            self.cache.persistent?.enqueue(
+                .init(key: key, answer: answer, embedding: query.context == nil ? vector : nil, ttlSeconds: ttl))
+            return (answer, CacheOutcome.miss)
+        }
+        let (answer, outcome) = result
+        self.cache.record(outcome, tenant: context.tenant.id)
+        return try Self.response(answer, outcome: outcome, rateLimit: decision)
+    }
+
+    /// Retrieval and the extractive answerer.
+    func answer(_ query: QueryRequest, vector: [Float], layers: [CanonLayer]) -> CachedAnswer {
         let retrieval = self.retriever.retrieve(
             layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
         let answer = self.answerer.answer(
             question: query.question, retrieval: retrieval, layers: layers, maxCitations: query.maxCitations)
         (answer.covered ? self.answered : self.uncovered).increment()
+        return CachedAnswer(
+            answer: answer.text, citations: answer.citations, confidence: answer.confidence,
+            modelUsed: ExtractiveAnswerer.modelName, canonVersion: layers.map(\.index.label).joined(separator: "+"),
+            covered: answer.covered)
+    }
+
+    /// The answer with a fresh query id, the limits and which cache answered.
+    static func response(
+        _ answer: CachedAnswer, outcome: CacheOutcome, similarity: Double? = nil, rateLimit: RateLimitDecision
+    ) throws -> Response {
+        var headers = rateLimit.headers
+        headers[.zaasCache] = outcome.rawValue
+        if let similarity { headers[.zaasCacheSimilarity] = String(format: "%.4f", similarity) }
         return try JSONResponse.make(
             QueryResponse(
-                answer: answer.text, citations: answer.citations, confidence: answer.confidence,
-                modelUsed: ExtractiveAnswerer.modelName, cacheHit: false, queryId: UUID().uuidString.lowercased(),
-                canonVersion: layers.map(\.index.label).joined(separator: "+")),
-            headers: decision.headers)
+                answer: answer.answer, citations: answer.citations, confidence: answer.confidence,
+                modelUsed: answer.modelUsed, cacheHit: outcome != .miss, queryId: UUID().uuidString.lowercased(),
+                canonVersion: answer.canonVersion),
+            headers: headers)
     }
 
     /// The tenant's canon as installed. A version the config names but this node has not loaded

@@ -183,7 +183,8 @@ struct RedisClientTests {
         let configuration = RedisConfiguration(
             port: server.port,
             poolSize: 2,
-            connectTimeout: .seconds(1),
+            // Generous: the first connect can wait on a machine busy with the other suites.
+            connectTimeout: .seconds(5),
             commandTimeout: .seconds(3),
             reconnectBackoff: .milliseconds(50)
         )

@@ -46,13 +46,14 @@ struct CanonLibraryTests {
             configuration: store, httpClient: .shared, logger: Logger(label: "test.canon"))
     }
 
-    /// The query route's canon lookup; its limiter is never asked here.
+    /// The query route's canon lookup; its limiter and cache are never asked here.
     static func queryController(library: CanonLibrary, store: ConfigStore) -> QueryController {
-        let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: Logger(label: "test.unused"))
+        let logger = Logger(label: "test.unused")
+        let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: logger)
         return QueryController(
             embedder: UnusedEmbedder(), library: library, store: store,
-            limiter: RateLimiter(
-                redis: redis, settings: .init(), liveNodes: { 1 }, logger: Logger(label: "test.unused")))
+            limiter: RateLimiter(redis: redis, settings: .init(), liveNodes: { 1 }, logger: logger),
+            cache: AnswerCache(redis: redis, logger: logger))
     }
 
     @Test("a tenant's overlay that is named but not loaded is 503; once fetched and verified it is served")

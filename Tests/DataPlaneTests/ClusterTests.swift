@@ -8,6 +8,11 @@ import Testing
 
 /// The control plane and two data-plane nodes as real processes (the executables `swift build`
 /// made), against real PostgreSQL and Redis.
+/// Every suite that runs the planes as processes, one suite at a time: each starts a control
+/// plane and up to three nodes (each loading the embedding model), and together, beside the rest
+/// of the tests on two cores, they starved the machine long enough for Redis connects to time out.
+@Suite(.serialized) enum ProcessClusters {}
+
 final class Cluster: @unchecked Sendable {
     static let password = "long enough passphrase 42"
     static let logger = Logger(label: "test.cluster")
@@ -18,7 +23,10 @@ final class Cluster: @unchecked Sendable {
     let directory: String
 
     /// `nodeSettings` override the nodes' settings (a private Redis, a fallback…).
-    init(database: TestDatabase, nodeCount: Int = 2, nodeSettings: [String: String] = [:]) throws {
+    init(
+        database: TestDatabase, nodeCount: Int = 2, nodeSettings: [String: String] = [:],
+        controlSettings: [String: String] = [:]
+    ) throws {
         self.database = database
         let directory = ConfigFixtures.temporaryDirectory()
         self.directory = directory
@@ -31,7 +39,7 @@ final class Cluster: @unchecked Sendable {
                 "bootstrap.operator_email": "ops@zaas.example",
                 "bootstrap.operator_password": Self.password,
                 "log.level": "info",
-            ]) { $1 },
+            ]) { $1 }.merging(controlSettings) { $1 },
             port: controlPort, logDirectory: directory)
         self.nodes = try (1...nodeCount).map { index in
             try ServerProcess(
@@ -51,10 +59,12 @@ final class Cluster: @unchecked Sendable {
 
     /// Runs `body` with a started cluster; stops everything afterwards and shows logs on failure.
     static func with(
-        nodeCount: Int = 2, nodeSettings: [String: String] = [:], _ body: @Sendable (Cluster) async throws -> Void
+        nodeCount: Int = 2, nodeSettings: [String: String] = [:], controlSettings: [String: String] = [:],
+        _ body: @Sendable (Cluster) async throws -> Void
     ) async throws {
         try await TestDatabase.withFresh { database in
-            let cluster = try Cluster(database: database, nodeCount: nodeCount, nodeSettings: nodeSettings)
+            let cluster = try Cluster(
+                database: database, nodeCount: nodeCount, nodeSettings: nodeSettings, controlSettings: controlSettings)
             do {
                 try await cluster.startControl()
                 for node in cluster.nodes { try await cluster.start(node) }
@@ -155,131 +165,135 @@ final class Cluster: @unchecked Sendable {
     }
 }
 
-@Suite("config distribution end to end: control plane and two nodes as processes", .serialized)
-struct ClusterTests {
-    @Test("a key made through the admin API works on both nodes; revoked, both refuse it within a second")
-    func keyLifecycle() async throws {
-        try await Cluster.with { cluster in
-            let (tenant, token) = try await cluster.makeTenant(slug: "lab")
-            let key = try await cluster.createKey(token: token)
-            let arrived = try await cluster.waitForAllNodes(key.text, status: 200)
-            #expect(arrived != nil && arrived! < .seconds(1), "arrived after \(String(describing: arrived))")
+extension ProcessClusters {
+    @Suite("config distribution end to end: control plane and two nodes as processes", .serialized)
+    struct ClusterTests {
+        @Test("a key made through the admin API works on both nodes; revoked, both refuse it within a second")
+        func keyLifecycle() async throws {
+            try await Cluster.with { cluster in
+                let (tenant, token) = try await cluster.makeTenant(slug: "lab")
+                let key = try await cluster.createKey(token: token)
+                let arrived = try await cluster.waitForAllNodes(key.text, status: 200)
+                #expect(arrived != nil && arrived! < .seconds(1), "arrived after \(String(describing: arrived))")
 
-            // What a node knows about the key.
-            let info = try await TestHTTP.send("GET", cluster.nodes[0].baseURL + "/api/v1/key", bearer: key.text)
-            let body = try #require(info.json)
-            #expect(body["tenant_id"] as? String == tenant.uuidString.lowercased())
-            #expect(body["id"] as? String == key.id)
-            #expect(body["scopes"] as? [String] == ["query"])
-            #expect((body["limits"] as? [String: Any])?["queries_per_hour"] as? Int == 100)
-            // The key's tenant header must match; a malformed key is a 401 problem.
-            #expect(try await cluster.keyStatus(key.text, on: cluster.nodes[1], tenantHeader: UUID().uuidString) == 403)
-            #expect(
-                try await cluster.keyStatus(key.text, on: cluster.nodes[1], tenantHeader: tenant.uuidString) == 200)
-            let malformed = try await TestHTTP.send("GET", cluster.nodes[1].baseURL + "/api/v1/key", bearer: "zaas_x")
-            #expect(malformed.status == 401)
-            #expect(malformed.headers["content-type"] == "application/problem+json")
-            #expect(malformed.json?["type"] as? String == "https://zaas.dev/problems/invalid-api-key")
+                // What a node knows about the key.
+                let info = try await TestHTTP.send("GET", cluster.nodes[0].baseURL + "/api/v1/key", bearer: key.text)
+                let body = try #require(info.json)
+                #expect(body["tenant_id"] as? String == tenant.uuidString.lowercased())
+                #expect(body["id"] as? String == key.id)
+                #expect(body["scopes"] as? [String] == ["query"])
+                #expect((body["limits"] as? [String: Any])?["queries_per_hour"] as? Int == 100)
+                // The key's tenant header must match; a malformed key is a 401 problem.
+                #expect(
+                    try await cluster.keyStatus(key.text, on: cluster.nodes[1], tenantHeader: UUID().uuidString) == 403)
+                #expect(
+                    try await cluster.keyStatus(key.text, on: cluster.nodes[1], tenantHeader: tenant.uuidString) == 200)
+                let malformed = try await TestHTTP.send(
+                    "GET", cluster.nodes[1].baseURL + "/api/v1/key", bearer: "zaas_x")
+                #expect(malformed.status == 401)
+                #expect(malformed.headers["content-type"] == "application/problem+json")
+                #expect(malformed.json?["type"] as? String == "https://zaas.dev/problems/invalid-api-key")
 
-            // Revocation: measured from the admin API's answer.
-            try await cluster.revokeKey(key.id, token: token)
-            let refused = try await cluster.waitForAllNodes(key.text, status: 401, timeout: .seconds(5))
-            #expect(refused != nil && refused! < .seconds(1), "refused after \(String(describing: refused))")
+                // Revocation: measured from the admin API's answer.
+                try await cluster.revokeKey(key.id, token: token)
+                let refused = try await cluster.waitForAllNodes(key.text, status: 401, timeout: .seconds(5))
+                #expect(refused != nil && refused! < .seconds(1), "refused after \(String(describing: refused))")
 
-            // Use reached the control plane in a batch: last_used_at is set.
-            let second = try await cluster.createKey(token: token)
-            _ = try await cluster.waitForAllNodes(second.text, status: 200)
-            let used = try await TestHTTP.waitUntil(timeout: .seconds(5)) {
-                let reply = try await TestHTTP.send(
-                    "GET", cluster.control.baseURL + "/admin/v1/keys/\(second.id)", bearer: token)
-                return reply.json?["last_used_at"] is String
+                // Use reached the control plane in a batch: last_used_at is set.
+                let second = try await cluster.createKey(token: token)
+                _ = try await cluster.waitForAllNodes(second.text, status: 200)
+                let used = try await TestHTTP.waitUntil(timeout: .seconds(5)) {
+                    let reply = try await TestHTTP.send(
+                        "GET", cluster.control.baseURL + "/admin/v1/keys/\(second.id)", bearer: token)
+                    return reply.json?["last_used_at"] is String
+                }
+                #expect(used != nil)
+
+                // Operators see both nodes, current.
+                let operatorToken = try #require(
+                    try await TestHTTP.send(
+                        "POST", cluster.control.baseURL + "/admin/v1/sessions",
+                        json: #"{"email": "ops@zaas.example", "password": "\#(Cluster.password)"}"#
+                    ).json?["token"] as? String)
+                let current = try await TestHTTP.waitUntil(timeout: .seconds(5)) {
+                    let nodes = try await TestHTTP.send(
+                        "GET", cluster.control.baseURL + "/admin/v1/nodes", bearer: operatorToken)
+                    let items = nodes.json?["items"] as? [[String: Any]] ?? []
+                    return items.map { $0["id"] as? String } == ["node-1", "node-2"]
+                        && items.allSatisfy { $0["lag"] as? Int == 0 && $0["status"] as? String == "online" }
+                }
+                #expect(current != nil)
             }
-            #expect(used != nil)
-
-            // Operators see both nodes, current.
-            let operatorToken = try #require(
-                try await TestHTTP.send(
-                    "POST", cluster.control.baseURL + "/admin/v1/sessions",
-                    json: #"{"email": "ops@zaas.example", "password": "\#(Cluster.password)"}"#
-                ).json?["token"] as? String)
-            let current = try await TestHTTP.waitUntil(timeout: .seconds(5)) {
-                let nodes = try await TestHTTP.send(
-                    "GET", cluster.control.baseURL + "/admin/v1/nodes", bearer: operatorToken)
-                let items = nodes.json?["items"] as? [[String: Any]] ?? []
-                return items.map { $0["id"] as? String } == ["node-1", "node-2"]
-                    && items.allSatisfy { $0["lag"] as? Int == 0 && $0["status"] as? String == "online" }
-            }
-            #expect(current != nil)
         }
-    }
 
-    @Test("faults: control plane killed, node restarted without it, corrupt disk copy, foreign signature")
-    func faults() async throws {
-        try await Cluster.with { cluster in
-            let (_, token) = try await cluster.makeTenant(slug: "lab")
-            let key = try await cluster.createKey(token: token)
-            #expect(try await cluster.waitForAllNodes(key.text, status: 200) != nil)
-            let version = try #require(try await cluster.health(cluster.nodes[0]).body["config_version"] as? Int)
+        @Test("faults: control plane killed, node restarted without it, corrupt disk copy, foreign signature")
+        func faults() async throws {
+            try await Cluster.with { cluster in
+                let (_, token) = try await cluster.makeTenant(slug: "lab")
+                let key = try await cluster.createKey(token: token)
+                #expect(try await cluster.waitForAllNodes(key.text, status: 200) != nil)
+                let version = try #require(try await cluster.health(cluster.nodes[0]).body["config_version"] as? Int)
 
-            // Control plane killed: nodes keep answering from what they hold; health is degraded, not down.
-            cluster.control.kill()
-            for node in cluster.nodes {
-                #expect(try await cluster.keyStatus(key.text, on: node) == 200)
-                let degraded = try await TestHTTP.waitUntil(timeout: .seconds(5)) {
+                // Control plane killed: nodes keep answering from what they hold; health is degraded, not down.
+                cluster.control.kill()
+                for node in cluster.nodes {
+                    #expect(try await cluster.keyStatus(key.text, on: node) == 200)
+                    let degraded = try await TestHTTP.waitUntil(timeout: .seconds(5)) {
+                        let health = try await cluster.health(node)
+                        return health.status == 200 && health.body["status"] as? String == "degraded"
+                    }
+                    #expect(degraded != nil, "\(node.name) not degraded")
+                }
+
+                // A node restarted while the control plane is down serves from its disk copy.
+                let node1 = cluster.nodes[0]
+                #expect(node1.stop() == 0)
+                try await cluster.start(node1)
+                #expect(try await cluster.keyStatus(key.text, on: node1) == 200)
+                let restarted = try await cluster.health(node1)
+                #expect(restarted.status == 200 && restarted.body["status"] as? String == "degraded")
+                #expect(restarted.body["config_version"] as? Int == version)
+                #expect(node1.log().contains("configuration loaded from disk"))
+
+                // A corrupt disk copy with no control plane: refused with a logged reason, not ready.
+                let node2 = cluster.nodes[1]
+                #expect(node2.stop() == 0)
+                let snapshotPath = node2.environment["ZAAS_NODE_STATE_DIR"]! + "/config.snapshot"
+                let saved = try Data(contentsOf: URL(fileURLWithPath: snapshotPath))
+                try saved.prefix(saved.count / 2).write(to: URL(fileURLWithPath: snapshotPath))
+                try await cluster.start(node2)
+                let empty = try await cluster.health(node2)
+                #expect(empty.status == 503)
+                #expect((empty.body["reasons"] as? [String])?.contains { $0.hasPrefix("config is down") } == true)
+                #expect(try await cluster.keyStatus(key.text, on: node2) == 503)
+                #expect(node2.log().contains("snapshot file refused"))
+
+                // Control plane back: both catch up without a restart, and see changes made since.
+                try await cluster.startControl()
+                let newKey = try await cluster.createKey(token: token)
+                #expect(try await cluster.waitForAllNodes(newKey.text, status: 200) != nil)
+                #expect(try await cluster.waitForAllNodes(key.text, status: 200) != nil)
+                for node in cluster.nodes {
+                    let healthy = try await TestHTTP.waitUntil(timeout: .seconds(5)) {
+                        try await cluster.health(node).body["status"] as? String == "ok"
+                    }
+                    #expect(healthy != nil, "\(node.name) did not recover")
+                }
+
+                // A control plane signing with another key: nodes refuse its documents and keep theirs.
+                cluster.control.stop()
+                cluster.control.environment["ZAAS_CONFIG_SIGNING_KEY"] = ConfigSigningKey().hexSeed
+                try await cluster.startControl()
+                let rogue = try await cluster.createKey(token: token)
+                try await cluster.revokeKey(newKey.id, token: token)
+                try await Task.sleep(for: .seconds(1))
+                for node in cluster.nodes {
+                    #expect(try await cluster.keyStatus(rogue.text, on: node) == 401)
+                    #expect(try await cluster.keyStatus(newKey.text, on: node) == 200)  // its revocation came unsigned
                     let health = try await cluster.health(node)
-                    return health.status == 200 && health.body["status"] as? String == "degraded"
+                    #expect(health.body["status"] as? String == "degraded")
+                    #expect(node.log().contains("config document refused"))
                 }
-                #expect(degraded != nil, "\(node.name) not degraded")
-            }
-
-            // A node restarted while the control plane is down serves from its disk copy.
-            let node1 = cluster.nodes[0]
-            #expect(node1.stop() == 0)
-            try await cluster.start(node1)
-            #expect(try await cluster.keyStatus(key.text, on: node1) == 200)
-            let restarted = try await cluster.health(node1)
-            #expect(restarted.status == 200 && restarted.body["status"] as? String == "degraded")
-            #expect(restarted.body["config_version"] as? Int == version)
-            #expect(node1.log().contains("configuration loaded from disk"))
-
-            // A corrupt disk copy with no control plane: refused with a logged reason, not ready.
-            let node2 = cluster.nodes[1]
-            #expect(node2.stop() == 0)
-            let snapshotPath = node2.environment["ZAAS_NODE_STATE_DIR"]! + "/config.snapshot"
-            let saved = try Data(contentsOf: URL(fileURLWithPath: snapshotPath))
-            try saved.prefix(saved.count / 2).write(to: URL(fileURLWithPath: snapshotPath))
-            try await cluster.start(node2)
-            let empty = try await cluster.health(node2)
-            #expect(empty.status == 503)
-            #expect((empty.body["reasons"] as? [String])?.contains { $0.hasPrefix("config is down") } == true)
-            #expect(try await cluster.keyStatus(key.text, on: node2) == 503)
-            #expect(node2.log().contains("snapshot file refused"))
-
-            // Control plane back: both catch up without a restart, and see changes made since.
-            try await cluster.startControl()
-            let newKey = try await cluster.createKey(token: token)
-            #expect(try await cluster.waitForAllNodes(newKey.text, status: 200) != nil)
-            #expect(try await cluster.waitForAllNodes(key.text, status: 200) != nil)
-            for node in cluster.nodes {
-                let healthy = try await TestHTTP.waitUntil(timeout: .seconds(5)) {
-                    try await cluster.health(node).body["status"] as? String == "ok"
-                }
-                #expect(healthy != nil, "\(node.name) did not recover")
-            }
-
-            // A control plane signing with another key: nodes refuse its documents and keep theirs.
-            cluster.control.stop()
-            cluster.control.environment["ZAAS_CONFIG_SIGNING_KEY"] = ConfigSigningKey().hexSeed
-            try await cluster.startControl()
-            let rogue = try await cluster.createKey(token: token)
-            try await cluster.revokeKey(newKey.id, token: token)
-            try await Task.sleep(for: .seconds(1))
-            for node in cluster.nodes {
-                #expect(try await cluster.keyStatus(rogue.text, on: node) == 401)
-                #expect(try await cluster.keyStatus(newKey.text, on: node) == 200)  // its revocation came unsigned
-                let health = try await cluster.health(node)
-                #expect(health.body["status"] as? String == "degraded")
-                #expect(node.log().contains("config document refused"))
             }
         }
     }

@@ -79,7 +79,8 @@ struct OpenAPITests {
         let redis = RedisClient(configuration: data.redis, logger: logger)
         let dataRouter = DataPlane.buildRouter(
             configuration: data, redis: redis,
-            limiter: RateLimiter(redis: redis, settings: data.rateLimit, liveNodes: { 1 }, logger: logger), node: node
+            limiter: RateLimiter(redis: redis, settings: data.rateLimit, liveNodes: { 1 }, logger: logger),
+            cache: AnswerCache(redis: redis, logger: logger), node: node
         )
         let control = try await ControlPlaneConfiguration(
             reader: ConfigurationLoader.reader(

@@ -159,7 +159,6 @@ struct RateLimiterTests {
         var configuration = TestEnvironment.shared.redis
         configuration.port = server.port
         configuration.password = nil
-        configuration.connectTimeout = .seconds(3)
         configuration.reconnectBackoff = .milliseconds(50)
         try await Self.withLimiter(configuration, liveNodes: 3) { limiter, redis in
             // Connected before counting (a first connect on a busy machine can be slow).

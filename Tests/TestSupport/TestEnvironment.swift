@@ -76,9 +76,11 @@ public struct TestEnvironment: Sendable {
     }
 
     public var redis: RedisConfiguration {
-        // Tests share two cores with Argon2 and PostgreSQL work, so allow more than production's 500 ms.
+        // Tests share two cores with Argon2, PostgreSQL and node processes, so allow more than
+        // production's 500 ms command and 1 s connect timeouts.
         RedisConfiguration(
-            host: redisHost, port: redisPort, password: redisPassword, poolSize: 2, commandTimeout: .seconds(3))
+            host: redisHost, port: redisPort, password: redisPassword, poolSize: 2, connectTimeout: .seconds(5),
+            commandTimeout: .seconds(3))
     }
 
     public func postgres(user: String, password: String, database: String) -> PostgresClient.Configuration {

@@ -19,6 +19,12 @@ public enum PrometheusMetrics {
         return registry
     }()
 
+    /// Installs the registry as the process's metrics backend. Call it before creating any
+    /// metric: a counter made before the bootstrap stays a no-op for good.
+    public static func bootstrap() {
+        _ = Self.registry
+    }
+
     /// Text exposition format 0.0.4, which every Prometheus scraper reads.
     public static func render() -> Response {
         var buffer: [UInt8] = []
@@ -35,6 +41,7 @@ public enum PrometheusMetrics {
 extension Router {
     /// `GET /metrics` in Prometheus text format.
     public func addMetricsRoute() {
+        PrometheusMetrics.bootstrap()
         self.get("/metrics") { _, _ in PrometheusMetrics.render() }
     }
 }

@@ -1,0 +1,169 @@
+import Canon
+import Common
+import Crypto
+import Foundation
+import HTTPTypes
+import Logging
+import Metrics
+import Synchronization
+
+/// What identifies a cached answer.
+///
+/// `scope` is everything but the question: the tenant, the canon versions searched (their
+/// artifacts' SHA-256, so a published version changes every key and scope at once), the model
+/// class and `max_citations`. The semantic cache filters on it exactly before comparing
+/// questions. `digest` adds the normalised question and the context's digest: the exact cache's key.
+struct QueryCacheKey: Sendable, Hashable {
+    let tenant: UUID
+    let scope: String
+    let digest: String
+    /// NFKC, case folded, whitespace collapsed.
+    let question: String
+
+    init(tenant: UUID, canon: [String], question: String, context: String?, maxCitations: Int, modelClass: String) {
+        self.tenant = tenant
+        self.question = Self.normalize(question)
+        var scope = SHA256()
+        for field in [
+            "zaas-answer-cache-v1", tenant.lowercased, canon.joined(separator: "+"), modelClass, String(maxCitations),
+        ] {
+            Self.frame(field, into: &scope)
+        }
+        let scopeDigest = Data(scope.finalize())
+        self.scope = scopeDigest.prefix(16).hex
+        var exact = SHA256()
+        exact.update(data: scopeDigest)
+        Self.frame(self.question, into: &exact)
+        // A query without context and one with an empty context are the same query.
+        Self.frame(context.map { Data(SHA256.hash(data: Data($0.utf8))).hex } ?? "", into: &exact)
+        self.digest = Data(exact.finalize()).hex
+    }
+
+    /// The key in Redis; the tenant's hash tag keeps a tenant's cache on one Cluster shard.
+    var redisKey: String { "zaas:{t:\(self.tenant.lowercased)}:qc:\(self.digest)" }
+
+    /// Unicode NFKC, case folded, runs of white space as one space, trimmed: "What  is ＡＩ?"
+    /// and "what is ai?" are the same question.
+    static func normalize(_ question: String) -> String {
+        question.precomposedStringWithCompatibilityMapping
+            .folding(options: [.caseInsensitive], locale: nil)
+            .split(whereSeparator: \.isWhitespace)
+            .joined(separator: " ")
+    }
+
+    /// Length-prefixed, so fields cannot run into each other.
+    private static func frame(_ field: String, into hash: inout SHA256) {
+        let bytes = Data(field.utf8)
+        withUnsafeBytes(of: UInt32(bytes.count).bigEndian) { hash.update(bufferPointer: $0) }
+        hash.update(data: bytes)
+    }
+}
+
+extension Data {
+    var hex: String { self.map { String(format: "%02x", $0) }.joined() }
+}
+
+/// An answer as the cache keeps it.
+struct CachedAnswer: Codable, Sendable, Equatable {
+    var answer: String
+    var citations: [Citation]
+    var confidence: Double
+    var modelUsed: String
+    var canonVersion: String
+    var covered: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case answer, citations, confidence, covered
+        case modelUsed = "model_used"
+        case canonVersion = "canon_version"
+    }
+}
+
+/// Which cache answered (`X-ZaaS-Cache`).
+enum CacheOutcome: String, Sendable {
+    case exact, semantic, miss
+}
+
+/// The exact answer cache in Redis, with the tier's TTL, and behind it the persistent tier in
+/// PostgreSQL (`PersistentAnswerCache`) when the node has one.
+///
+/// The cache never fails a query: Redis errors are counted and logged, and the query is answered
+/// as a miss.
+final class AnswerCache: Sendable {
+    let redis: RedisClient
+    let persistent: PersistentAnswerCache?
+    private let logger: Logger
+    private let errors = Counter(label: "zaas_cache_errors_total")
+
+    init(redis: RedisClient, persistent: PersistentAnswerCache? = nil, logger: Logger) {
+        self.redis = redis
+        self.persistent = persistent
+        self.logger = logger
+    }
+
+    func exact(_ key: QueryCacheKey) async -> CachedAnswer? {
+        do {
+            let reply = try await self.redis.send(["GET", .string(key.redisKey)])
+            guard let bytes = reply.bytes else { return nil }
+            return try Self.decoder.decode(CachedAnswer.self, from: Data(bytes))
+        } catch {
+            self.errors.increment()
+            self.logger.debug("answer cache lookup failed", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Stores with the TTL. Awaited by the single flight that computed the answer, so a caller
+    /// arriving just after it finds the answer rather than computing it again (one round trip;
+    /// a Redis that is down fails fast).
+    func store(_ answer: CachedAnswer, for key: QueryCacheKey, ttlSeconds: UInt32) async {
+        guard ttlSeconds > 0 else { return }
+        do {
+            let bytes = try Self.encoder.encode(answer)
+            try await self.redis.send(["SET", .string(key.redisKey), .bytes(Array(bytes)), "EX", .int(ttlSeconds)])
+        } catch {
+            self.errors.increment()
+            self.logger.debug("answer cache write failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Counts a lookup's outcome for the tenant: `zaas_cache_lookups_total{tenant, result}`.
+    func record(_ outcome: CacheOutcome, tenant: UUID) {
+        Counter(
+            label: "zaas_cache_lookups_total",
+            dimensions: [("tenant", tenant.lowercased), ("result", outcome.rawValue)]
+        ).increment()
+    }
+
+    static let encoder = JSONEncoder()
+    static let decoder = JSONDecoder()
+}
+
+/// Concurrent identical work on one node done once: the first caller runs it, the others wait
+/// for its result.
+final class SingleFlight<Value: Sendable>: Sendable {
+    private let inFlight = Mutex<[String: Task<Value, any Error>]>([:])
+
+    /// The value, and whether this caller waited for another's work.
+    func run(_ key: String, _ work: @escaping @Sendable () async throws -> Value) async throws -> (Value, shared: Bool)
+    {
+        let (task, shared) = self.inFlight.withLock { flights -> (Task<Value, any Error>, Bool) in
+            if let running = flights[key] { return (running, true) }
+            // Inserted under the lock before the task can take it to remove itself.
+            let task = Task {
+                defer { _ = self.inFlight.withLock { $0.removeValue(forKey: key) } }
+                return try await work()
+            }
+            flights[key] = task
+            return (task, false)
+        }
+        return (try await task.value, shared)
+    }
+
+    var count: Int { self.inFlight.withLock { $0.count } }
+}
+
+extension HTTPField.Name {
+    static let zaasCache = HTTPField.Name("X-ZaaS-Cache")!
+    static let zaasCacheSimilarity = HTTPField.Name("X-ZaaS-Cache-Similarity")!
+}

@@ -1,0 +1,128 @@
+import Canon
+import Common
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import DataPlane
+
+@Suite("answer cache: keys, single flight, Redis")
+struct AnswerCacheTests {
+    static let logger = Logger(label: "test.cache")
+
+    static func key(
+        tenant: UUID = UUID(uuidString: "00000000-0000-0000-0000-000000000001")!, canon: [String] = ["aa", "bb"],
+        question: String = "What is the Lagrangian?", context: String? = nil, maxCitations: Int = 5,
+        modelClass: String = "auto"
+    ) -> QueryCacheKey {
+        QueryCacheKey(
+            tenant: tenant, canon: canon, question: question, context: context, maxCitations: maxCitations,
+            modelClass: modelClass)
+    }
+
+    @Test("questions are normalised: NFKC, case folded, white space collapsed")
+    func normalisation() {
+        #expect(QueryCacheKey.normalize("  What  is\tＡＩ?\n") == "what is ai?")
+        #expect(QueryCacheKey.normalize("ÉCOLE") == QueryCacheKey.normalize("école"))
+        #expect(QueryCacheKey.normalize("e\u{301}cole") == QueryCacheKey.normalize("école"))
+        #expect(QueryCacheKey.normalize("x²") == "x2")
+        #expect(QueryCacheKey.normalize("two examples") != QueryCacheKey.normalize("three examples"))
+    }
+
+    @Test("the key changes with tenant, canon versions, context, max_citations and model class, not with spelling")
+    func keyParts() {
+        let base = Self.key()
+        #expect(Self.key(question: "  WHAT is the   lagrangian? ").digest == base.digest)
+        #expect(Self.key(question: "  WHAT is the   lagrangian? ").scope == base.scope)
+        var others: [QueryCacheKey] = [
+            Self.key(tenant: UUID()), Self.key(canon: ["aa", "cc"]), Self.key(canon: ["aa"]),
+            Self.key(context: "In the lab."), Self.key(maxCitations: 3), Self.key(modelClass: "local"),
+            Self.key(question: "What is the Hamiltonian?"),
+        ]
+        // Fields are framed: moving a boundary between them does not give the same digest.
+        others.append(Self.key(canon: ["aab", "b"]))
+        for other in others { #expect(other.digest != base.digest) }
+        #expect(Set(others.map(\.digest)).count == others.count)
+        // The scope leaves out the question and the context.
+        #expect(Self.key(question: "Anything else?", context: "ctx").scope == base.scope)
+        #expect(Self.key(tenant: UUID()).scope != base.scope)
+        #expect(base.redisKey == "zaas:{t:00000000-0000-0000-0000-000000000001}:qc:\(base.digest)")
+        #expect(base.digest.count == 64 && base.scope.count == 32)
+    }
+
+    @Test("concurrent identical work runs once; every caller gets its result; errors reach every caller")
+    func singleFlight() async throws {
+        let flights = SingleFlight<Int>()
+        final class Runs: Sendable {
+            private let count = Atomic<Int>(0)
+            @discardableResult func add() -> Int { self.count.add(1, ordering: .relaxed).newValue }
+            var value: Int { self.count.load(ordering: .relaxed) }
+        }
+        let runs = Runs()
+        let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for _ in 0..<20 {
+                group.addTask {
+                    let (value, shared) = try await flights.run("k") {
+                        runs.add()
+                        try await Task.sleep(for: .milliseconds(200))
+                        return 42
+                    }
+                    return (value, shared)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(runs.value == 1)
+        #expect(results.allSatisfy { $0.0 == 42 })
+        #expect(results.filter { !$0.1 }.count == 1)
+        #expect(flights.count == 0)
+        // Once done, the next call runs again; another key runs on its own.
+        _ = try await flights.run("k") { runs.add() }
+        #expect(runs.value == 2)
+
+        struct Failure: Error {}
+        await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<5 {
+                group.addTask {
+                    await #expect(throws: Failure.self) {
+                        try await flights.run("bad") {
+                            try await Task.sleep(for: .milliseconds(100))
+                            throw Failure()
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("an answer stored in Redis comes back equal with the tier's TTL; Redis down is a miss, not an error")
+    func redisRoundTrip() async throws {
+        let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: Self.logger)
+        let cache = AnswerCache(redis: redis, logger: Self.logger)
+        let key = Self.key(tenant: UUID())
+        let answer = CachedAnswer(
+            answer: "The Lagrangian is T − V [1].",
+            citations: [
+                Citation(
+                    id: "def.lagrangian", title: "Lagrangian", kind: .definition, status: .proven,
+                    snippet: "L = T - V", score: 0.9, canonVersion: "base-v1")
+            ], confidence: 0.8, modelUsed: "zora-extractive-local", canonVersion: "base-v1", covered: true)
+        #expect(await cache.exact(key) == nil)
+        await cache.store(answer, for: key, ttlSeconds: 300)
+        #expect(await cache.exact(key) == answer)
+        let ttl = try #require(try await redis.send(["TTL", .string(key.redisKey)]).int)
+        #expect(ttl > 290 && ttl <= 300)
+        await redis.shutdown()
+
+        var closed = TestEnvironment.shared.redis
+        closed.port = try RedisServerProcess.freePort()
+        let down = RedisClient(configuration: closed, logger: Self.logger)
+        let unavailable = AnswerCache(redis: down, logger: Self.logger)
+        await unavailable.store(answer, for: key, ttlSeconds: 300)
+        #expect(await unavailable.exact(key) == nil)
+        await down.shutdown()
+    }
+}

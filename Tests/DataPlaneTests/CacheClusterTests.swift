@@ -1,0 +1,206 @@
+import Common
+import ControlPlane
+import Foundation
+import Logging
+import PostgresNIO
+import TestSupport
+import Testing
+
+/// The answer cache across two nodes as processes, over the demo canon.
+extension ProcessClusters {
+    @Suite("answer cache end to end: control plane and two nodes as processes", .serialized)
+    struct CacheClusterTests {
+        static func query(
+            _ node: ServerProcess, key: String, _ question: String, extra: String = ""
+        ) async throws -> TestHTTP.Reply {
+            try await QueryClusterTests.query(node, key: key, question, extra: extra)
+        }
+
+        /// The sum of a counter's samples in a node's /metrics whose labels contain `labels`.
+        static func counter(_ node: ServerProcess, _ name: String, labels: String = "") async throws -> Double {
+            let text = try await TestHTTP.send("GET", node.baseURL + "/metrics").text
+            return text.split(separator: "\n").filter { $0.hasPrefix(name) && (labels.isEmpty || $0.contains(labels)) }
+                .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+        }
+
+        /// Signs the operator in and publishes the demo canon as the base canon.
+        static func publishDemoCanon(_ cluster: Cluster) async throws {
+            let signIn = try await TestHTTP.send(
+                "POST", cluster.control.baseURL + "/admin/v1/sessions",
+                json: #"{"email": "ops@zaas.example", "password": "\#(Cluster.password)"}"#)
+            let ops = try #require(signIn.json?["token"] as? String)
+            let upload = try await TestHTTP.send(
+                "POST", cluster.control.baseURL + "/admin/v1/base-canon/versions?publish=true", bearer: ops,
+                json: try QueryClusterTests.demoCanonJSON(), timeout: .seconds(60))
+            #expect(upload.status == 202, "\(upload.text)")
+        }
+
+        /// Rows of the persistent cache for a tenant (with `citing`: only answers that cite
+        /// something), read as an operator.
+        static func persisted(_ cluster: Cluster, tenant: UUID, citing: Bool = false) async throws -> Int {
+            try await withPostgresClient(cluster.database.app) { client in
+                try await ScopedDatabase(client: client).withOperator(UUID(), logger: Cluster.logger) { connection in
+                    let rows = try await connection.query(
+                        """
+                        SELECT count(*)::int8 FROM answer_cache WHERE tenant_id = \(tenant)
+                            AND (NOT \(citing) OR jsonb_array_length(answer -> 'citations') > 0)
+                        """, logger: Cluster.logger)
+                    var count = 0
+                    for try await value in rows.decode(Int.self) { count = value }
+                    return count
+                }
+            }
+        }
+
+        /// Deletes a tenant's exact-cache keys from the shared Redis, as an eviction would.
+        static func evictFromRedis(tenant: UUID) async throws -> Int {
+            let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: Cluster.logger)
+            defer { Task { await redis.shutdown() } }
+            var cursor = "0"
+            var deleted = 0
+            repeat {
+                let reply = try await redis.send([
+                    "SCAN", .string(cursor), "MATCH", .string("zaas:{t:\(tenant.uuidString.lowercased())}:qc:*"),
+                    "COUNT", 1000,
+                ])
+                let parts = reply.array ?? []
+                cursor = parts.first?.string ?? "0"
+                for key in parts.last?.array ?? [] {
+                    if let name = key.string { deleted += Int(try await redis.send(["DEL", .string(name)]).int ?? 0) }
+                }
+            } while cursor != "0"
+            return deleted
+        }
+
+        @Test(
+            "persistent tier: answers reach PostgreSQL in the background; after an eviction from Redis they are served from there and put back in Redis; answers of a replaced canon version are swept"
+        )
+        func persistentTier() async throws {
+            // A patient control-plane timeout: the lookup must not give up while the test machine is loaded.
+            try await Cluster.with(
+                nodeSettings: ["control.timeout_ms": "10000"], controlSettings: ["cache.sweep_interval_seconds": "1"]
+            ) { cluster in
+                try await Self.publishDemoCanon(cluster)
+                let (tenant, admin) = try await cluster.makeTenant(slug: "ent", tier: "enterprise")
+                let key = try await cluster.createKey(token: admin, scopes: #"["query", "canon:write"]"#).text
+                #expect(try await cluster.waitForAllNodes(key, status: 200, timeout: .seconds(20)) != nil)
+                let question = "What does Noether's theorem say?"
+                // The first answer from the base canon, once the nodes have it.
+                var first: TestHTTP.Reply?
+                _ = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
+                    let reply = try await Self.query(cluster.nodes[0], key: key, question)
+                    if reply.status == 200 && !QueryClusterTests.citedIDs(reply).isEmpty { first = reply }
+                    return first != nil
+                }
+                let answer = try #require(first?.json?["answer"] as? String)
+                let stored = try await TestHTTP.waitUntil(timeout: .seconds(10)) {
+                    try await Self.persisted(cluster, tenant: tenant, citing: true) >= 1
+                }
+                #expect(
+                    stored != nil,
+                    "the answer did not reach PostgreSQL: \(cluster.nodes[0].logTail(20)) \(cluster.control.logTail(20))"
+                )
+
+                #expect(try await Self.evictFromRedis(tenant: tenant) >= 1)
+                let fromPostgres = try await Self.query(cluster.nodes[1], key: key, question)
+                let lookupErrors = try await Self.counter(cluster.nodes[1], "zaas_persistent_cache_lookup_errors_total")
+                #expect(fromPostgres.headers["x-zaas-cache"] == "exact", "lookup errors: \(lookupErrors)")
+                #expect(fromPostgres.json?["cache_hit"] as? Bool == true)
+                #expect(fromPostgres.json?["answer"] as? String == answer)
+                // Back in Redis: found there without asking PostgreSQL (evicting again proves it was there).
+                #expect(try await Self.evictFromRedis(tenant: tenant) == 1)
+
+                // A publish: the old answers leave PostgreSQL in the background.
+                let update = try await TestHTTP.send(
+                    "POST", cluster.nodes[0].baseURL + "/api/v1/canon/update", bearer: key,
+                    json:
+                        #"{"upsert": [{"id": "lab.note", "kind": "narrative", "title": "Lab note", "body": "Our cryostat boils off 1.2 litres of helium a day.", "status": "Narrative"}]}"#
+                )
+                #expect(update.status == 202, "\(update.text)")
+                let swept = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
+                    try await Self.persisted(cluster, tenant: tenant) == 0
+                }
+                #expect(swept != nil, "answers of the replaced canon were not swept")
+            }
+        }
+
+        @Test(
+            "exact hits on the other node for the normalised question with a fresh query id; never across tenants, max_citations or context; concurrent misses computed once; a publish makes the next identical question a miss from the new version"
+        )
+        func exactCache() async throws {
+            try await Cluster.with { cluster in
+                try await Self.publishDemoCanon(cluster)
+                let (_, entAdmin) = try await cluster.makeTenant(slug: "ent", tier: "enterprise")
+                let (_, otherAdmin) = try await cluster.makeTenant(slug: "other", tier: "enterprise")
+                let key = try await cluster.createKey(token: entAdmin, scopes: #"["query", "canon:write"]"#).text
+                let other = try await cluster.createKey(token: otherAdmin).text
+                #expect(try await cluster.waitForAllNodes(other, status: 200, timeout: .seconds(20)) != nil)
+                #expect(
+                    try await QueryClusterTests.waitForCitation(
+                        cluster, key: key, "How is the Lagrangian defined?", id: "def.lagrangian", present: true))
+
+                let question = "What does Noether's theorem say?"
+                let first = try await Self.query(cluster.nodes[0], key: key, question)
+                #expect(first.status == 200)
+                #expect(first.headers["x-zaas-cache"] == "miss")
+                #expect(first.json?["cache_hit"] as? Bool == false)
+                let hit = try await Self.query(cluster.nodes[1], key: key, "  WHAT does Noether's   THEOREM say? ")
+                #expect(hit.status == 200)
+                #expect(hit.headers["x-zaas-cache"] == "exact")
+                #expect(hit.json?["cache_hit"] as? Bool == true)
+                #expect(hit.json?["answer"] as? String == first.json?["answer"] as? String)
+                #expect(QueryClusterTests.citedIDs(hit) == QueryClusterTests.citedIDs(first))
+                #expect(!QueryClusterTests.citedIDs(hit).isEmpty)
+                #expect(hit.json?["query_id"] as? String != first.json?["query_id"] as? String)
+
+                // Another tenant asking the same: its own miss, then its own hit.
+                let otherFirst = try await Self.query(cluster.nodes[1], key: other, question)
+                #expect(otherFirst.headers["x-zaas-cache"] == "miss")
+                #expect(try await Self.query(cluster.nodes[0], key: other, question).headers["x-zaas-cache"] == "exact")
+                // Other max_citations, context or model preference: other answers.
+                for extra in [
+                    #""max_citations": 2"#, #""context": "We work on gauge theories.""#,
+                    #""model_preference": "local""#,
+                ] {
+                    let reply = try await Self.query(cluster.nodes[0], key: key, question, extra: extra)
+                    #expect(reply.status == 200 && reply.headers["x-zaas-cache"] == "miss", "\(extra)")
+                }
+
+                // Eight identical new questions at once on one node: answered once.
+                let before = try await Self.counter(cluster.nodes[0], "zaas_queries_total")
+                let together = "Which conservation law follows from time translation symmetry?"
+                let replies = try await withThrowingTaskGroup(of: TestHTTP.Reply.self) { group in
+                    for _ in 0..<8 { group.addTask { try await Self.query(cluster.nodes[0], key: key, together) } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(replies.allSatisfy { $0.status == 200 })
+                #expect(Set(replies.compactMap { $0.json?["answer"] as? String }).count == 1)
+                let after = try await Self.counter(cluster.nodes[0], "zaas_queries_total")
+                #expect(after == before + 1, "\(before) → \(after)")
+                #expect(
+                    try await Self.counter(cluster.nodes[1], "zaas_cache_lookups_total", labels: #"result="exact""#)
+                        >= 1)
+
+                // A publish: the next identical question is a miss answered from the new version.
+                let update = try await TestHTTP.send(
+                    "POST", cluster.nodes[0].baseURL + "/api/v1/canon/update", bearer: key,
+                    json:
+                        #"{"upsert": [{"id": "lab.note", "kind": "narrative", "title": "Lab note", "body": "Our cryostat boils off 1.2 litres of helium a day.", "status": "Narrative"}]}"#
+                )
+                #expect(update.status == 202, "\(update.text)")
+                #expect(
+                    try await QueryClusterTests.waitForCitation(
+                        cluster, key: key, "How much helium does the cryostat boil off?", id: "lab.note", present: true)
+                )
+                let afterPublish = try await Self.query(cluster.nodes[1], key: key, question)
+                #expect(afterPublish.headers["x-zaas-cache"] == "miss")
+                #expect(afterPublish.json?["canon_version"] as? String == "ent-v1+base-v1")
+                let again = try await Self.query(cluster.nodes[0], key: key, question)
+                #expect(again.headers["x-zaas-cache"] == "exact")
+                #expect(again.json?["canon_version"] as? String == "ent-v1+base-v1")
+                // The other tenant's canon did not change: its answer is still cached.
+                #expect(try await Self.query(cluster.nodes[1], key: other, question).headers["x-zaas-cache"] == "exact")
+            }
+        }
+    }
+}
