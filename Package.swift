@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "bench-config", targets: ["bench-config"]),
         .executable(name: "bench-embeddings", targets: ["bench-embeddings"]),
         .executable(name: "bench-canon", targets: ["bench-canon"]),
+        .executable(name: "bench-cache", targets: ["bench-cache"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -234,6 +235,12 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/Benchmarks/CanonBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bench-cache",
+            dependencies: ["Canon", "Common", "DataPlane", "TestSupport"],
+            path: "Tests/Benchmarks/CacheBench",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

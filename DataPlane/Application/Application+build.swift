@@ -40,7 +40,8 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
             controlPlaneURL: configuration.controlPlaneURL, nodeToken: configuration.nodeToken,
             timeout: configuration.controlPlaneTimeout),
         httpClient: httpClient, isReachable: { watcher.reachability == .up }, logger: logger)
-    let cache = AnswerCache(redis: redis, persistent: persistent, logger: logger)
+    let semantic = configuration.semanticThreshold.map { SemanticCache(redis: redis, threshold: $0, logger: logger) }
+    let cache = AnswerCache(redis: redis, persistent: persistent, semantic: semantic, logger: logger)
     let router = buildRouter(configuration: configuration, redis: redis, limiter: limiter, cache: cache, node: node)
     return Application(
         router: router,
@@ -52,7 +53,7 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
         services: [
             HTTPClientService(client: httpClient), EmbedderService(embedder: node.embedder), redis, limiter,
             node.watcher, node.canon, node.usage, persistent,
-        ],
+        ] + (semantic.map { [$0 as any Service] } ?? []),
         logger: logger
     )
 }

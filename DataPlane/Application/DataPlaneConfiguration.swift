@@ -28,6 +28,9 @@ public struct DataPlaneConfiguration: Sendable {
     public var embeddings: EmbeddingSettings
     /// What the query rate limits do while Redis is unreachable (`rate_limit.redis_fallback`).
     var rateLimit: RateLimiter.Settings
+    /// The cosine similarity a cached question must reach to be served for another
+    /// (`cache.semantic_threshold`); nil when the semantic cache is off.
+    public var semanticThreshold: Float?
 
     /// The in-process sentence-embedding model.
     public struct EmbeddingSettings: Sendable {
@@ -79,6 +82,16 @@ public struct DataPlaneConfiguration: Sendable {
             throw ConfigurationError.invalid(
                 key: "rate_limit.redis_fallback", value: fallback, expected: "local or refuse")
         }
+        let threshold = try reader.setting("cache.semantic_threshold")
+        switch threshold.lowercased() {
+        case "off": self.semanticThreshold = nil
+        default:
+            guard let value = Float(threshold), (0.8...1).contains(value) else {
+                throw ConfigurationError.invalid(
+                    key: "cache.semantic_threshold", value: threshold, expected: "a cosine from 0.8 to 1, or off")
+            }
+            self.semanticThreshold = value
+        }
         self.rateLimit = RateLimiter.Settings(
             fallback: parsed,
             probeInterval: .milliseconds(try reader.setting("rate_limit.probe_interval_ms", in: 50...60_000)))
@@ -97,6 +110,7 @@ public struct DataPlaneConfiguration: Sendable {
                 "embeddings.batch_window_us": "500",
                 "embeddings.max_batch": "32",
                 "rate_limit.redis_fallback": "local",
+                "cache.semantic_threshold": "0.95",
                 "rate_limit.probe_interval_ms": "500",
             ]) { $1 }
     }

@@ -40,16 +40,12 @@ struct QueryCacheKey: Sendable, Hashable {
     }
 
     /// The key in Redis; the tenant's hash tag keeps a tenant's cache on one Cluster shard.
-    var redisKey: String { "zaas:{t:\(self.tenant.lowercased)}:qc:\(self.digest)" }
+    var redisKey: String { Self.redisKey(tenant: self.tenant, digest: self.digest) }
 
-    /// Unicode NFKC, case folded, runs of white space as one space, trimmed: "What  is ＡＩ?"
-    /// and "what is ai?" are the same question.
-    static func normalize(_ question: String) -> String {
-        question.precomposedStringWithCompatibilityMapping
-            .folding(options: [.caseInsensitive], locale: nil)
-            .split(whereSeparator: \.isWhitespace)
-            .joined(separator: " ")
-    }
+    static func redisKey(tenant: UUID, digest: String) -> String { "zaas:{t:\(tenant.lowercased)}:qc:\(digest)" }
+
+    /// Unicode NFKC, case folded, runs of white space as one space, trimmed.
+    static func normalize(_ question: String) -> String { QuestionGuard.normalize(question) }
 
     /// Length-prefixed, so fields cannot run into each other.
     private static func frame(_ field: String, into hash: inout SHA256) {
@@ -92,18 +88,26 @@ enum CacheOutcome: String, Sendable {
 final class AnswerCache: Sendable {
     let redis: RedisClient
     let persistent: PersistentAnswerCache?
+    let semantic: SemanticCache?
     private let logger: Logger
     private let errors = Counter(label: "zaas_cache_errors_total")
 
-    init(redis: RedisClient, persistent: PersistentAnswerCache? = nil, logger: Logger) {
+    init(
+        redis: RedisClient, persistent: PersistentAnswerCache? = nil, semantic: SemanticCache? = nil, logger: Logger
+    ) {
         self.redis = redis
         self.persistent = persistent
+        self.semantic = semantic
         self.logger = logger
     }
 
     func exact(_ key: QueryCacheKey) async -> CachedAnswer? {
+        await self.exact(redisKey: key.redisKey)
+    }
+
+    func exact(redisKey: String) async -> CachedAnswer? {
         do {
-            let reply = try await self.redis.send(["GET", .string(key.redisKey)])
+            let reply = try await self.redis.send(["GET", .string(redisKey)])
             guard let bytes = reply.bytes else { return nil }
             return try Self.decoder.decode(CachedAnswer.self, from: Data(bytes))
         } catch {

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 
 /// `GET /api/v1/health`: whether this node can serve queries.
 ///
@@ -23,6 +24,12 @@ struct HealthController: Sendable {
     func addRoutes(to router: Router<some RequestContext>) {
         router.get("/api/v1/health") { request, context in
             await self.report(logger: context.logger).response(request: request)
+        }
+        // Liveness: the process answers HTTP. Checks nothing else (health does), so a
+        // supervisor restarts only a node that is stuck, never one whose dependencies are down.
+        router.get("/livez") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }
     }
 

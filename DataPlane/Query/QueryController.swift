@@ -122,6 +122,8 @@ struct QueryResponse: Encodable, Sendable {
     let confidence: Double
     let modelUsed: String
     let cacheHit: Bool
+    /// On a semantic hit: the cosine similarity of the two questions (omitted otherwise).
+    let cacheSimilarity: Double?
     let queryId: String
     /// The versions searched, overlay first: `acme-v3+base-v2`.
     let canonVersion: String
@@ -137,7 +139,7 @@ struct QueryController: Sendable {
     let store: ConfigStore
     let limiter: RateLimiter
     let cache: AnswerCache
-    let flights = SingleFlight<(CachedAnswer, CacheOutcome)>()
+    let flights = SingleFlight<(CachedAnswer, CacheOutcome, Float?)>()
     let retriever = HybridRetriever()
     let answerer = ExtractiveAnswerer()
     let answered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "answered")])
@@ -183,24 +185,46 @@ struct QueryController: Sendable {
             return try Self.response(cached, outcome: .exact, rateLimit: decision)
         }
         // Identical questions arriving together on this node are answered once (and the
-        // persistent cache asked once).
+        // persistent and semantic caches asked once).
         let ttl = context.policy.cacheTTLSeconds
         let (result, _) = try await self.flights.run(key.digest) {
-            if let (stored, remaining) = await self.cache.persistent?.lookup(key) {
-                // Lost from Redis (restart, eviction), kept in PostgreSQL: back into Redis.
-                await self.cache.store(stored, for: key, ttlSeconds: remaining)
-                return (stored, CacheOutcome.exact)
-            }
-            let vector = try await self.embedder.embed([query.question])[0]
-            let answer = self.answer(query, vector: vector, layers: layers)
-            await self.cache.store(answer, for: key, ttlSeconds: ttl)
-            self.cache.persistent?.enqueue(
-                .init(key: key, answer: answer, embedding: query.context == nil ? vector : nil, ttlSeconds: ttl))
-            return (answer, CacheOutcome.miss)
+            try await self.answerMissing(query, key: key, layers: layers, ttl: ttl)
         }
-        let (answer, outcome) = result
+        let (answer, outcome, similarity) = result
         self.cache.record(outcome, tenant: context.tenant.id)
-        return try Self.response(answer, outcome: outcome, rateLimit: decision)
+        return try Self.response(answer, outcome: outcome, similarity: similarity, rateLimit: decision)
+    }
+
+    /// After an exact-cache miss in Redis: the persistent cache, then (without context) the
+    /// semantic cache, then retrieval and the answerer; what is computed is stored in all three.
+    func answerMissing(_ query: QueryRequest, key: QueryCacheKey, layers: [CanonLayer], ttl: UInt32) async throws
+        -> (CachedAnswer, CacheOutcome, Float?)
+    {
+        if let (stored, remaining) = await self.cache.persistent?.lookup(key) {
+            // Lost from Redis (restart, eviction), kept in PostgreSQL: back into Redis.
+            await self.cache.store(stored, for: key, ttlSeconds: remaining)
+            return (stored, .exact, nil)
+        }
+        let vector = try await self.embedder.embed([query.question])[0]
+        if query.context == nil, let semantic = self.cache.semantic {
+            // Words the tenant's canon knows are key terms: a question differing in one is another question.
+            let isKeyTerm = { (term: String) in layers.contains { $0.index.documentFrequency(of: term) > 0 } }
+            while let hit = await semantic.lookup(key, vector: vector, isKeyTerm: isKeyTerm) {
+                let neighbour = QueryCacheKey.redisKey(tenant: key.tenant, digest: hit.digest)
+                guard let answer = await self.cache.exact(redisKey: neighbour) else {
+                    semantic.forget(hit.digest, in: key)
+                    continue
+                }
+                await self.cache.store(answer, for: key, ttlSeconds: ttl)
+                return (answer, .semantic, hit.similarity)
+            }
+        }
+        let answer = self.answer(query, vector: vector, layers: layers)
+        await self.cache.store(answer, for: key, ttlSeconds: ttl)
+        if query.context == nil { await self.cache.semantic?.add(key, vector: vector, ttlSeconds: ttl) }
+        self.cache.persistent?.enqueue(
+            .init(key: key, answer: answer, embedding: query.context == nil ? vector : nil, ttlSeconds: ttl))
+        return (answer, .miss, nil)
     }
 
     /// Retrieval and the extractive answerer.
@@ -218,16 +242,17 @@ struct QueryController: Sendable {
 
     /// The answer with a fresh query id, the limits and which cache answered.
     static func response(
-        _ answer: CachedAnswer, outcome: CacheOutcome, similarity: Double? = nil, rateLimit: RateLimitDecision
+        _ answer: CachedAnswer, outcome: CacheOutcome, similarity: Float? = nil, rateLimit: RateLimitDecision
     ) throws -> Response {
         var headers = rateLimit.headers
         headers[.zaasCache] = outcome.rawValue
-        if let similarity { headers[.zaasCacheSimilarity] = String(format: "%.4f", similarity) }
+        if let similarity { headers[.zaasCacheSimilarity] = String(format: "%.4f", Double(similarity)) }
         return try JSONResponse.make(
             QueryResponse(
                 answer: answer.answer, citations: answer.citations, confidence: answer.confidence,
-                modelUsed: answer.modelUsed, cacheHit: outcome != .miss, queryId: UUID().uuidString.lowercased(),
-                canonVersion: answer.canonVersion),
+                modelUsed: answer.modelUsed, cacheHit: outcome != .miss,
+                cacheSimilarity: similarity.map { (Double($0) * 10_000).rounded() / 10_000 },
+                queryId: UUID().uuidString.lowercased(), canonVersion: answer.canonVersion),
             headers: headers)
     }
 

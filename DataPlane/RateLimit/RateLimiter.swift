@@ -11,22 +11,22 @@ import Synchronization
 /// Capacity is the hourly limit and it refills continuously (one query every `3600 / limit`
 /// seconds), so a key may spend its whole hour at once and then gets a query back at the steady
 /// rate.
-struct RateLimitBucket: Sendable, Hashable {
+public struct RateLimitBucket: Sendable, Hashable {
     /// The Redis key. Every bucket of a tenant carries the tenant in a hash tag, so one script
     /// can update a key's bucket and its tenant's bucket on one Redis Cluster shard.
-    let name: String
-    let limit: Int
+    public let name: String
+    public let limit: Int
 
-    static func key(_ key: UUID, tenant: UUID, limit: UInt32) -> RateLimitBucket {
+    public static func key(_ key: UUID, tenant: UUID, limit: UInt32) -> RateLimitBucket {
         RateLimitBucket(name: "zaas:{t:\(tenant.lowercased)}:rl:k:\(key.lowercased)", limit: Int(limit))
     }
 
-    static func tenant(_ tenant: UUID, limit: UInt32) -> RateLimitBucket {
+    public static func tenant(_ tenant: UUID, limit: UInt32) -> RateLimitBucket {
         RateLimitBucket(name: "zaas:{t:\(tenant.lowercased)}:rl:t", limit: Int(limit))
     }
 
     /// The buckets a query of this key spends from: the key's, and the tenant's when its policy has one.
-    static func buckets(key: UUID, tenant: UUID, policy: TenantPolicy) -> [RateLimitBucket] {
+    public static func buckets(key: UUID, tenant: UUID, policy: TenantPolicy) -> [RateLimitBucket] {
         [.key(key, tenant: tenant, limit: policy.queriesPerHour)]
             + (policy.tenantQueriesPerHour.map { [.tenant(tenant, limit: $0)] } ?? [])
     }
@@ -37,23 +37,23 @@ extension UUID {
 }
 
 /// What the limiter decided, and what the `RateLimit-*` headers say.
-struct RateLimitDecision: Sendable, Equatable {
-    enum Source: String, Sendable {
+public struct RateLimitDecision: Sendable, Equatable {
+    public enum Source: String, Sendable {
         /// The shared buckets in Redis: exact across all nodes.
         case redis
         /// This node's share while Redis is unreachable.
         case local
     }
 
-    var admitted: Bool
+    public var admitted: Bool
     /// The limit of the bucket the headers describe: the one with fewer queries left.
-    var limit: Int
-    var remaining: Int
+    public var limit: Int
+    public var remaining: Int
     /// Seconds until that bucket is full again.
-    var reset: Int
+    public var reset: Int
     /// When refused: seconds until one query fits in every bucket.
-    var retryAfter: Int
-    var source: Source
+    public var retryAfter: Int
+    public var source: Source
 
     /// The `RateLimit-*` headers, and `Retry-After` when refused.
     var headers: HTTPFields {
@@ -74,16 +74,21 @@ struct RateLimitDecision: Sendable, Equatable {
 /// bucket in this node's memory holding its share of the limit (the limit divided by the live
 /// node count from the node registry, at least one query) and reports `degraded`; `.refuse`
 /// answers 503. A background probe returns the node to Redis as soon as Redis answers again.
-final class RateLimiter: Service, Sendable {
-    enum Fallback: String, Sendable, CaseIterable {
+public final class RateLimiter: Service, Sendable {
+    public enum Fallback: String, Sendable, CaseIterable {
         case local
         case refuse
     }
 
-    struct Settings: Sendable {
-        var fallback: Fallback = .local
+    public struct Settings: Sendable {
+        public var fallback: Fallback = .local
         /// How often Redis is tried while the node runs on its local buckets.
-        var probeInterval: Duration = .milliseconds(500)
+        public var probeInterval: Duration = .milliseconds(500)
+
+        public init(fallback: Fallback = .local, probeInterval: Duration = .milliseconds(500)) {
+            self.fallback = fallback
+            self.probeInterval = probeInterval
+        }
     }
 
     enum Mode: Sendable, Equatable {
@@ -118,7 +123,7 @@ final class RateLimiter: Service, Sendable {
     private let refused = Counter(label: "zaas_rate_limit_unavailable_total")
     private let fallbackGauge = Gauge(label: "zaas_rate_limit_fallback")
 
-    init(
+    public init(
         redis: RedisClient, settings: Settings, liveNodes: @escaping @Sendable () -> Int?, logger: Logger
     ) {
         self.redis = redis
@@ -131,7 +136,7 @@ final class RateLimiter: Service, Sendable {
 
     /// Spends `cost` queries from every bucket, or none if any bucket lacks them. A cost of 0
     /// reads the buckets without spending (for the headers of a refused request).
-    func decide(_ buckets: [RateLimitBucket], cost: Int = 1) async throws -> RateLimitDecision {
+    public func decide(_ buckets: [RateLimitBucket], cost: Int = 1) async throws -> RateLimitDecision {
         precondition(!buckets.isEmpty && buckets.count <= 2, "a key bucket and at most a tenant bucket")
         if case .redis = self.mode {
             do {
@@ -152,7 +157,7 @@ final class RateLimiter: Service, Sendable {
     }
 
     /// Probes Redis while in fallback, and forgets what has gone idle.
-    func run() async throws {
+    public func run() async throws {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: self.settings.probeInterval)
@@ -190,7 +195,7 @@ final class RateLimiter: Service, Sendable {
     struct BucketState {
         var limit: Int
         var remaining: Int
-        var reset: Int
+        public var reset: Int
     }
 
     /// The headers describe the bucket with the fewest queries left (the key's on a tie).

@@ -125,6 +125,76 @@ extension ProcessClusters {
         }
 
         @Test(
+            "semantic hits: a paraphrase is served on the other node with its similarity; never to another tenant, with context, another max_citations, or for a near miss (Lagrangian / Hamiltonian)"
+        )
+        func semanticCache() async throws {
+            try await Cluster.with { cluster in
+                try await Self.publishDemoCanon(cluster)
+                let (_, aAdmin) = try await cluster.makeTenant(slug: "a", tier: "enterprise")
+                let (_, bAdmin) = try await cluster.makeTenant(slug: "b", tier: "enterprise")
+                let a = try await cluster.createKey(token: aAdmin).text
+                let b = try await cluster.createKey(token: bAdmin).text
+                #expect(try await cluster.waitForAllNodes(b, status: 200, timeout: .seconds(20)) != nil)
+                for key in [a, b] {
+                    #expect(
+                        try await QueryClusterTests.waitForCitation(
+                            cluster, key: key, "How is the Lagrangian defined?", id: "def.lagrangian", present: true))
+                }
+
+                let original = "What does Noether's theorem state?"
+                let paraphrase = "What exactly does Noether's theorem state?"
+                let first = try await Self.query(cluster.nodes[0], key: a, original)
+                #expect(first.headers["x-zaas-cache"] == "miss")
+                let hit = try await Self.query(cluster.nodes[1], key: a, paraphrase)
+                #expect(hit.headers["x-zaas-cache"] == "semantic", "\(hit.headers)")
+                let similarity = Double(hit.headers["x-zaas-cache-similarity"] ?? "") ?? 0
+                #expect(similarity >= 0.95 && similarity <= 1, "\(similarity)")
+                #expect(hit.json?["cache_hit"] as? Bool == true)
+                #expect(abs((hit.json?["cache_similarity"] as? Double ?? 0) - similarity) < 0.001)
+                #expect(hit.json?["answer"] as? String == first.json?["answer"] as? String)
+                // The paraphrase is now an exact hit of its own.
+                #expect(try await Self.query(cluster.nodes[0], key: a, paraphrase).headers["x-zaas-cache"] == "exact")
+
+                // Tenant B: the same paraphrase is a miss, never A's answer.
+                let other = try await Self.query(cluster.nodes[1], key: b, paraphrase)
+                #expect(other.headers["x-zaas-cache"] == "miss")
+                #expect(other.json?["cache_hit"] as? Bool == false)
+
+                // Context, or another max_citations: never served semantically.
+                let reworded = "What exactly does Noether's theorem say?"
+                let withContext = try await Self.query(
+                    cluster.nodes[0], key: a, reworded, extra: #""context": "We study conservation laws.""#)
+                #expect(withContext.headers["x-zaas-cache"] == "miss")
+                let fewer = try await Self.query(
+                    cluster.nodes[0], key: a, paraphrase + " ", extra: #""max_citations": 2"#)
+                #expect(fewer.headers["x-zaas-cache"] == "miss")
+
+                // A near miss: similar sentences, another question.
+                let lagrangian = try await Self.query(
+                    cluster.nodes[0], key: a, "What is the Lagrangian of a free particle?")
+                #expect(lagrangian.headers["x-zaas-cache"] == "miss")
+                let hamiltonian = try await Self.query(
+                    cluster.nodes[1], key: a, "What is the Hamiltonian of a free particle?")
+                #expect(hamiltonian.headers["x-zaas-cache"] == "miss", "\(hamiltonian.headers)")
+                #expect(hamiltonian.json?["answer"] as? String != lagrangian.json?["answer"] as? String)
+                // Near misses that embed above 0.95 (0.996 and 0.97 with this model): the guard refuses them.
+                for (asked, then) in [
+                    (
+                        "How do you get the Hamiltonian from the Lagrangian?",
+                        "How do you get the Lagrangian from the Hamiltonian?"
+                    ),
+                    ("Does the theory predict a fifth force?", "Does the theory not predict a fifth force?"),
+                ] {
+                    #expect(try await Self.query(cluster.nodes[0], key: a, asked).headers["x-zaas-cache"] == "miss")
+                    let reply = try await Self.query(cluster.nodes[1], key: a, then)
+                    #expect(reply.headers["x-zaas-cache"] == "miss", "\(then): \(reply.headers)")
+                }
+                let refusals = try await Self.counter(cluster.nodes[1], "zaas_semantic_cache_guard_refusals_total")
+                #expect(refusals >= 2)
+            }
+        }
+
+        @Test(
             "exact hits on the other node for the normalised question with a fresh query id; never across tenants, max_citations or context; concurrent misses computed once; a publish makes the next identical question a miss from the new version"
         )
         func exactCache() async throws {

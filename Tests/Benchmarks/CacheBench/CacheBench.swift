@@ -1,0 +1,268 @@
+import Canon
+import Common
+import DataPlane
+import Foundation
+import Logging
+import TestSupport
+
+// Rate limiting and caching (issue 7): the limiter's step against the local Redis; semantic
+// lookup with 100k cached questions in one scope; cache-hit query requests per second against
+// one node beside a no-op route (`/livez`) of the same server in the same run. Figures go to
+// docs/benchmarks.md. BENCH_PARTS picks parts (limiter,semantic,hits); BENCH_HIT_SECONDS and
+// BENCH_HIT_CLIENTS size the last.
+
+@main
+struct CacheBench {
+    static func main() async throws {
+        let parts = Set((environment["BENCH_PARTS"] ?? "limiter,semantic,hits").split(separator: ","))
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        if parts.contains("limiter") { try await limiterBenchmark() }
+        if parts.contains("semantic") { semanticBenchmark() }
+        if parts.contains("hits") { try await hitBenchmark() }
+    }
+}
+
+let environment = ProcessInfo.processInfo.environment
+let hitSeconds = Int(environment["BENCH_HIT_SECONDS"] ?? "10") ?? 10
+let hitClients = Int(environment["BENCH_HIT_CLIENTS"] ?? "16") ?? 16
+
+func summary(_ times: [Double]) -> String {
+    "p50 \(format(percentile(times, 0.5))), p99 \(format(percentile(times, 0.99))), max \(format(times.max() ?? 0))"
+}
+
+// MARK: - 1. The limiter's step
+
+func limiterBenchmark() async throws {
+    var logger = Logger(label: "bench-cache")
+    logger.logLevel = .warning
+    let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: logger)
+    let limiter = RateLimiter(redis: redis, settings: .init(), liveNodes: { 1 }, logger: logger)
+    let tenant = UUID()
+    let policy = {
+        var policy = ConfigFixtures.policy(queriesPerHour: 10_000_000)
+        policy.tenantQueriesPerHour = 100_000_000
+        return policy
+    }()
+    print("\n[limiter] one decision = EVALSHA of the bucket script (key + tenant bucket) on the local Redis")
+    for concurrency in [1, 16] {
+        let perTask = concurrency == 1 ? 20_000 : 2_000
+        let clock = ContinuousClock()
+        let start = clock.now
+        let times = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    let buckets = RateLimitBucket.buckets(key: UUID(), tenant: tenant, policy: policy)
+                    var times: [Double] = []
+                    times.reserveCapacity(perTask)
+                    for _ in 0..<perTask {
+                        let begin = clock.now
+                        let decision = try await limiter.decide(buckets)
+                        times.append(milliseconds(clock.now - begin))
+                        precondition(decision.admitted && decision.source == .redis)
+                    }
+                    return times
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        let elapsed = clock.now - start
+        print(
+            "  \(concurrency) caller(s): \(times.count) decisions, \(Int(Double(times.count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))) /s; \(summary(times))"
+        )
+    }
+    await redis.shutdown()
+}
+
+// MARK: - 2. Semantic lookup, 100k questions in one scope
+
+func semanticBenchmark() {
+    let count = Int(environment["BENCH_SEMANTIC_QUESTIONS"] ?? "100000") ?? 100_000
+    let dimensions = 384
+    print("\n[semantic] \(count) cached questions in one scope, \(dimensions) dimensions")
+    var generator = SplitMix(seed: 7)
+    func unit(_ vector: [Float]) -> [Float] {
+        let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return vector.map { $0 / norm }
+    }
+    // Questions cluster by topic, as real ones do: 500 topics, each question its topic plus noise.
+    let topics = (0..<500).map { _ in unit((0..<dimensions).map { _ in generator.gaussian() }) }
+    var stored: [[Float]] = []
+    stored.reserveCapacity(count)
+    let buildStart = ContinuousClock.now
+    var index = SemanticCacheIndex(dimensions: dimensions)
+    for number in 0..<count {
+        let topic = topics[number % topics.count]
+        let vector = unit(topic.map { $0 + 0.045 * generator.gaussian() })
+        stored.append(vector)
+        index.add(id: String(format: "%064x", number), question: "question \(number)", vector: vector)
+    }
+    let buildTime = ContinuousClock.now - buildStart
+    print("  built in \(format(milliseconds(buildTime))); index holds \(index.byteCount / 1_048_576) MiB")
+
+    // Queries: half paraphrase-like (a stored question nudged: cosine about 0.97), half new.
+    var times: [Double] = []
+    var found = 0
+    var paraphrases = 0
+    for round in 0..<2000 {
+        let query: [Float]
+        let target: Int?
+        if round % 2 == 0 {
+            let chosen = Int(generator.next() % UInt64(count))
+            query = unit(stored[chosen].map { $0 + 0.012 * generator.gaussian() })
+            target = chosen
+            paraphrases += 1
+        } else {
+            query = unit(topics[Int(generator.next() % 500)].map { $0 + 0.05 * generator.gaussian() })
+            target = nil
+        }
+        let begin = ContinuousClock.now
+        let best = index.nearest(query, limit: 4)
+        times.append(milliseconds(ContinuousClock.now - begin))
+        if let target, best.first?.index == target { found += 1 }
+    }
+    print("  lookup: \(summary(times)); nudged questions found first: \(found) of \(paraphrases)")
+}
+
+/// A small seeded generator, so runs compare.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { self.state = seed }
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func gaussian() -> Float {
+        let u = max(Double(self.next() >> 11) / Double(1 << 53), 1e-12)
+        let v = Double(self.next() >> 11) / Double(1 << 53)
+        return Float((-2 * log(u)).squareRoot() * cos(2 * .pi * v))
+    }
+}
+
+// MARK: - 3. Cache hits against a no-op route
+
+func hitBenchmark() async throws {
+    print(
+        "\n[hits] one node (release), \(hitClients) concurrent clients, \(hitSeconds) s per route: GET /livez, then POST /api/v1/query (every answer an exact cache hit)"
+    )
+    try await TestDatabase.withFresh { database in
+        let directory = ConfigFixtures.temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = TestEnvironment.shared
+        let password = "long enough passphrase 42"
+        let control = try ServerProcess(
+            name: "control", executable: "zaas-control",
+            settings: settings.controlPlaneSettings(database: database.name).merging([
+                "log.level": "warning", "bootstrap.operator_email": "ops@zaas.example",
+                "bootstrap.operator_password": password,
+            ]) { $1 },
+            port: try RedisServerProcess.freePort(), logDirectory: directory)
+        try await control.start()
+        defer { control.stop() }
+        _ = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
+            (try? await TestHTTP.send("GET", control.baseURL + "/healthz"))?.status == 200
+        }
+        let node = try ServerProcess(
+            name: "node", executable: "zaas-data",
+            settings: settings.dataPlaneSettings(
+                controlURL: control.baseURL, nodeID: "node-1", stateDirectory: directory + "/node"
+            ).merging(["log.level": "warning"]) { $1 },
+            port: try RedisServerProcess.freePort(), logDirectory: directory)
+        try await node.start()
+        defer { node.stop() }
+
+        let ops = try require(
+            try await TestHTTP.send(
+                "POST", control.baseURL + "/admin/v1/sessions",
+                json: #"{"email": "ops@zaas.example", "password": "\#(password)"}"#
+            ).json?["token"] as? String)
+        let entries = CanonArchive().parse(
+            folder: TestEnvironment.repositoryRoot.appendingPathComponent("infra/demo-canon").path
+        ).entries.map(\.entry)
+        _ = try await TestHTTP.send(
+            "POST", control.baseURL + "/admin/v1/base-canon/versions?publish=true", bearer: ops,
+            json: String(decoding: try JSONEncoder().encode(entries), as: UTF8.self))
+        let tenant = try await TestHTTP.send(
+            "POST", control.baseURL + "/admin/v1/tenants", bearer: ops,
+            json: #"{"name": "Bench", "slug": "bench", "tier": "enterprise"}"#)
+        let tenantID = try require(tenant.json?["id"] as? String)
+        // A custom Enterprise policy large enough that the run never meets the limit.
+        let quota = try await TestHTTP.send(
+            "PUT", control.baseURL + "/admin/v1/tenants/\(tenantID)/quota-policy", bearer: ops,
+            json: #"{"queries_per_hour": 10000000}"#)
+        guard quota.status == 200 else { throw TestEnvironment.SetupError(message: "quota policy: \(quota.text)") }
+        _ = try await TestHTTP.send(
+            "POST", control.baseURL + "/admin/v1/tenants/\(tenantID)/admins", bearer: ops,
+            json: #"{"email": "admin@bench.example", "password": "\#(password)", "role": "admin"}"#)
+        let admin = try require(
+            try await TestHTTP.send(
+                "POST", control.baseURL + "/admin/v1/sessions",
+                json: #"{"email": "admin@bench.example", "password": "\#(password)"}"#
+            ).json?["token"] as? String)
+        let key = try require(
+            try await TestHTTP.send(
+                "POST", control.baseURL + "/admin/v1/keys", bearer: admin,
+                json: #"{"name": "bench", "scopes": ["query"]}"#
+            ).json?["key"] as? String)
+        let body = #"{"question": "What does Noether's theorem state?"}"#
+        let ready = try await TestHTTP.waitUntil(timeout: .seconds(120)) {
+            let reply = try await TestHTTP.send(
+                "POST", node.baseURL + "/api/v1/query", bearer: key, json: body, timeout: .seconds(30))
+            return reply.status == 200 && reply.headers["x-zaas-cache"] == "exact"
+                && reply.headers["ratelimit-limit"] == "10000000"
+        }
+        guard ready != nil else { throw TestEnvironment.SetupError(message: "no cache hit from the node") }
+
+        func run(_ label: String, _ request: @escaping @Sendable () async throws -> TestHTTP.Reply) async throws
+            -> Double
+        {
+            // Warm up, then measure.
+            for _ in 0..<200 { _ = try await request() }
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(hitSeconds)
+            let start = clock.now
+            let results = try await withThrowingTaskGroup(of: ([Double], Int).self) { group in
+                for _ in 0..<hitClients {
+                    group.addTask {
+                        var times: [Double] = []
+                        var failures = 0
+                        while clock.now < deadline {
+                            let begin = clock.now
+                            let reply = try await request()
+                            times.append(milliseconds(clock.now - begin))
+                            if reply.status != 200 { failures += 1 }
+                        }
+                        return (times, failures)
+                    }
+                }
+                return try await group.reduce(into: ([Double](), 0)) {
+                    $0.0 += $1.0; $0.1 += $1.1
+                }
+            }
+            let elapsed = milliseconds(clock.now - start) / 1000
+            let rate = Double(results.0.count) / elapsed
+            print(
+                "  \(label): \(Int(rate)) req/s (\(results.0.count) requests, \(results.1) not 200); latency \(summary(results.0))"
+            )
+            return rate
+        }
+        let noop = try await run("GET /livez (no-op)") {
+            try await TestHTTP.send("GET", node.baseURL + "/livez")
+        }
+        let hits = try await run("POST /api/v1/query (exact hits)") {
+            try await TestHTTP.send("POST", node.baseURL + "/api/v1/query", bearer: key, json: body)
+        }
+        print("  cache-hit rate / no-op rate: \(String(format: "%.0f", hits / noop * 100)) % (target ≥ 35 %)")
+        let memory = try await TestHTTP.send("GET", node.baseURL + "/metrics").text.split(separator: "\n")
+            .filter { $0.hasPrefix("zaas_cache_lookups_total") }
+        print("  node metrics: \(memory.joined(separator: "; "))")
+    }
+}
+
+func require<T>(_ value: T?) throws -> T {
+    guard let value else { throw TestEnvironment.SetupError(message: "missing value in a reply") }
+    return value
+}
