@@ -166,6 +166,11 @@ public struct ConfigSource: Sendable {
             """,
             logger: logger
         )
+        // The semantic-cache thresholds the quota policies set (migration 9).
+        var thresholds: [UUID: Float] = [:]
+        let thresholdRows = try await connection.query(
+            "SELECT tenant_id, semantic_cache_threshold FROM zaas_config_cache_thresholds(\(idList))", logger: logger)
+        for try await (tenant, threshold) in thresholdRows.decode((UUID, Float).self) { thresholds[tenant] = threshold }
         var tenants: [TenantConfig] = []
         for try await row in rows.decode(
             (UUID, String, String, String, Int32, Int32?, [String], Int32, Int32, Int32, Bool).self)
@@ -187,7 +192,8 @@ public struct ConfigSource: Sendable {
                         maxCitations: UInt16(clamping: citations),
                         cacheTTLSeconds: UInt32(clamping: ttl),
                         auditRetentionDays: UInt16(clamping: retention),
-                        canonUpdatesAllowed: canonUpdates
+                        canonUpdatesAllowed: canonUpdates,
+                        semanticCacheThreshold: thresholds[id]
                     ),
                     canon: canon[id]
                 ))

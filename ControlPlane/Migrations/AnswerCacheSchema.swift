@@ -110,3 +110,25 @@ enum AnswerCacheSchema {
             ]
         }
 }
+
+/// Migration 9: a tenant's own semantic-cache threshold, in its quota policy.
+enum SemanticThresholdSchema {
+    static let statements: [String] = [
+        """
+        ALTER TABLE quota_policies ADD COLUMN semantic_cache_threshold real
+            CHECK (semantic_cache_threshold BETWEEN 0.8 AND 1)
+        """,
+        // The thresholds of the given tenants (all when NULL) that their quota policies set.
+        """
+        CREATE FUNCTION zaas_config_cache_thresholds(p_ids uuid[])
+        RETURNS TABLE (tenant_id uuid, semantic_cache_threshold real)
+            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+            AS $$
+                SELECT q.tenant_id, q.semantic_cache_threshold FROM quota_policies q
+                WHERE q.semantic_cache_threshold IS NOT NULL AND (p_ids IS NULL OR q.tenant_id = ANY (p_ids))
+            $$
+        """,
+        "REVOKE EXECUTE ON FUNCTION zaas_config_cache_thresholds(uuid[]) FROM PUBLIC",
+        "GRANT EXECUTE ON FUNCTION zaas_config_cache_thresholds(uuid[]) TO {{app_role}}",
+    ]
+}

@@ -27,6 +27,7 @@ public enum Migrations {
         Migration(version: 6, name: "canon_versions_and_artifacts", statements: CanonSchema.statements),
         Migration(version: 7, name: "canon_build_reuse", statements: CanonSchema.reuseStatements),
         Migration(version: 8, name: "answer_cache", statements: AnswerCacheSchema.statements),
+        Migration(version: 9, name: "semantic_cache_threshold", statements: SemanticThresholdSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -14,6 +14,8 @@ struct TenantBody: Encodable, Sendable {
         let cacheTtlSeconds: Int
         let auditRetentionDays: Int
         let canonUpdatesAllowed: Bool
+        /// nil: the nodes' default (`cache.semantic_threshold`, 0.95).
+        let semanticCacheThreshold: Float?
     }
 
     let id: String
@@ -31,11 +33,11 @@ struct TenantBody: Encodable, Sendable {
                coalesce(p.model_classes, tr.model_classes), coalesce(p.max_citations, tr.max_citations),
                coalesce(p.cache_ttl_seconds, tr.cache_ttl_seconds),
                coalesce(p.audit_retention_days, tr.audit_retention_days),
-               coalesce(p.canon_updates_allowed, tr.canon_updates_allowed)
+               coalesce(p.canon_updates_allowed, tr.canon_updates_allowed), p.semantic_cache_threshold
         FROM tenants t JOIN tiers tr ON tr.id = t.tier_id LEFT JOIN quota_policies p ON p.tenant_id = t.id
         """
 
-    typealias Row = (UUID, String, String, String, String, Date, Int, Int, Int?, [String], Int, Int, Int, Bool)
+    typealias Row = (UUID, String, String, String, String, Date, Int, Int, Int?, [String], Int, Int, Int, Bool, Float?)
 
     init(_ row: Row) {
         self.id = row.0.uuidString.lowercased()
@@ -47,7 +49,8 @@ struct TenantBody: Encodable, Sendable {
         self.revision = row.6
         self.limits = Limits(
             queriesPerHour: row.7, tenantQueriesPerHour: row.8, modelClasses: row.9, maxCitations: row.10,
-            cacheTtlSeconds: row.11, auditRetentionDays: row.12, canonUpdatesAllowed: row.13
+            cacheTtlSeconds: row.11, auditRetentionDays: row.12, canonUpdatesAllowed: row.13,
+            semanticCacheThreshold: row.14
         )
     }
 

@@ -31,10 +31,11 @@ struct TenantController: Sendable {
         let cacheTtlSeconds: Int?
         let auditRetentionDays: Int?
         let canonUpdatesAllowed: Bool?
+        let semanticCacheThreshold: Float?
 
         static let fields: Set<String> = [
             "queries_per_hour", "tenant_queries_per_hour", "model_classes", "max_citations", "cache_ttl_seconds",
-            "audit_retention_days", "canon_updates_allowed",
+            "audit_retention_days", "canon_updates_allowed", "semantic_cache_threshold",
         ]
 
         var errors: [FieldError] {
@@ -49,6 +50,9 @@ struct TenantController: Sendable {
             check(maxCitations, "max_citations", 1...50)
             check(cacheTtlSeconds, "cache_ttl_seconds", 0...2_592_000)
             check(auditRetentionDays, "audit_retention_days", 1...3650)
+            if let semanticCacheThreshold, !(0.8...1).contains(semanticCacheThreshold) {
+                errors.append(FieldError("semantic_cache_threshold", "must be between 0.8 and 1"))
+            }
             if let modelClasses {
                 if modelClasses.isEmpty || !Set(modelClasses).isSubset(of: ["local", "cloud"]) {
                     errors.append(FieldError("model_classes", "must be a non-empty list of local and cloud"))
@@ -143,10 +147,11 @@ struct TenantController: Sendable {
                 try await connection.query(
                     """
                     INSERT INTO quota_policies (tenant_id, queries_per_hour, tenant_queries_per_hour, model_classes,
-                        max_citations, cache_ttl_seconds, audit_retention_days, canon_updates_allowed)
+                        max_citations, cache_ttl_seconds, audit_retention_days, canon_updates_allowed,
+                        semantic_cache_threshold)
                     VALUES (\(id), \(policy.queriesPerHour), \(policy.tenantQueriesPerHour), \(policy.modelClasses),
                         \(policy.maxCitations), \(policy.cacheTtlSeconds), \(policy.auditRetentionDays),
-                        \(policy.canonUpdatesAllowed))
+                        \(policy.canonUpdatesAllowed), \(policy.semanticCacheThreshold))
                     ON CONFLICT (tenant_id) DO UPDATE SET
                         queries_per_hour = EXCLUDED.queries_per_hour,
                         tenant_queries_per_hour = EXCLUDED.tenant_queries_per_hour,
@@ -154,6 +159,7 @@ struct TenantController: Sendable {
                         cache_ttl_seconds = EXCLUDED.cache_ttl_seconds,
                         audit_retention_days = EXCLUDED.audit_retention_days,
                         canon_updates_allowed = EXCLUDED.canon_updates_allowed,
+                        semantic_cache_threshold = EXCLUDED.semantic_cache_threshold,
                         updated_at = now(), revision = quota_policies.revision + 1
                     """,
                     logger: context.logger

@@ -187,8 +187,9 @@ struct QueryController: Sendable {
         // Identical questions arriving together on this node are answered once (and the
         // persistent and semantic caches asked once).
         let ttl = context.policy.cacheTTLSeconds
+        let threshold = context.policy.semanticCacheThreshold
         let (result, _) = try await self.flights.run(key.digest) {
-            try await self.answerMissing(query, key: key, layers: layers, ttl: ttl)
+            try await self.answerMissing(query, key: key, layers: layers, ttl: ttl, threshold: threshold)
         }
         let (answer, outcome, similarity) = result
         self.cache.record(outcome, tenant: context.tenant.id)
@@ -197,9 +198,9 @@ struct QueryController: Sendable {
 
     /// After an exact-cache miss in Redis: the persistent cache, then (without context) the
     /// semantic cache, then retrieval and the answerer; what is computed is stored in all three.
-    func answerMissing(_ query: QueryRequest, key: QueryCacheKey, layers: [CanonLayer], ttl: UInt32) async throws
-        -> (CachedAnswer, CacheOutcome, Float?)
-    {
+    func answerMissing(
+        _ query: QueryRequest, key: QueryCacheKey, layers: [CanonLayer], ttl: UInt32, threshold: Float?
+    ) async throws -> (CachedAnswer, CacheOutcome, Float?) {
         if let (stored, remaining) = await self.cache.persistent?.lookup(key) {
             // Lost from Redis (restart, eviction), kept in PostgreSQL: back into Redis.
             await self.cache.store(stored, for: key, ttlSeconds: remaining)
@@ -209,7 +210,7 @@ struct QueryController: Sendable {
         if query.context == nil, let semantic = self.cache.semantic {
             // Words the tenant's canon knows are key terms: a question differing in one is another question.
             let isKeyTerm = { (term: String) in layers.contains { $0.index.documentFrequency(of: term) > 0 } }
-            while let hit = await semantic.lookup(key, vector: vector, isKeyTerm: isKeyTerm) {
+            while let hit = await semantic.lookup(key, vector: vector, threshold: threshold, isKeyTerm: isKeyTerm) {
                 let neighbour = QueryCacheKey.redisKey(tenant: key.tenant, digest: hit.digest)
                 guard let answer = await self.cache.exact(redisKey: neighbour) else {
                     semantic.forget(hit.digest, in: key)

@@ -12,6 +12,7 @@ struct SignedConfigDocumentTests {
         let tenantA = ConfigFixtures.tenant(slug: "alpha")
         var tenantB = ConfigFixtures.tenant(slug: "béta-ünïcode", status: .suspended)
         tenantB.policy.tenantQueriesPerHour = 5000
+        tenantB.policy.semanticCacheThreshold = 0.97
         tenantB.canon = CanonReference(
             versionID: UUID(), label: "béta-v7", sha256: String(repeating: "ab", count: 32), byteCount: 123_456)
         let keys = [
@@ -96,7 +97,7 @@ struct SignedConfigDocumentTests {
         }
         #expect(
             ConfigDocumentError.unsupportedFormatVersion(1).description
-                == "config format version 1 is not supported (this build reads 2)")
+                == "config format version 1 is not supported (this build reads 3)")
     }
 
     @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")

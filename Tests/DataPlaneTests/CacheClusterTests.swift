@@ -130,7 +130,7 @@ extension ProcessClusters {
         func semanticCache() async throws {
             try await Cluster.with { cluster in
                 try await Self.publishDemoCanon(cluster)
-                let (_, aAdmin) = try await cluster.makeTenant(slug: "a", tier: "enterprise")
+                let (aTenant, aAdmin) = try await cluster.makeTenant(slug: "a", tier: "enterprise")
                 let (_, bAdmin) = try await cluster.makeTenant(slug: "b", tier: "enterprise")
                 let a = try await cluster.createKey(token: aAdmin).text
                 let b = try await cluster.createKey(token: bAdmin).text
@@ -191,6 +191,39 @@ extension ProcessClusters {
                 }
                 let refusals = try await Self.counter(cluster.nodes[1], "zaas_semantic_cache_guard_refusals_total")
                 #expect(refusals >= 2)
+
+                // The tenant's own threshold (its quota policy): at 1.0 only identical embeddings are served.
+                let ops = try #require(
+                    try await TestHTTP.send(
+                        "POST", cluster.control.baseURL + "/admin/v1/sessions",
+                        json: #"{"email": "ops@zaas.example", "password": "\#(Cluster.password)"}"#
+                    ).json?["token"] as? String)
+                let before = try #require(try await cluster.health(cluster.nodes[0]).body["config_version"] as? Int)
+                let policy = try await TestHTTP.send(
+                    "PUT",
+                    cluster.control.baseURL + "/admin/v1/tenants/\(aTenant.uuidString.lowercased())/quota-policy",
+                    bearer: ops, json: #"{"semantic_cache_threshold": 1}"#)
+                #expect(policy.status == 200, "\(policy.text)")
+                #expect((policy.json?["limits"] as? [String: Any])?["semantic_cache_threshold"] as? Double == 1)
+                let invalid = try await TestHTTP.send(
+                    "PUT",
+                    cluster.control.baseURL + "/admin/v1/tenants/\(aTenant.uuidString.lowercased())/quota-policy",
+                    bearer: ops, json: #"{"semantic_cache_threshold": 0.5}"#)
+                #expect(invalid.status == 422)
+                for node in cluster.nodes {
+                    let arrived = try await TestHTTP.waitUntil(timeout: .seconds(10)) {
+                        (try await cluster.health(node).body["config_version"] as? Int ?? 0) > before
+                    }
+                    #expect(arrived != nil)
+                }
+                // Tenant B keeps the default and gets the semantic hit; tenant A does not.
+                for (key, expected) in [(b, "semantic"), (a, "miss")] {
+                    #expect(
+                        try await Self.query(cluster.nodes[0], key: key, "What is phase space?").headers["x-zaas-cache"]
+                            == "miss")
+                    let reply = try await Self.query(cluster.nodes[1], key: key, "What is the phase space?")
+                    #expect(reply.headers["x-zaas-cache"] == expected, "\(reply.headers)")
+                }
             }
         }
 

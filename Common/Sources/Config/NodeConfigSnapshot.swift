@@ -134,10 +134,15 @@ public struct TenantPolicy: Sendable, Equatable {
     public var cacheTTLSeconds: UInt32
     public var auditRetentionDays: UInt16
     public var canonUpdatesAllowed: Bool
+    /// The cosine similarity a cached question must reach to be served for another, when the
+    /// tenant's quota policy sets one (nil: the node's `cache.semantic_threshold`). Carried in
+    /// 1/10 000ths.
+    public var semanticCacheThreshold: Float?
 
     public init(
         tier: String, queriesPerHour: UInt32, tenantQueriesPerHour: UInt32?, modelClasses: ModelClasses,
-        maxCitations: UInt16, cacheTTLSeconds: UInt32, auditRetentionDays: UInt16, canonUpdatesAllowed: Bool
+        maxCitations: UInt16, cacheTTLSeconds: UInt32, auditRetentionDays: UInt16, canonUpdatesAllowed: Bool,
+        semanticCacheThreshold: Float? = nil
     ) {
         self.tier = tier
         self.queriesPerHour = queriesPerHour
@@ -147,6 +152,7 @@ public struct TenantPolicy: Sendable, Equatable {
         self.cacheTTLSeconds = cacheTTLSeconds
         self.auditRetentionDays = auditRetentionDays
         self.canonUpdatesAllowed = canonUpdatesAllowed
+        self.semanticCacheThreshold = semanticCacheThreshold
     }
 }
 

@@ -12,7 +12,7 @@ import NIOCore
 /// another format version, a wrong or missing signature, and any byte it cannot account for.
 public enum SignedConfigDocument {
     public static let magic: [UInt8] = Array("ZCFG".utf8)
-    public static let formatVersion: UInt16 = 2
+    public static let formatVersion: UInt16 = 3
     public static let headerLength = 4 + 2 + 1 + 4
     public static let signatureLength = 64
     /// Refused before reading further: far above what 1M keys need.
@@ -274,6 +274,7 @@ extension ByteBuffer {
         self.writeInteger(policy.cacheTTLSeconds)
         self.writeInteger(policy.auditRetentionDays)
         self.writeInteger(UInt8(policy.canonUpdatesAllowed ? 1 : 0))
+        self.writeOptional(policy.semanticCacheThreshold) { $0.writeInteger(UInt16(($1 * 10_000).rounded())) }
         self.writeOptional(tenant.canon) { $0.writeCanon($1) }
     }
 
@@ -293,13 +294,18 @@ extension ByteBuffer {
         let cacheTTL: UInt32 = try self.read()
         let retention: UInt16 = try self.read()
         let canonUpdates = try self.readBool()
+        let threshold: UInt16? = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.read() }
+        if let threshold, !(8000...10_000).contains(threshold) {
+            throw ConfigDocumentError.malformed("semantic cache threshold \(threshold) out of range")
+        }
         let canon = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readCanon() }
         return TenantConfig(
             id: id, slug: slug, status: status,
             policy: TenantPolicy(
                 tier: tier, queriesPerHour: queriesPerHour, tenantQueriesPerHour: tenantQueriesPerHour,
                 modelClasses: modelClasses, maxCitations: maxCitations, cacheTTLSeconds: cacheTTL,
-                auditRetentionDays: retention, canonUpdatesAllowed: canonUpdates
+                auditRetentionDays: retention, canonUpdatesAllowed: canonUpdates,
+                semanticCacheThreshold: threshold.map { Float($0) / 10_000 }
             ),
             canon: canon
         )
