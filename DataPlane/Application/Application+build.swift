@@ -53,6 +53,7 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
         services: [
             HTTPClientService(client: httpClient), EmbedderService(embedder: node.embedder), redis, limiter,
             node.watcher, node.canon, node.usage, persistent,
+            CacheSweeper(redis: redis, library: node.canon, store: node.watcher.store, logger: logger),
         ] + (semantic.map { [$0 as any Service] } ?? []),
         logger: logger
     )

@@ -15,6 +15,9 @@ import Synchronization
 /// questions. `digest` adds the normalised question and the context's digest: the exact cache's key.
 struct QueryCacheKey: Sendable, Hashable {
     let tenant: UUID
+    /// The canon versions alone, short: part of every Redis key of the caches, so the keys of
+    /// replaced versions can be found and removed (`CacheSweeper`).
+    let canonTag: String
     let scope: String
     let digest: String
     /// NFKC, case folded, whitespace collapsed.
@@ -22,6 +25,7 @@ struct QueryCacheKey: Sendable, Hashable {
 
     init(tenant: UUID, canon: [String], question: String, context: String?, maxCitations: Int, modelClass: String) {
         self.tenant = tenant
+        self.canonTag = Self.canonTag(canon)
         self.question = Self.normalize(question)
         var scope = SHA256()
         for field in [
@@ -40,9 +44,16 @@ struct QueryCacheKey: Sendable, Hashable {
     }
 
     /// The key in Redis; the tenant's hash tag keeps a tenant's cache on one Cluster shard.
-    var redisKey: String { Self.redisKey(tenant: self.tenant, digest: self.digest) }
+    var redisKey: String { Self.redisKey(tenant: self.tenant, canonTag: self.canonTag, digest: self.digest) }
 
-    static func redisKey(tenant: UUID, digest: String) -> String { "zaas:{t:\(tenant.lowercased)}:qc:\(digest)" }
+    static func redisKey(tenant: UUID, canonTag: String, digest: String) -> String {
+        "zaas:{t:\(tenant.lowercased)}:qc:\(canonTag):\(digest)"
+    }
+
+    /// 16 hex digits of the SHA-256 of the canon versions' artifact digests.
+    static func canonTag(_ canon: [String]) -> String {
+        Data(SHA256.hash(data: Data(canon.joined(separator: "+").utf8))).prefix(8).hex
+    }
 
     /// Unicode NFKC, case folded, runs of white space as one space, trimmed.
     static func normalize(_ question: String) -> String { QuestionGuard.normalize(question) }

@@ -10,7 +10,7 @@ import Synchronization
 /// same scope (tenant, canon versions, model class, max_citations), served when its cosine
 /// similarity clears the threshold and `QuestionGuard` finds nothing that changes the question.
 ///
-/// Shared by all nodes through Redis: each scope is a stream `zaas:{t:<tenant>}:sc:<scope>` of
+/// Shared by all nodes through Redis: each scope is a stream `zaas:{t:<tenant>}:sc:<canon>:<scope>` of
 /// (exact digest, normalised question, 8-bit embedding). A node keeps an index per scope in
 /// memory (`SemanticCacheIndex`) and, before each lookup, reads what other nodes appended since
 /// its last read (one `XRANGE`, usually empty). A hit is served from the exact cache under the
@@ -48,7 +48,9 @@ final class SemanticCache: Service, Sendable {
         self.logger = logger
     }
 
-    static func streamKey(_ key: QueryCacheKey) -> String { "zaas:{t:\(key.tenant.lowercased)}:sc:\(key.scope)" }
+    static func streamKey(_ key: QueryCacheKey) -> String {
+        "zaas:{t:\(key.tenant.lowercased)}:sc:\(key.canonTag):\(key.scope)"
+    }
 
     /// The best cached question that clears the threshold and the guard, if any.
     func lookup(

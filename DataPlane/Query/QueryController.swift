@@ -211,7 +211,7 @@ struct QueryController: Sendable {
             // Words the tenant's canon knows are key terms: a question differing in one is another question.
             let isKeyTerm = { (term: String) in layers.contains { $0.index.documentFrequency(of: term) > 0 } }
             while let hit = await semantic.lookup(key, vector: vector, threshold: threshold, isKeyTerm: isKeyTerm) {
-                let neighbour = QueryCacheKey.redisKey(tenant: key.tenant, digest: hit.digest)
+                let neighbour = QueryCacheKey.redisKey(tenant: key.tenant, canonTag: key.canonTag, digest: hit.digest)
                 guard let answer = await self.cache.exact(redisKey: neighbour) else {
                     semantic.forget(hit.digest, in: key)
                     continue

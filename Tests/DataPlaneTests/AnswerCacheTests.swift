@@ -49,7 +49,15 @@ struct AnswerCacheTests {
         // The scope leaves out the question and the context.
         #expect(Self.key(question: "Anything else?", context: "ctx").scope == base.scope)
         #expect(Self.key(tenant: UUID()).scope != base.scope)
-        #expect(base.redisKey == "zaas:{t:00000000-0000-0000-0000-000000000001}:qc:\(base.digest)")
+        #expect(base.redisKey == "zaas:{t:00000000-0000-0000-0000-000000000001}:qc:\(base.canonTag):\(base.digest)")
+        #expect(base.canonTag.count == 16 && Self.key(canon: ["aa", "cc"]).canonTag != base.canonTag)
+        #expect(Self.key(question: "other", maxCitations: 2).canonTag == base.canonTag)
+        // The sweeper reads tenant and canon tag back from both kinds of key.
+        let tenant = UUID(uuidString: "00000000-0000-0000-0000-000000000001")!
+        #expect(CacheSweeper.parse(base.redisKey).map { "\($0.0) \($0.1)" } == "\(tenant) \(base.canonTag)")
+        #expect(
+            CacheSweeper.parse(SemanticCache.streamKey(base)).map { "\($0.0) \($0.1)" } == "\(tenant) \(base.canonTag)")
+        #expect(CacheSweeper.parse("zaas:{t:nope}:qc:x:y") == nil)
         #expect(base.digest.count == 64 && base.scope.count == 32)
     }
 

@@ -52,6 +52,23 @@ extension ProcessClusters {
             }
         }
 
+        /// A tenant's cache keys in the shared Redis (answers and semantic streams).
+        static func cacheKeys(tenant: UUID) async throws -> [String] {
+            let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: Cluster.logger)
+            defer { Task { await redis.shutdown() } }
+            var cursor = "0"
+            var keys: [String] = []
+            repeat {
+                let reply = try await redis.send([
+                    "SCAN", .string(cursor), "MATCH", .string("zaas:{t:\(tenant.uuidString.lowercased())}:[qs]c:*"),
+                    "COUNT", 1000,
+                ])
+                cursor = reply.array?.first?.string ?? "0"
+                keys += (reply.array?.last?.array ?? []).compactMap(\.string)
+            } while cursor != "0"
+            return keys
+        }
+
         /// Deletes a tenant's exact-cache keys from the shared Redis, as an eviction would.
         static func evictFromRedis(tenant: UUID) async throws -> Int {
             let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: Cluster.logger)
@@ -233,7 +250,7 @@ extension ProcessClusters {
         func exactCache() async throws {
             try await Cluster.with { cluster in
                 try await Self.publishDemoCanon(cluster)
-                let (_, entAdmin) = try await cluster.makeTenant(slug: "ent", tier: "enterprise")
+                let (entTenant, entAdmin) = try await cluster.makeTenant(slug: "ent", tier: "enterprise")
                 let (_, otherAdmin) = try await cluster.makeTenant(slug: "other", tier: "enterprise")
                 let key = try await cluster.createKey(token: entAdmin, scopes: #"["query", "canon:write"]"#).text
                 let other = try await cluster.createKey(token: otherAdmin).text
@@ -285,6 +302,8 @@ extension ProcessClusters {
                         >= 1)
 
                 // A publish: the next identical question is a miss answered from the new version.
+                let oldKeys = try await Self.cacheKeys(tenant: entTenant)
+                #expect(oldKeys.contains { $0.contains(":qc:") } && oldKeys.contains { $0.contains(":sc:") })
                 let update = try await TestHTTP.send(
                     "POST", cluster.nodes[0].baseURL + "/api/v1/canon/update", bearer: key,
                     json:
@@ -301,6 +320,11 @@ extension ProcessClusters {
                 let again = try await Self.query(cluster.nodes[0], key: key, question)
                 #expect(again.headers["x-zaas-cache"] == "exact")
                 #expect(again.json?["canon_version"] as? String == "ent-v1+base-v1")
+                // The old version's answers and semantic stream leave Redis in the background.
+                let removed = try await TestHTTP.waitUntil(timeout: .seconds(20)) {
+                    try await Set(Self.cacheKeys(tenant: entTenant)).isDisjoint(with: oldKeys)
+                }
+                #expect(removed != nil, "old cache keys still in Redis")
                 // The other tenant's canon did not change: its answer is still cached.
                 #expect(try await Self.query(cluster.nodes[1], key: other, question).headers["x-zaas-cache"] == "exact")
             }
