@@ -164,7 +164,23 @@ public enum QuestionGuard {
     /// Unicode NFKC, case folded, runs of white space as one space, trimmed: "What  is ＡＩ?"
     /// and "what is ai?" are the same question.
     public static func normalize(_ question: String) -> String {
-        question.precomposedStringWithCompatibilityMapping
+        // ASCII (most questions): NFKC changes nothing and case folding is lower-casing.
+        if question.utf8.allSatisfy({ $0 < 0x80 }) {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(question.utf8.count)
+            var pendingSpace = false
+            for byte in question.utf8 {
+                if byte == 0x20 || (0x09...0x0D).contains(byte) {
+                    pendingSpace = !bytes.isEmpty
+                    continue
+                }
+                if pendingSpace { bytes.append(0x20) }
+                pendingSpace = false
+                bytes.append((0x41...0x5A).contains(byte) ? byte + 32 : byte)
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return question.precomposedStringWithCompatibilityMapping
             .folding(options: [.caseInsensitive], locale: nil)
             .split(whereSeparator: \.isWhitespace)
             .joined(separator: " ")

@@ -67,7 +67,7 @@ struct QueryCacheKey: Sendable, Hashable {
 }
 
 extension Data {
-    var hex: String { self.map { String(format: "%02x", $0) }.joined() }
+    var hex: String { Hex.encode(self) }
 }
 
 /// An answer as the cache keeps it.
@@ -84,6 +84,25 @@ struct CachedAnswer: Codable, Sendable, Equatable {
         case modelUsed = "model_used"
         case canonVersion = "canon_version"
     }
+}
+
+/// An answer as stored: `CachedAnswer` encoded once, as a JSON object whose fields are the
+/// response's. A hit is answered by adding `cache_hit` and a fresh `query_id` to these bytes,
+/// without decoding or encoding the answer again.
+struct StoredAnswer: Sendable, Equatable {
+    let json: [UInt8]
+
+    init(_ answer: CachedAnswer) throws {
+        self.json = Array(try AnswerCache.encoder.encode(answer))
+    }
+
+    /// Bytes from a cache: accepted when they hold a non-empty JSON object (as this code writes them).
+    init?(bytes: [UInt8]) {
+        guard bytes.count > 2, bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}") else { return nil }
+        self.json = bytes
+    }
+
+    var answer: CachedAnswer? { try? AnswerCache.decoder.decode(CachedAnswer.self, from: Data(self.json)) }
 }
 
 /// Which cache answered (`X-ZaaS-Cache`).
@@ -112,15 +131,21 @@ final class AnswerCache: Sendable {
         self.logger = logger
     }
 
-    func exact(_ key: QueryCacheKey) async -> CachedAnswer? {
+    func exact(_ key: QueryCacheKey) async -> StoredAnswer? {
         await self.exact(redisKey: key.redisKey)
     }
 
-    func exact(redisKey: String) async -> CachedAnswer? {
+    func exact(redisKey: String) async -> StoredAnswer? {
         do {
             let reply = try await self.redis.send(["GET", .string(redisKey)])
             guard let bytes = reply.bytes else { return nil }
-            return try Self.decoder.decode(CachedAnswer.self, from: Data(bytes))
+            guard let stored = StoredAnswer(bytes: bytes) else {
+                self.errors.increment()
+                self.logger.warning(
+                    "answer cache entry is not a JSON object; ignored", metadata: ["key": "\(redisKey)"])
+                return nil
+            }
+            return stored
         } catch {
             self.errors.increment()
             self.logger.debug("answer cache lookup failed", metadata: ["error": "\(error)"])
@@ -131,11 +156,10 @@ final class AnswerCache: Sendable {
     /// Stores with the TTL. Awaited by the single flight that computed the answer, so a caller
     /// arriving just after it finds the answer rather than computing it again (one round trip;
     /// a Redis that is down fails fast).
-    func store(_ answer: CachedAnswer, for key: QueryCacheKey, ttlSeconds: UInt32) async {
+    func store(_ answer: StoredAnswer, for key: QueryCacheKey, ttlSeconds: UInt32) async {
         guard ttlSeconds > 0 else { return }
         do {
-            let bytes = try Self.encoder.encode(answer)
-            try await self.redis.send(["SET", .string(key.redisKey), .bytes(Array(bytes)), "EX", .int(ttlSeconds)])
+            try await self.redis.send(["SET", .string(key.redisKey), .bytes(answer.json), "EX", .int(ttlSeconds)])
         } catch {
             self.errors.increment()
             self.logger.debug("answer cache write failed", metadata: ["error": "\(error)"])
@@ -150,7 +174,11 @@ final class AnswerCache: Sendable {
         ).increment()
     }
 
-    static let encoder = JSONEncoder()
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
     static let decoder = JSONDecoder()
 }
 

@@ -19,7 +19,7 @@ import Synchronization
 final class PersistentAnswerCache: Service, Sendable {
     struct Entry: Sendable {
         let key: QueryCacheKey
-        let answer: CachedAnswer
+        let answer: StoredAnswer
         /// The question's embedding, for the semantic cache; nil for queries with context.
         let embedding: [Float]?
         let ttlSeconds: UInt32
@@ -128,7 +128,7 @@ final class PersistentAnswerCache: Service, Sendable {
             WireEntry(
                 tenantId: entry.key.tenant, digest: entry.key.digest, scope: entry.key.scope,
                 question: entry.key.question, embedding: entry.embedding.map(Self.encode),
-                answer: String(decoding: try AnswerCache.encoder.encode(entry.answer), as: UTF8.self),
+                answer: String(decoding: entry.answer.json, as: UTF8.self),
                 ttlSeconds: entry.ttlSeconds)
         }
         var request = HTTPClientRequest(url: self.settings.controlPlaneURL + "/internal/v1/cache")
@@ -144,7 +144,7 @@ final class PersistentAnswerCache: Service, Sendable {
     }
 
     /// An unexpired answer and the seconds it has left; nil on a miss or any failure.
-    func lookup(_ key: QueryCacheKey) async -> (CachedAnswer, ttlSeconds: UInt32)? {
+    func lookup(_ key: QueryCacheKey) async -> (StoredAnswer, ttlSeconds: UInt32)? {
         guard self.isReachable() else { return nil }
         var request = HTTPClientRequest(
             url: self.settings.controlPlaneURL + "/internal/v1/cache/\(key.tenant.lowercased)/\(key.digest)")
@@ -163,7 +163,7 @@ final class PersistentAnswerCache: Service, Sendable {
                     }
                 }
                 let found = try AnswerCache.decoder.decode(Found.self, from: Data(body.readableBytesView))
-                return (found.answer, found.ttlSeconds)
+                return (try StoredAnswer(found.answer), found.ttlSeconds)
             case 404:
                 return nil
             default:

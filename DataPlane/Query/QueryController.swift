@@ -99,34 +99,21 @@ enum JSONValue: Decodable, Sendable, Equatable {
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
+        // Strings first: most fields are strings, and every failed attempt costs a thrown error.
         if container.decodeNil() {
             self = .null
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
         } else if let value = try? container.decode(Bool.self) {
             self = .bool(value)
         } else if let value = try? container.decode(Int.self) {
             self = .integer(value)
         } else if let value = try? container.decode(Double.self) {
             self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
         } else {
             self = .other
         }
     }
-}
-
-/// The answer as the API returns it.
-struct QueryResponse: Encodable, Sendable {
-    let answer: String
-    let citations: [Citation]
-    let confidence: Double
-    let modelUsed: String
-    let cacheHit: Bool
-    /// On a semantic hit: the cosine similarity of the two questions (omitted otherwise).
-    let cacheSimilarity: Double?
-    let queryId: String
-    /// The versions searched, overlay first: `acme-v3+base-v2`.
-    let canonVersion: String
 }
 
 /// `POST /api/v1/query`: embeds the question, retrieves from the tenant's overlay and the base
@@ -139,7 +126,7 @@ struct QueryController: Sendable {
     let store: ConfigStore
     let limiter: RateLimiter
     let cache: AnswerCache
-    let flights = SingleFlight<(CachedAnswer, CacheOutcome, Float?)>()
+    let flights = SingleFlight<(StoredAnswer, CacheOutcome, Float?)>()
     let retriever = HybridRetriever()
     let answerer = ExtractiveAnswerer()
     let answered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "answered")])
@@ -174,13 +161,20 @@ struct QueryController: Sendable {
         }
         // A node still loading the canon refuses before counting.
         let layers = try self.layers(for: context.tenant)
-        let decision = try await self.limiter.decide(buckets)
-        guard decision.admitted else { throw Problem.rateLimited(decision) }
-
         let key = QueryCacheKey(
             tenant: context.tenant.id, canon: layers.map(\.index.sha256), question: query.question,
             context: query.context, maxCitations: query.maxCitations, modelClass: query.modelPreference.rawValue)
-        if let cached = await self.cache.exact(key) {
+        // The limit and the exact cache in one round trip (the limiter's script reads the answer
+        // when it admits the query); on the node's local buckets, the cache is asked on its own.
+        let (decision, fetched) = try await self.limiter.decide(buckets, fetching: key.redisKey)
+        guard decision.admitted else { throw Problem.rateLimited(decision) }
+        let cached: StoredAnswer? =
+            if decision.source == .redis {
+                fetched.flatMap { StoredAnswer(bytes: $0) }
+            } else {
+                await self.cache.exact(key)
+            }
+        if let cached {
             self.cache.record(.exact, tenant: context.tenant.id)
             return try Self.response(cached, outcome: .exact, rateLimit: decision)
         }
@@ -200,7 +194,7 @@ struct QueryController: Sendable {
     /// semantic cache, then retrieval and the answerer; what is computed is stored in all three.
     func answerMissing(
         _ query: QueryRequest, key: QueryCacheKey, layers: [CanonLayer], ttl: UInt32, threshold: Float?
-    ) async throws -> (CachedAnswer, CacheOutcome, Float?) {
+    ) async throws -> (StoredAnswer, CacheOutcome, Float?) {
         if let (stored, remaining) = await self.cache.persistent?.lookup(key) {
             // Lost from Redis (restart, eviction), kept in PostgreSQL: back into Redis.
             await self.cache.store(stored, for: key, ttlSeconds: remaining)
@@ -220,7 +214,7 @@ struct QueryController: Sendable {
                 return (answer, .semantic, hit.similarity)
             }
         }
-        let answer = self.answer(query, vector: vector, layers: layers)
+        let answer = try StoredAnswer(self.answer(query, vector: vector, layers: layers))
         await self.cache.store(answer, for: key, ttlSeconds: ttl)
         if query.context == nil { await self.cache.semantic?.add(key, vector: vector, ttlSeconds: ttl) }
         self.cache.persistent?.enqueue(
@@ -241,20 +235,26 @@ struct QueryController: Sendable {
             covered: answer.covered)
     }
 
-    /// The answer with a fresh query id, the limits and which cache answered.
+    /// The stored answer with `cache_hit`, a fresh `query_id` (and the similarity of a semantic
+    /// hit) added to its bytes; the limits and which cache answered in the headers.
     static func response(
-        _ answer: CachedAnswer, outcome: CacheOutcome, similarity: Float? = nil, rateLimit: RateLimitDecision
+        _ answer: StoredAnswer, outcome: CacheOutcome, similarity: Float? = nil, rateLimit: RateLimitDecision
     ) throws -> Response {
         var headers = rateLimit.headers
         headers[.zaasCache] = outcome.rawValue
-        if let similarity { headers[.zaasCacheSimilarity] = String(format: "%.4f", Double(similarity)) }
-        return try JSONResponse.make(
-            QueryResponse(
-                answer: answer.answer, citations: answer.citations, confidence: answer.confidence,
-                modelUsed: answer.modelUsed, cacheHit: outcome != .miss,
-                cacheSimilarity: similarity.map { (Double($0) * 10_000).rounded() / 10_000 },
-                queryId: UUID().uuidString.lowercased(), canonVersion: answer.canonVersion),
-            headers: headers)
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-store"
+        var body = ByteBuffer()
+        body.reserveCapacity(answer.json.count + 128)
+        body.writeBytes(answer.json.dropLast())
+        body.writeString(#","cache_hit":\#(outcome != .miss),"query_id":"\#(UUID().uuidString.lowercased())""#)
+        if let similarity {
+            let rounded = String(format: "%.4f", Double(similarity))
+            headers[.zaasCacheSimilarity] = rounded
+            body.writeString(#","cache_similarity":\#(rounded)"#)
+        }
+        body.writeString("}")
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
     }
 
     /// The tenant's canon as installed. A version the config names but this node has not loaded

@@ -137,12 +137,21 @@ public final class RateLimiter: Service, Sendable {
     /// Spends `cost` queries from every bucket, or none if any bucket lacks them. A cost of 0
     /// reads the buckets without spending (for the headers of a refused request).
     public func decide(_ buckets: [RateLimitBucket], cost: Int = 1) async throws -> RateLimitDecision {
+        try await self.decide(buckets, cost: cost, fetching: nil).decision
+    }
+
+    /// Decides, and when the query is admitted also reads `fetching` (a key of the same tenant:
+    /// the exact answer cache) in the same script, saving a round trip on the query path. The
+    /// value is nil when the key is missing, the query refused, or the decision made locally.
+    public func decide(_ buckets: [RateLimitBucket], cost: Int = 1, fetching: String?) async throws -> (
+        decision: RateLimitDecision, fetched: [UInt8]?
+    ) {
         precondition(!buckets.isEmpty && buckets.count <= 2, "a key bucket and at most a tenant bucket")
         if case .redis = self.mode {
             do {
-                let decision = try await self.decideInRedis(buckets, cost: cost)
+                let (decision, fetched) = try await self.decideInRedis(buckets, cost: cost, fetching: fetching)
                 if cost > 0 { (decision.admitted ? self.admittedRedis : self.limitedRedis).increment() }
-                return decision
+                return (decision, fetched)
             } catch {
                 self.enterFallback(reason: Self.describe(error))
             }
@@ -153,7 +162,7 @@ public final class RateLimiter: Service, Sendable {
         }
         let decision = self.decideLocally(buckets, cost: cost)
         if cost > 0 { (decision.admitted ? self.admittedLocal : self.limitedLocal).increment() }
-        return decision
+        return (decision, nil)
     }
 
     /// Probes Redis while in fallback, and forgets what has gone idle.
@@ -171,13 +180,19 @@ public final class RateLimiter: Service, Sendable {
 
     // MARK: Redis
 
-    private func decideInRedis(_ buckets: [RateLimitBucket], cost: Int) async throws -> RateLimitDecision {
+    private func decideInRedis(_ buckets: [RateLimitBucket], cost: Int, fetching: String?) async throws -> (
+        RateLimitDecision, [UInt8]?
+    ) {
         let reply = try await self.redis.evaluate(
-            RateLimitScript.script, keys: buckets.map { .string($0.name) },
-            arguments: [.int(cost)] + buckets.map { .int($0.limit) })
-        guard let values = reply.array?.compactMap(\.int), values.count == 2 + 3 * buckets.count else {
+            RateLimitScript.script, keys: buckets.map { .string($0.name) } + (fetching.map { [.string($0)] } ?? []),
+            arguments: [.int(cost), .int(buckets.count)] + buckets.map { .int($0.limit) })
+        let parts = reply.array ?? []
+        let count = 2 + 3 * buckets.count
+        let values = parts.prefix(count).compactMap(\.int)
+        guard values.count == count else {
             throw RedisError.protocolError("unexpected rate-limit script reply \(reply)")
         }
+        let fetched = parts.count > count ? parts[count].bytes : nil
         let states = buckets.indices.map { index in
             BucketState(
                 limit: Int(values[2 + 3 * index]), remaining: Int(values[3 + 3 * index]),
@@ -189,7 +204,9 @@ public final class RateLimiter: Service, Sendable {
                 state.lastSeen[bucket.name] = (bucketState.remaining, now)
             }
         }
-        return Self.decision(admitted: values[0] == 1, retryAfter: Int(values[1]), states: states, source: .redis)
+        return (
+            Self.decision(admitted: values[0] == 1, retryAfter: Int(values[1]), states: states, source: .redis), fetched
+        )
     }
 
     struct BucketState {
@@ -244,7 +261,8 @@ public final class RateLimiter: Service, Sendable {
             for (name, limit, count) in pending {
                 do {
                     try await self.redis.evaluate(
-                        RateLimitScript.script, keys: [.string(name)], arguments: [.int(count), .int(limit), "force"])
+                        RateLimitScript.script, keys: [.string(name)],
+                        arguments: [.int(count), 1, .int(limit), "force"])
                     self.state.withLock { $0.local.charged(name, count: count) }
                 } catch {
                     self.logger.info(
@@ -375,10 +393,11 @@ struct LocalBuckets {
 /// themselves). When the limit changes (a new policy), the queries already used carry over:
 /// the debt is re-timed at the new rate rather than reset.
 ///
-/// KEYS: the buckets. ARGV[1]: the cost (0 reads without spending); ARGV[1 + i]: the limit of
-/// KEYS[i]; an optional last ARGV `force` spends even past the limit (at most one hour of debt),
-/// for queries already served. Reply: `{admitted (1|0), retry_after_s, limit_1, remaining_1,
-/// reset_s_1, …}`.
+/// ARGV[1]: the cost (0 reads without spending); ARGV[2]: n, the number of buckets; KEYS[1…n]:
+/// the buckets, ARGV[2 + i] the limit of KEYS[i]; an optional ARGV[n + 3] `force` spends even
+/// past the limit (at most one hour of debt), for queries already served. An optional KEYS[n + 1]
+/// is read (GET) when the query is admitted: the answer cache, in the same round trip. Reply:
+/// `{admitted (1|0), retry_after_s, limit_1, remaining_1, reset_s_1, …[, value or false]}`.
 enum RateLimitScript {
     static let script = RedisScript(
         """
@@ -386,12 +405,14 @@ enum RateLimitScript {
         local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
         local period = 3600000000
         local cost = tonumber(ARGV[1])
-        local force = ARGV[#KEYS + 2] == 'force'
+        local count = tonumber(ARGV[2])
+        local force = ARGV[count + 3] == 'force'
         local admitted = 1
         local retry = 0
         local buckets = {}
-        for i, key in ipairs(KEYS) do
-          local limit = tonumber(ARGV[i + 1])
+        for i = 1, count do
+          local key = KEYS[i]
+          local limit = tonumber(ARGV[i + 2])
           local interval = period / limit
           local stored = redis.call('HMGET', key, 'tat', 'limit')
           local tat = tonumber(stored[1]) or now
@@ -422,6 +443,13 @@ enum RateLimitScript {
           table.insert(reply, b[2])
           table.insert(reply, remaining)
           table.insert(reply, math.ceil((tat - now) / 1000000))
+        end
+        if #KEYS > count then
+          if admitted == 1 then
+            table.insert(reply, redis.call('GET', KEYS[count + 1]))
+          else
+            table.insert(reply, false)
+          end
         end
         return reply
         """)

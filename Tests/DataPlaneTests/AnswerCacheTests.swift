@@ -29,6 +29,9 @@ struct AnswerCacheTests {
         #expect(QueryCacheKey.normalize("ÉCOLE") == QueryCacheKey.normalize("école"))
         #expect(QueryCacheKey.normalize("e\u{301}cole") == QueryCacheKey.normalize("école"))
         #expect(QueryCacheKey.normalize("x²") == "x2")
+        // The ASCII fast path and the general path agree.
+        #expect(QueryCacheKey.normalize(" A\tb\n\nC  ") == "a b c")
+        #expect(QueryCacheKey.normalize(" A\tb\n\nC  é") == "a b c é")
         #expect(QueryCacheKey.normalize("two examples") != QueryCacheKey.normalize("three examples"))
     }
 
@@ -119,8 +122,12 @@ struct AnswerCacheTests {
                     snippet: "L = T - V", score: 0.9, canonVersion: "base-v1")
             ], confidence: 0.8, modelUsed: "zora-extractive-local", canonVersion: "base-v1", covered: true)
         #expect(await cache.exact(key) == nil)
-        await cache.store(answer, for: key, ttlSeconds: 300)
-        #expect(await cache.exact(key) == answer)
+        await cache.store(try StoredAnswer(answer), for: key, ttlSeconds: 300)
+        #expect(await cache.exact(key)?.answer == answer)
+        // Bytes that are not an object are ignored, not served.
+        try await redis.send(["SET", .string(key.redisKey), "garbage", "EX", 60])
+        #expect(await cache.exact(key) == nil)
+        await cache.store(try StoredAnswer(answer), for: key, ttlSeconds: 300)
         let ttl = try #require(try await redis.send(["TTL", .string(key.redisKey)]).int)
         #expect(ttl > 290 && ttl <= 300)
         await redis.shutdown()
@@ -129,7 +136,7 @@ struct AnswerCacheTests {
         closed.port = try RedisServerProcess.freePort()
         let down = RedisClient(configuration: closed, logger: Self.logger)
         let unavailable = AnswerCache(redis: down, logger: Self.logger)
-        await unavailable.store(answer, for: key, ttlSeconds: 300)
+        await unavailable.store(try StoredAnswer(answer), for: key, ttlSeconds: 300)
         #expect(await unavailable.exact(key) == nil)
         await down.shutdown()
     }

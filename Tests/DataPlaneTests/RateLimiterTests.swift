@@ -44,7 +44,7 @@ struct RateLimiterTests {
 
     @Test("a key gets exactly its limit; the headers count down; the refusal says when one query fits again")
     func countsDown() async throws {
-        try await Self.withLimiter { limiter, _ in
+        try await Self.withLimiter { limiter, redis in
             let buckets = RateLimitBucket.buckets(key: UUID(), tenant: UUID(), policy: Self.policy(5))
             var remaining: [Int] = []
             for _ in 0..<5 {
@@ -61,6 +61,18 @@ struct RateLimiterTests {
             #expect((3595...3600).contains(refused.reset), "\(refused.reset)")
             #expect(refused.headers[.retryAfter] == String(refused.retryAfter))
             #expect(refused.headers[.rateLimitRemaining] == "0")
+            // The same script reads a key of the tenant when it admits (the answer cache), not when it refuses.
+            let tenant = UUID()
+            let fetching = RateLimitBucket.buckets(key: UUID(), tenant: tenant, policy: Self.policy(1))
+            let cacheKey = "zaas:{t:\(tenant.lowercased)}:qc:test"
+            try await redis.send(["SET", .string(cacheKey), "cached", "EX", 60])
+            let admitted = try await limiter.decide(fetching, fetching: cacheKey)
+            #expect(admitted.decision.admitted && admitted.fetched == Array("cached".utf8))
+            let refusedFetch = try await limiter.decide(fetching, fetching: cacheKey)
+            #expect(!refusedFetch.decision.admitted && refusedFetch.fetched == nil)
+            let missing = try await limiter.decide(
+                RateLimitBucket.buckets(key: UUID(), tenant: tenant, policy: Self.policy(5)), fetching: cacheKey + "x")
+            #expect(missing.decision.admitted && missing.fetched == nil)
             // Reading (cost 0) spends nothing.
             let other = RateLimitBucket.buckets(key: UUID(), tenant: UUID(), policy: Self.policy(5))
             for _ in 0..<3 { #expect(try await limiter.decide(other, cost: 0).remaining == 5) }
