@@ -22,19 +22,7 @@ struct InternalCacheController: Sendable {
     let stored = Counter(label: "zaas_answer_cache_stored_total")
 
     struct Batch: Decodable {
-        let entries: [Entry]
-    }
-
-    struct Entry: Decodable {
-        let tenantId: UUID
-        let digest: String
-        let scope: String
-        let question: String
-        /// Base64 of the question's embedding (little-endian float32); absent with context.
-        let embedding: String?
-        /// The answer as the node caches it, a JSON object in a string.
-        let answer: String
-        let ttlSeconds: Int
+        let entries: [AnswerCacheRecord]
     }
 
     func addRoutes(to router: Router<some RequestContext>) {
@@ -68,7 +56,7 @@ struct InternalCacheController: Sendable {
         }
     }
 
-    static func validate(_ entries: [Entry]) throws {
+    static func validate(_ entries: [AnswerCacheRecord]) throws {
         var errors: [FieldError] = []
         if entries.count > Self.maximumBatch {
             errors.append(FieldError("entries", "at most \(Self.maximumBatch) per batch"))
@@ -99,7 +87,7 @@ struct InternalCacheController: Sendable {
         text.utf8.count == length && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
-    func store(_ entries: [Entry], logger: Logger) async throws -> Int {
+    func store(_ entries: [AnswerCacheRecord], logger: Logger) async throws -> Int {
         guard !entries.isEmpty else { return 0 }
         let rows = try await self.client.query(
             """

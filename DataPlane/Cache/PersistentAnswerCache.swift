@@ -107,35 +107,20 @@ final class PersistentAnswerCache: Service, Sendable {
         }
     }
 
-    private struct WireEntry: Encodable {
-        let tenantId: UUID
-        let digest: String
-        let scope: String
-        let question: String
-        let embedding: String?
-        let answer: String
-        let ttlSeconds: UInt32
-
-        enum CodingKeys: String, CodingKey {
-            case digest, scope, question, embedding, answer
-            case tenantId = "tenant_id"
-            case ttlSeconds = "ttl_seconds"
-        }
-    }
-
     private func send(_ batch: [Entry]) async throws {
-        let entries = try batch.map { entry in
-            WireEntry(
+        let entries = batch.map { entry in
+            AnswerCacheRecord(
                 tenantId: entry.key.tenant, digest: entry.key.digest, scope: entry.key.scope,
                 question: entry.key.question, embedding: entry.embedding.map(Self.encode),
-                answer: String(decoding: entry.answer.json, as: UTF8.self),
-                ttlSeconds: entry.ttlSeconds)
+                answer: String(decoding: entry.answer.json, as: UTF8.self), ttlSeconds: Int(entry.ttlSeconds))
         }
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
         var request = HTTPClientRequest(url: self.settings.controlPlaneURL + "/internal/v1/cache")
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(["entries": entries])))
+        request.body = .bytes(ByteBuffer(bytes: try encoder.encode(["entries": entries])))
         let response = try await self.httpClient.execute(request, timeout: .init(self.settings.timeout + .seconds(5)))
         let body = try await response.body.collect(upTo: 64 * 1024)
         guard response.status == .noContent else {

@@ -127,6 +127,26 @@ extension ProcessClusters {
                 // Back in Redis: found there without asking PostgreSQL (evicting again proves it was there).
                 #expect(try await Self.evictFromRedis(tenant: tenant) == 1)
 
+                // The internal API refuses what it cannot store, precisely, and storing nothing.
+                let internalURL = cluster.control.baseURL + "/internal/v1/cache"
+                let node = TestEnvironment.shared.nodeToken
+                let bad = try await TestHTTP.send(
+                    "POST", internalURL, bearer: node,
+                    json:
+                        #"{"entries": [{"tenant_id": "\#(tenant.uuidString)", "digest": "xyz", "scope": "00", "question": "", "answer": "[1]", "ttl_seconds": 0}]}"#
+                )
+                #expect(bad.status == 422 && bad.headers["content-type"] == "application/problem+json")
+                let fields = ((bad.json?["errors"] as? [[String: Any]]) ?? []).compactMap { $0["field"] as? String }
+                #expect(
+                    Set(fields)
+                        == [
+                            "entries[0].digest", "entries[0].scope", "entries[0].question", "entries[0].answer",
+                            "entries[0].ttl_seconds",
+                        ], "\(bad.text)")
+                #expect(try await TestHTTP.send("POST", internalURL, json: #"{"entries": []}"#).status == 401)
+                #expect(try await TestHTTP.send("GET", internalURL + "/\(tenant)/nothex", bearer: node).status == 404)
+                #expect(try await Self.persisted(cluster, tenant: tenant) >= 1)
+
                 // A publish: the old answers leave PostgreSQL in the background.
                 let update = try await TestHTTP.send(
                     "POST", cluster.nodes[0].baseURL + "/api/v1/canon/update", bearer: key,

@@ -161,66 +161,15 @@ func hitBenchmark() async throws {
     print(
         "\n[hits] one node (release), \(hitClients) concurrent clients, \(hitSeconds) s per route: GET /livez, then POST /api/v1/query (every answer an exact cache hit)"
     )
-    try await TestDatabase.withFresh { database in
-        let directory = ConfigFixtures.temporaryDirectory()
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let settings = TestEnvironment.shared
-        let password = "long enough passphrase 42"
-        let control = try ServerProcess(
-            name: "control", executable: "zaas-control",
-            settings: settings.controlPlaneSettings(database: database.name).merging([
-                "log.level": "warning", "bootstrap.operator_email": "ops@zaas.example",
-                "bootstrap.operator_password": password,
-            ]) { $1 },
-            port: try RedisServerProcess.freePort(), logDirectory: directory)
-        try await control.start()
-        defer { control.stop() }
-        _ = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
-            (try? await TestHTTP.send("GET", control.baseURL + "/healthz"))?.status == 200
-        }
-        let node = try ServerProcess(
-            name: "node", executable: "zaas-data",
-            settings: settings.dataPlaneSettings(
-                controlURL: control.baseURL, nodeID: "node-1", stateDirectory: directory + "/node"
-            ).merging(["log.level": "warning"]) { $1 },
-            port: try RedisServerProcess.freePort(), logDirectory: directory)
-        try await node.start()
-        defer { node.stop() }
-
-        let ops = try require(
-            try await TestHTTP.send(
-                "POST", control.baseURL + "/admin/v1/sessions",
-                json: #"{"email": "ops@zaas.example", "password": "\#(password)"}"#
-            ).json?["token"] as? String)
+    try await BenchStack.with { stack in
+        let node = stack.node
         let entries = CanonArchive().parse(
             folder: TestEnvironment.repositoryRoot.appendingPathComponent("infra/demo-canon").path
         ).entries.map(\.entry)
-        _ = try await TestHTTP.send(
-            "POST", control.baseURL + "/admin/v1/base-canon/versions?publish=true", bearer: ops,
-            json: String(decoding: try JSONEncoder().encode(entries), as: UTF8.self))
-        let tenant = try await TestHTTP.send(
-            "POST", control.baseURL + "/admin/v1/tenants", bearer: ops,
-            json: #"{"name": "Bench", "slug": "bench", "tier": "enterprise"}"#)
-        let tenantID = try require(tenant.json?["id"] as? String)
+        try await stack.publishBaseCanon(String(decoding: try JSONEncoder().encode(entries), as: UTF8.self))
         // A custom Enterprise policy large enough that the run never meets the limit.
-        let quota = try await TestHTTP.send(
-            "PUT", control.baseURL + "/admin/v1/tenants/\(tenantID)/quota-policy", bearer: ops,
-            json: #"{"queries_per_hour": 10000000}"#)
-        guard quota.status == 200 else { throw TestEnvironment.SetupError(message: "quota policy: \(quota.text)") }
-        _ = try await TestHTTP.send(
-            "POST", control.baseURL + "/admin/v1/tenants/\(tenantID)/admins", bearer: ops,
-            json: #"{"email": "admin@bench.example", "password": "\#(password)", "role": "admin"}"#)
-        let admin = try require(
-            try await TestHTTP.send(
-                "POST", control.baseURL + "/admin/v1/sessions",
-                json: #"{"email": "admin@bench.example", "password": "\#(password)"}"#
-            ).json?["token"] as? String)
-        let key = try require(
-            try await TestHTTP.send(
-                "POST", control.baseURL + "/admin/v1/keys", bearer: admin,
-                json: #"{"name": "bench", "scopes": ["query"]}"#
-            ).json?["key"] as? String)
+        let (_, key) = try await stack.makeTenantKey(
+            slug: "bench", tier: "enterprise", quotaPolicy: #"{"queries_per_hour": 10000000}"#)
         let body = #"{"question": "What does Noether's theorem state?"}"#
         let ready = try await TestHTTP.waitUntil(timeout: .seconds(120)) {
             let reply = try await TestHTTP.send(
@@ -304,9 +253,4 @@ func hitBenchmark() async throws {
             .filter { $0.hasPrefix("zaas_cache_lookups_total") }
         print("  node metrics: \(memory.joined(separator: "; "))")
     }
-}
-
-func require<T>(_ value: T?) throws -> T {
-    guard let value else { throw TestEnvironment.SetupError(message: "missing value in a reply") }
-    return value
 }

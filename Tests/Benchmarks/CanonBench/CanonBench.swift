@@ -308,60 +308,13 @@ func queryBenchmark() async throws {
     print(
         "\n[query] one node (release, \(environment["BENCH_EMBED_THREADS"] ?? "1") embedding thread(s)), demo canon as base,"
             + " \(queryClients) concurrent clients, \(querySeconds) s")
-    var logger = Logger(label: "bench-canon")
-    logger.logLevel = .warning
-    try await TestDatabase.withFresh { database in
-        let directory = ConfigFixtures.temporaryDirectory()
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let settings = TestEnvironment.shared
-        let password = "long enough passphrase 42"
-        let control = try ServerProcess(
-            name: "control", executable: "zaas-control",
-            settings: settings.controlPlaneSettings(database: database.name).merging([
-                "log.level": "warning", "bootstrap.operator_email": "ops@zaas.example",
-                "bootstrap.operator_password": password, "canon.build_threads": "2",
-            ]) { $1 },
-            port: try RedisServerProcess.freePort(), logDirectory: directory)
-        try await control.start()
-        defer { control.stop() }
-        _ = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
-            (try? await TestHTTP.send("GET", control.baseURL + "/healthz"))?.status == 200
-        }
-        let node = try ServerProcess(
-            name: "node", executable: "zaas-data",
-            settings: settings.dataPlaneSettings(
-                controlURL: control.baseURL, nodeID: "node-1", stateDirectory: directory + "/node"
-            ).merging(["log.level": "warning", "embeddings.threads": environment["BENCH_EMBED_THREADS"] ?? "1"]) { $1 },
-            port: try RedisServerProcess.freePort(), logDirectory: directory)
-        try await node.start()
-        defer { node.stop() }
-
-        let ops = try require(
-            try await TestHTTP.send(
-                "POST", control.baseURL + "/admin/v1/sessions",
-                json: #"{"email": "ops@zaas.example", "password": "\#(password)"}"#
-            ).json?["token"] as? String)
-        let canon = String(decoding: try JSONEncoder().encode(demoEntries()), as: UTF8.self)
-        _ = try await TestHTTP.send(
-            "POST", control.baseURL + "/admin/v1/base-canon/versions?publish=true", bearer: ops, json: canon)
-        let tenant = try await TestHTTP.send(
-            "POST", control.baseURL + "/admin/v1/tenants", bearer: ops,
-            json: #"{"name": "Bench", "slug": "bench", "tier": "enterprise"}"#)
-        let tenantID = try require(tenant.json?["id"] as? String)
-        _ = try await TestHTTP.send(
-            "POST", control.baseURL + "/admin/v1/tenants/\(tenantID)/admins", bearer: ops,
-            json: #"{"email": "admin@bench.example", "password": "\#(password)", "role": "admin"}"#)
-        let admin = try require(
-            try await TestHTTP.send(
-                "POST", control.baseURL + "/admin/v1/sessions",
-                json: #"{"email": "admin@bench.example", "password": "\#(password)"}"#
-            ).json?["token"] as? String)
-        let key = try require(
-            try await TestHTTP.send(
-                "POST", control.baseURL + "/admin/v1/keys", bearer: admin,
-                json: #"{"name": "bench", "scopes": ["query"]}"#
-            ).json?["key"] as? String)
+    try await BenchStack.with(
+        controlSettings: ["canon.build_threads": "2"],
+        nodeSettings: ["embeddings.threads": environment["BENCH_EMBED_THREADS"] ?? "1"]
+    ) { stack in
+        let node = stack.node
+        try await stack.publishBaseCanon(String(decoding: try JSONEncoder().encode(demoEntries()), as: UTF8.self))
+        let (_, key) = try await stack.makeTenantKey(slug: "bench", tier: "enterprise")
         let questions = try evaluationQuestions().map(\.question)
         // A context of its own on every request: the answer cache (exact and semantic) never
         // answers, so this measures retrieval and the answerer (the extractive answerer ignores
@@ -421,9 +374,4 @@ func queryBenchmark() async throws {
                     Double(memory.residentKiB) / 1024, Double(memory.peakKiB) / 1024))
         }
     }
-}
-
-func require<T>(_ value: T?, _ message: String = "missing value") throws -> T {
-    guard let value else { throw TestEnvironment.SetupError(message: message) }
-    return value
 }

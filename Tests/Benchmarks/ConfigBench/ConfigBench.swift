@@ -228,34 +228,10 @@ func snapshotBenchmark() async throws {
 // MARK: - 3. Propagation of revocations to three nodes
 
 func propagationBenchmark() async throws {
-    try await TestDatabase.withFresh { database in
-        let directory = ConfigFixtures.temporaryDirectory()
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let testEnvironment = TestEnvironment.shared
-        let password = "benchmark passphrase 2026"
-        let control = try ServerProcess(
-            name: "control", executable: "zaas-control",
-            settings: testEnvironment.controlPlaneSettings(database: database.name).merging([
-                "log.level": "warning", "bootstrap.operator_email": "ops@bench.example",
-                "bootstrap.operator_password": password,
-            ]) { $1 },
-            port: try RedisServerProcess.freePort(), logDirectory: directory)
-        try await control.start()
-        defer { control.stop() }
-        _ = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
-            (try? await TestHTTP.send("GET", control.baseURL + "/healthz"))?.status == 200
-        }
-        let nodes = try (1...3).map { index in
-            try ServerProcess(
-                name: "node-\(index)", executable: "zaas-data",
-                settings: testEnvironment.dataPlaneSettings(
-                    controlURL: control.baseURL, nodeID: "node-\(index)", stateDirectory: directory + "/node-\(index)"
-                ).merging(["log.level": "warning"]) { $1 },
-                port: try RedisServerProcess.freePort(), logDirectory: directory)
-        }
-        for node in nodes { try await node.start() }
-        defer { for node in nodes { node.stop() } }
+    try await BenchStack.with(nodeCount: 3) { stack in
+        let control = stack.control
+        let nodes = stack.nodes
+        let password = BenchStack.password
 
         let (_, operatorSession) = try await json(
             "POST", control.baseURL + "/admin/v1/sessions",
