@@ -150,17 +150,19 @@ struct QueryController: Sendable {
         }
         let buckets = RateLimitBucket.buckets(key: context.key.id, tenant: context.tenant.id, policy: context.policy)
         let query: QueryRequest
+        let layers: [CanonLayer]
         do {
             query = try QueryRequest(json: body, citationLimit: Int(context.policy.maxCitations))
+            // A node still loading the canon refuses before counting.
+            layers = try self.layers(for: context.tenant)
         } catch var problem as Problem {
-            // An invalid query does not count, but its answer shows the limits all the same.
+            // An invalid query (or one refused for the canon) does not count, but its answer
+            // shows the limits all the same.
             if let decision = try? await self.limiter.decide(buckets, cost: 0) {
                 problem.headers.append(contentsOf: decision.headers)
             }
             throw problem
         }
-        // A node still loading the canon refuses before counting.
-        let layers = try self.layers(for: context.tenant)
         let key = QueryCacheKey(
             tenant: context.tenant.id, canon: layers.map(\.index.sha256), question: query.question,
             context: query.context, maxCitations: query.maxCitations, modelClass: query.modelPreference.rawValue)
