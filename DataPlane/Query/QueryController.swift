@@ -206,7 +206,10 @@ struct QueryController: Sendable {
         if query.context == nil, let semantic = self.cache.semantic {
             // Words the tenant's canon knows are key terms: a question differing in one is another question.
             let isKeyTerm = { (term: String) in layers.contains { $0.index.documentFrequency(of: term) > 0 } }
-            while let hit = await semantic.lookup(key, vector: vector, threshold: threshold, isKeyTerm: isKeyTerm) {
+            // A neighbour whose answer has expired is forgotten and the next one tried, a few times at most.
+            for _ in 0..<4 {
+                guard let hit = await semantic.lookup(key, vector: vector, threshold: threshold, isKeyTerm: isKeyTerm)
+                else { break }
                 let neighbour = QueryCacheKey.redisKey(tenant: key.tenant, canonTag: key.canonTag, digest: hit.digest)
                 guard let answer = await self.cache.exact(redisKey: neighbour) else {
                     semantic.forget(hit.digest, in: key)
