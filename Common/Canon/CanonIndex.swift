@@ -197,8 +197,9 @@ public final class CanonIndex: @unchecked Sendable {
         return bits
     }
 
-    /// The query quantised like the stored vectors: 8-bit values and their scale.
-    func quantise(_ query: UnsafeBufferPointer<Float>) -> ([Int8], Float) {
+    /// A vector quantised like the stored ones: 8-bit values and their scale (value × scale ≈
+    /// component). The semantic cache uses the same.
+    static func quantise(_ query: some Collection<Float>) -> ([Int8], Float) {
         let largest = query.reduce(Float(0)) { max($0, abs($1)) }
         let scale = largest > 0 ? largest / 127 : 1
         return (query.map { Int8(($0 / scale).rounded().clamped(to: -127...127)) }, scale)
@@ -214,7 +215,7 @@ public final class CanonIndex: @unchecked Sendable {
         isHidden: (Int) -> Bool = { _ in false }
     ) -> [(chunk: Int, score: Float)] {
         guard query.count == self.dimensions, self.chunkCount > 0, limit > 0 else { return [] }
-        let (quantised, queryScale) = self.quantise(query)
+        let (quantised, queryScale) = Self.quantise(query)
         let coarse = !self.sketches.isEmpty && !exhaustive
         var candidates: [UInt32]
         if !coarse {

@@ -119,12 +119,8 @@ public struct SemanticCacheIndex: Sendable {
         return zip(chosen, scores).sorted { $0.1 > $1.1 }.prefix(limit).map { (Int($0.0), $0.1) }
     }
 
-    /// 8-bit values and their scale (value × scale ≈ component).
-    public static func quantise(_ vector: [Float]) -> ([Int8], Float) {
-        let largest = vector.reduce(Float(0)) { max($0, abs($1)) }
-        let scale = largest > 0 ? largest / 127 : 1
-        return (vector.map { Int8(($0 / scale).rounded().clamped(to: -127...127)) }, scale)
-    }
+    /// 8-bit values and their scale, as the canon index quantises.
+    public static func quantise(_ vector: [Float]) -> ([Int8], Float) { CanonIndex.quantise(vector) }
 
     static func sketch(_ quantised: [Int8]) -> [UInt64] {
         quantised.withUnsafeBufferPointer { CanonIndex.signBits($0, count: 1, dimensions: quantised.count) }

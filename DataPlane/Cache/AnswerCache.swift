@@ -26,7 +26,7 @@ struct QueryCacheKey: Sendable, Hashable {
     init(tenant: UUID, canon: [String], question: String, context: String?, maxCitations: Int, modelClass: String) {
         self.tenant = tenant
         self.canonTag = Self.canonTag(canon)
-        self.question = Self.normalize(question)
+        self.question = QuestionGuard.normalize(question)
         var scope = SHA256()
         for field in [
             "zaas-answer-cache-v1", tenant.lowercased, canon.joined(separator: "+"), modelClass, String(maxCitations),
@@ -54,9 +54,6 @@ struct QueryCacheKey: Sendable, Hashable {
     static func canonTag(_ canon: [String]) -> String {
         Data(SHA256.hash(data: Data(canon.joined(separator: "+").utf8))).prefix(8).hex
     }
-
-    /// Unicode NFKC, case folded, runs of white space as one space, trimmed.
-    static func normalize(_ question: String) -> String { QuestionGuard.normalize(question) }
 
     /// Length-prefixed, so fields cannot run into each other.
     private static func frame(_ field: String, into hash: inout SHA256) {

@@ -70,6 +70,26 @@ struct DataPlaneHealthTests {
         return directory
     }
 
+    @Test(
+        "an unknown rate-limit fallback or a semantic threshold out of range stops the node at start, naming the setting"
+    )
+    func cacheAndLimitSettings() async throws {
+        for (setting, value) in [
+            ("rate_limit.redis_fallback", "sometimes"), ("cache.semantic_threshold", "0.5"),
+            ("cache.semantic_threshold", "high"), ("rate_limit.probe_interval_ms", "0"),
+        ] {
+            await #expect(throws: ConfigurationError.self) { try await Self.configuration([setting: value]) }
+            do {
+                _ = try await Self.configuration([setting: value])
+            } catch {
+                #expect("\(error)".contains(setting), "\(error)")
+            }
+        }
+        #expect(try await Self.configuration(["cache.semantic_threshold": "off"]).semanticThreshold == nil)
+        #expect(try await Self.configuration(["cache.semantic_threshold": "0.97"]).semanticThreshold == 0.97)
+        #expect(try await Self.configuration(["rate_limit.redis_fallback": "refuse"]).rateLimit.fallback == .refuse)
+    }
+
     @Test("Redis and the control plane up: 200 ok, with node id and the config version it fetched")
     func healthy() async throws {
         try await Self.withLiveControlPlane { controlURL in
