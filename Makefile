@@ -1,7 +1,7 @@
 # ZaaS: `make run` brings the whole stack up; `make test` runs every test against real services.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-SWIFT_SOURCES := Package.swift Common ControlPlane DataPlane Tests
+SWIFT_SOURCES := Package.swift Common ControlPlane DataPlane Executables Tests
 
 .PHONY: help install model services run stop stop-services build release test bench format format-check clean
 

@@ -13,9 +13,10 @@ let package = Package(
         .executable(name: "zaas-control", targets: ["zaas-control"]),
         .executable(name: "zaas-data", targets: ["zaas-data"]),
         .executable(name: "zaasctl", targets: ["zaasctl"]),
-        .library(name: "Common", targets: ["Common"]),
+        .library(name: "Shared", targets: ["Shared"]),
         .library(name: "Embeddings", targets: ["Embeddings"]),
         .library(name: "Canon", targets: ["Canon"]),
+        .library(name: "Retrieval", targets: ["Retrieval"]),
         .library(name: "ControlPlane", targets: ["ControlPlane"]),
         .library(name: "DataPlane", targets: ["DataPlane"]),
         .executable(name: "bench-admin", targets: ["bench-admin"]),
@@ -40,6 +41,58 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
+        // MARK: Common: what both planes share, one folder per module.
+
+        // Domain types, the config snapshot format, the internal API's wire constants, API keys,
+        // problems, settings, logging and metrics, the Redis client, Argon2id.
+        .target(
+            name: "Shared",
+            dependencies: [
+                "CHiredis",
+                "CArgon2",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Common/Shared",
+            swiftSettings: swiftSettings
+        ),
+        // The canon: entries, uploads and their validation, chunking, the index artifact.
+        .target(
+            name: "Canon",
+            dependencies: [
+                "CZlib", "CKernels", "Embeddings", .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Common/Canon",
+            swiftSettings: swiftSettings
+        ),
+        // Hybrid BM25 + vector retrieval over a tenant's canon layers.
+        .target(
+            name: "Retrieval",
+            dependencies: ["Canon", "CKernels"],
+            path: "Common/Retrieval",
+            swiftSettings: swiftSettings
+        ),
+        // Sentence embeddings in process (all-MiniLM-L6-v2 on OpenBLAS).
+        .target(
+            name: "Embeddings",
+            dependencies: ["CBLAS", "CKernels"],
+            path: "Common/Embeddings",
+            swiftSettings: swiftSettings
+        ),
+        // Hot loops in C, vectorised by the compiler (8-bit dot products, softmax).
+        .target(
+            name: "CKernels",
+            path: "Common/CKernels",
+            cSettings: [.unsafeFlags(["-O3"])]
+        ),
         // System libraries from Debian's -dev packages.
         .systemLibrary(
             name: "CHiredis",
@@ -59,15 +112,6 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-
-        // Sentence embeddings in process (all-MiniLM-L6-v2 on OpenBLAS).
-        .target(
-            name: "Embeddings",
-            dependencies: ["CBLAS", "CKernels"],
-            path: "Common/Embeddings",
-            swiftSettings: swiftSettings
-        ),
-
         .systemLibrary(
             name: "CZlib",
             path: "Common/CZlib",
@@ -75,49 +119,14 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]
         ),
 
-        // Hot loops in C, vectorised by the compiler (8-bit dot products for retrieval).
-        .target(
-            name: "CKernels",
-            path: "Common/CKernels",
-            cSettings: [.unsafeFlags(["-O3"])]
-        ),
+        // MARK: The planes: each a library holding all its logic.
 
-        // The canon: entries, uploads and their validation.
-        .target(
-            name: "Canon",
-            dependencies: [
-                "CZlib", "CKernels", "Embeddings", .product(name: "Yams", package: "Yams"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
-            path: "Common/Canon",
-            swiftSettings: swiftSettings
-        ),
-
-        // What both planes share.
-        .target(
-            name: "Common",
-            dependencies: [
-                "CHiredis",
-                "CArgon2",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            path: "Common/Sources",
-            swiftSettings: swiftSettings
-        ),
-
-        // The control plane: system of record on PostgreSQL.
+        // The control plane: system of record on PostgreSQL, admin API, config distribution,
+        // canon builds, the internal API nodes call.
         .target(
             name: "ControlPlane",
             dependencies: [
-                "Common",
+                "Shared",
                 "Canon",
                 "Embeddings",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -130,20 +139,52 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "ControlPlane",
-            exclude: ["zaas-control", "zaasctl"],
             swiftSettings: swiftSettings
         ),
+        // The data plane: stateless query nodes.
+        .target(
+            name: "DataPlane",
+            dependencies: [
+                "Shared",
+                "Canon",
+                "Retrieval",
+                "Embeddings",
+                "CKernels",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "DataPlane",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Executables: thin entry points.
+
         .executableTarget(
             name: "zaas-control",
             dependencies: [
                 "ControlPlane",
-                "Common",
+                "Shared",
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
-            path: "ControlPlane/zaas-control",
+            path: "Executables/zaas-control",
             swiftSettings: swiftSettings
         ),
-
+        .executableTarget(
+            name: "zaas-data",
+            dependencies: [
+                "DataPlane",
+                "Shared",
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            path: "Executables/zaas-data",
+            swiftSettings: swiftSettings
+        ),
         // The admin CLI: the admin REST API from the shell.
         .executableTarget(
             name: "zaasctl",
@@ -154,45 +195,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            path: "ControlPlane/zaasctl",
+            path: "Executables/zaasctl",
             swiftSettings: swiftSettings
         ),
 
-        // The data plane: stateless query nodes.
-        .target(
-            name: "DataPlane",
-            dependencies: [
-                "Common",
-                "Canon",
-                "Embeddings",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ],
-            path: "DataPlane",
-            exclude: ["zaas-data"],
-            swiftSettings: swiftSettings
-        ),
-        .executableTarget(
-            name: "zaas-data",
-            dependencies: [
-                "DataPlane",
-                "Common",
-                .product(name: "Configuration", package: "swift-configuration"),
-            ],
-            path: "DataPlane/zaas-data",
-            swiftSettings: swiftSettings
-        ),
+        // MARK: Tests. TestSupport finds the local stack's services (started by `make test`).
 
-        // Tests. TestSupport finds the local stack's services (started by `make test`).
         .target(
             name: "TestSupport",
             dependencies: [
-                "Common",
+                "Shared",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -201,12 +213,71 @@ let package = Package(
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
-        // Benchmarks: `make bench` runs every executable named bench-*.
+        .testTarget(
+            name: "SharedTests",
+            dependencies: [
+                "Shared",
+                "TestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            path: "Tests/SharedTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CanonTests",
+            dependencies: ["Canon", "CZlib", "Embeddings", "Retrieval", "TestSupport"],
+            path: "Tests/CanonTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RetrievalTests",
+            dependencies: ["Retrieval", "Canon", "Embeddings", "DataPlane", "TestSupport"],
+            path: "Tests/RetrievalTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EmbeddingsTests",
+            dependencies: ["Embeddings", "TestSupport"],
+            path: "Tests/EmbeddingsTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ControlPlaneTests",
+            dependencies: [
+                "ControlPlane",
+                "Shared",
+                "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Tests/ControlPlaneTests",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DataPlaneTests",
+            dependencies: [
+                "DataPlane",
+                "Canon",
+                "Retrieval",
+                "Embeddings",
+                "ControlPlane",
+                "Shared",
+                "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Tests/DataPlaneTests",
+            swiftSettings: swiftSettings
+        ),
+
+        // Benchmarks: `make bench` runs every executable named bench-* (docs/benchmarks.md).
         .executableTarget(
             name: "bench-admin",
             dependencies: [
                 "ControlPlane",
-                "Common",
+                "Shared",
                 "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -221,7 +292,7 @@ let package = Package(
             dependencies: [
                 "ControlPlane",
                 "DataPlane",
-                "Common",
+                "Shared",
                 "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
@@ -231,7 +302,7 @@ let package = Package(
         .executableTarget(
             name: "bench-canon",
             dependencies: [
-                "Canon", "Embeddings", "ControlPlane", "Common", "TestSupport",
+                "Canon", "Retrieval", "Embeddings", "ControlPlane", "Shared", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/Benchmarks/CanonBench",
@@ -239,7 +310,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "bench-cache",
-            dependencies: ["Canon", "Common", "DataPlane", "TestSupport"],
+            dependencies: ["Canon", "Shared", "DataPlane", "TestSupport"],
             path: "Tests/Benchmarks/CacheBench",
             swiftSettings: swiftSettings
         ),
@@ -247,57 +318,6 @@ let package = Package(
             name: "bench-embeddings",
             dependencies: ["Embeddings", "CBLAS", "TestSupport"],
             path: "Tests/Benchmarks/EmbeddingsBench",
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "CanonTests",
-            dependencies: ["Canon", "CZlib", "Embeddings", "TestSupport"],
-            path: "Tests/CanonTests",
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "EmbeddingsTests",
-            dependencies: ["Embeddings", "TestSupport"],
-            path: "Tests/EmbeddingsTests",
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "CommonTests",
-            dependencies: [
-                "Common",
-                "TestSupport",
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-            ],
-            path: "Tests/CommonTests",
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "ControlPlaneTests",
-            dependencies: [
-                "ControlPlane",
-                "Common",
-                "TestSupport",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-            ],
-            path: "Tests/ControlPlaneTests",
-            swiftSettings: swiftSettings
-        ),
-        .testTarget(
-            name: "DataPlaneTests",
-            dependencies: [
-                "DataPlane",
-                "Canon",
-                "Embeddings",
-                "ControlPlane",
-                "Common",
-                "TestSupport",
-                .product(name: "HummingbirdTesting", package: "hummingbird"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "Yams", package: "Yams"),
-            ],
-            path: "Tests/DataPlaneTests",
             swiftSettings: swiftSettings
         ),
     ]

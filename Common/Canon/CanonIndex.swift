@@ -171,7 +171,7 @@ public final class CanonIndex: @unchecked Sendable {
     }
 
     /// The postings of a term: chunk indexes and how often the term occurs in each.
-    func postings(of term: String) -> (
+    public func postings(of term: String) -> (
         chunks: Slice<UnsafeBufferPointer<UInt32>>, counts: Slice<UnsafeBufferPointer<UInt16>>
     )? {
         guard let range = self.termPostings[term] else { return nil }
@@ -183,7 +183,7 @@ public final class CanonIndex: @unchecked Sendable {
         self.termPostings[term]?.count ?? 0
     }
 
-    static func signBits(_ vectors: UnsafeBufferPointer<Int8>, count: Int, dimensions: Int) -> [UInt64] {
+    public static func signBits(_ vectors: UnsafeBufferPointer<Int8>, count: Int, dimensions: Int) -> [UInt64] {
         let words = dimensions / 64
         var bits = [UInt64](repeating: 0, count: count * words)
         for chunk in 0..<count {
@@ -199,7 +199,7 @@ public final class CanonIndex: @unchecked Sendable {
 
     /// A vector quantised like the stored ones: 8-bit values and their scale (value × scale ≈
     /// component). The semantic cache uses the same.
-    static func quantise(_ query: some Collection<Float>) -> ([Int8], Float) {
+    public static func quantise(_ query: some Collection<Float>) -> ([Int8], Float) {
         let largest = query.reduce(Float(0)) { max($0, abs($1)) }
         let scale = largest > 0 ? largest / 127 : 1
         return (query.map { Int8(($0 / scale).rounded().clamped(to: -127...127)) }, scale)

@@ -64,15 +64,16 @@ public struct Chunker: Sendable {
         return pieces.isEmpty ? [""] : pieces
     }
 
-    struct Block {
-        var text: String
+    /// A paragraph of an entry's body, or a display block kept whole.
+    public struct Block: Sendable {
+        public var text: String
         /// A display equation, environment or code fence: never split.
-        var atomic: Bool
+        public var atomic: Bool
     }
 
     /// Paragraphs separated by blank lines, with display math, environments and code fences kept
     /// whole even when they contain blank lines.
-    static func blocks(_ body: String) -> [Block] {
+    public static func blocks(_ body: String) -> [Block] {
         var blocks: [Block] = []
         var lines: [Substring] = []
         var atomic = false

@@ -1,9 +1,9 @@
-import Common
 import Configuration
 import Hummingbird
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Shared
 
 /// Builds the control plane from configuration: the one composition root.
 public func buildApplication(reader: ConfigReader) async throws -> some ApplicationProtocol {
@@ -12,7 +12,7 @@ public func buildApplication(reader: ConfigReader) async throws -> some Applicat
 }
 
 public func buildApplication(configuration: ControlPlaneConfiguration) async throws -> some ApplicationProtocol {
-    // Before any part of the control plane makes a metric.
+    // Once per process, before any part of the control plane makes a metric.
     PrometheusMetrics.bootstrap()
     var logger = Logger(label: "zaas-control")
     logger.logLevel = configuration.server.logLevel
@@ -20,7 +20,7 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
     let postgres = PostgresClient(configuration: configuration.database.applicationClient, backgroundLogger: logger)
     let auth = try await makeAuthService(postgres: postgres, configuration: configuration)
     let distribution = ConfigDistribution(postgres: postgres, settings: configuration.distribution, logger: logger)
-    let builder = CanonBuilder(
+    let builder = CanonBuildWorker(
         postgres: postgres, modelDirectory: configuration.canon.modelDirectory,
         threads: configuration.canon.buildThreads, logger: logger)
     let router = try buildRouter(
@@ -69,10 +69,11 @@ func buildRouter(
     postgres: PostgresClient,
     auth: AuthService,
     distribution: ConfigDistribution,
-    builder: CanonBuilder,
+    builder: CanonBuildWorker,
     configuration: ControlPlaneConfiguration
 ) throws -> Router<AdminRequestContext> {
-    let canonStore = CanonStore(database: ScopedDatabase(client: postgres))
+    let database = ScopedDatabase(client: postgres)
+    let canonStore = CanonStore(database: database)
     let router = Router(context: AdminRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: ProblemMiddleware())
@@ -80,24 +81,20 @@ func buildRouter(
     router.addMetricsRoute()
     HealthController(postgres: postgres, timeout: .seconds(2)).addRoutes(to: router)
     // Before the session authenticator: nodes authenticate with their own credential.
-    distribution.addRoutes(to: router)
-    InternalCanonController(
-        credential: NodeCredential(token: configuration.distribution.nodeToken), store: canonStore, builder: builder,
-        settings: configuration.canon
+    InternalRoutes(
+        credential: NodeCredential(token: configuration.distribution.nodeToken),
+        distribution: distribution,
+        canon: InternalCanonController(store: canonStore, builder: builder, settings: configuration.canon),
+        cache: AnswerCacheController(store: AnswerCacheStore(client: postgres))
     ).addRoutes(to: router)
-    InternalCacheController(credential: NodeCredential(token: configuration.distribution.nodeToken), client: postgres)
-        .addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
     SessionController(auth: auth).addRoutes(to: router)
-    TenantController(
-        database: ScopedDatabase(client: postgres),
-        accounts: AdminAccounts(hasher: auth.hasher)
-    ).addRoutes(to: router)
+    TenantController(store: TenantStore(database: database)).addRoutes(to: router)
+    AdminController(store: AdminStore(database: database), hasher: auth.hasher).addRoutes(to: router)
     KeyController(
-        database: ScopedDatabase(client: postgres),
-        digester: try APIKeyDigester(pepper: configuration.keyPepper)
+        store: KeyStore(database: database, digester: try APIKeyDigester(pepper: configuration.keyPepper))
     ).addRoutes(to: router)
-    distribution.addAdminRoutes(to: router)
+    distribution.nodeController.addRoutes(to: router)
     CanonController(store: canonStore, builder: builder, settings: configuration.canon).addRoutes(to: router)
     return router
 }

@@ -1,5 +1,5 @@
-import Common
 import Configuration
+import Shared
 
 /// Everything the control plane reads from configuration, validated at start.
 public struct ControlPlaneConfiguration: Sendable {
@@ -16,68 +16,6 @@ public struct ControlPlaneConfiguration: Sendable {
     public var canon: CanonSettings
     /// How often expired answers and answers of replaced canon versions leave the persistent cache.
     public var cacheSweepInterval: Duration
-
-    /// Canon uploads and builds.
-    public struct CanonSettings: Sendable {
-        /// The sentence-transformers model the builder embeds chunks with (the nodes' model).
-        public var modelDirectory: String
-        /// Embedding threads of one build.
-        public var buildThreads: Int
-        /// Largest upload body.
-        public var maximumUploadBytes: Int
-        /// Largest single file in an upload (Markdown, JSON, NDJSON, or inside an archive).
-        public var maximumFileBytes: Int
-
-        init(reader: ConfigReader) throws {
-            self.modelDirectory = try reader.setting("embeddings.model_dir")
-            self.buildThreads = try reader.setting("canon.build_threads", in: 1...64)
-            self.maximumUploadBytes = (try reader.setting("canon.max_upload_mib", in: 1...1024)) << 20
-            self.maximumFileBytes = (try reader.setting("canon.max_file_mib", in: 1...256)) << 20
-        }
-    }
-
-    /// How configuration reaches data-plane nodes.
-    public struct DistributionSettings: Sendable {
-        /// Signs every config document (Ed25519; `config.signing_key`, the 32-byte seed in hex).
-        public var signingKey: ConfigSigningKey
-        /// The credential nodes present on the internal API (`nodes.token`, at least 32 characters).
-        public var nodeToken: String
-        /// The longest a watch request is held open when nothing changes.
-        public var maximumWait: Duration
-        /// Handed to nodes: how often they report last-used times.
-        public var usageReportInterval: Duration
-        /// Change-log entries older than this are compacted; nodes further behind get a full snapshot.
-        public var changeLogRetention: Duration
-        /// A node not seen for this long is listed as `stale`.
-        public var nodeStaleAfter: Duration
-
-        public var nodeSettings: DataPlaneSettings {
-            DataPlaneSettings(
-                usageReportIntervalMilliseconds: UInt32(
-                    clamping: self.usageReportInterval.components.seconds * 1000
-                        + self.usageReportInterval.components.attoseconds / 1_000_000_000_000_000))
-        }
-
-        init(reader: ConfigReader) throws {
-            do {
-                self.signingKey = try ConfigSigningKey(
-                    hexSeed: try reader.setting("config.signing_key", isSecret: true))
-            } catch let error as ConfigKeyError {
-                throw ConfigurationError.invalid(key: "config.signing_key", value: "(hidden)", expected: "\(error)")
-            }
-            self.nodeToken = try reader.setting("nodes.token", isSecret: true)
-            guard self.nodeToken.utf8.count >= 32 else {
-                throw ConfigurationError.invalid(
-                    key: "nodes.token", value: "(hidden)", expected: "at least 32 characters")
-            }
-            self.maximumWait = .seconds(try reader.setting("config.watch_max_wait_seconds", in: 1...300))
-            self.usageReportInterval = .milliseconds(
-                try reader.setting("config.usage_report_interval_ms", in: 100...3_600_000))
-            self.changeLogRetention = .seconds(
-                3600 * (try reader.setting("config.change_log_retention_hours", in: 1...8760)))
-            self.nodeStaleAfter = .seconds(try reader.setting("nodes.stale_after_seconds", in: 5...86_400))
-        }
-    }
 
     public init(reader: ConfigReader) throws {
         self.server = try ServerSettings(reader: reader)

@@ -1,6 +1,6 @@
-import Common
 import Foundation
 import Hummingbird
+import Shared
 
 /// Who is calling the admin API, once their session is verified.
 public enum Principal: Sendable, Equatable {
@@ -118,31 +118,5 @@ extension Problem {
             status: .preconditionFailed,
             detail: "The resource changed since you read it (If-Match does not match its ETag). Read it again."
         )
-    }
-
-    /// Input that parsed but is not acceptable; `errors` lists every problem, by field.
-    public static func validation(_ errors: [FieldError]) -> Problem {
-        Problem(
-            slug: "validation-failed",
-            title: "Unprocessable Content",
-            status: .unprocessableContent,
-            detail: errors.map { "\($0.field): \($0.message)" }.joined(separator: "; "),
-            extensions: [
-                "errors": .array(
-                    errors.map { .object(["field": .string($0.field), "message": .string($0.message)]) }
-                )
-            ]
-        )
-    }
-}
-
-/// One invalid field of a request.
-public struct FieldError: Sendable, Equatable {
-    public var field: String
-    public var message: String
-
-    public init(_ field: String, _ message: String) {
-        self.field = field
-        self.message = message
     }
 }

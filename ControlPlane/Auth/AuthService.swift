@@ -1,8 +1,8 @@
-import Common
 import Foundation
 import HTTPTypes
 import Logging
 import PostgresNIO
+import Shared
 
 /// Signs admins and operators in and out, and resolves session tokens.
 struct AuthService: Sendable {

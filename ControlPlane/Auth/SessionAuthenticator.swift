@@ -1,7 +1,7 @@
-import Common
 import Foundation
 import Hummingbird
 import Logging
+import Shared
 
 /// Reads `Authorization: Bearer zsess_…` and, when the session is current, puts its principal on
 /// the context. No header leaves the context anonymous (protected routes then answer 401); a bad

@@ -1,6 +1,6 @@
-import Common
 import Foundation
 import Hummingbird
+import Shared
 
 /// `POST /admin/v1/sessions` (sign in), `DELETE /admin/v1/sessions/current` (sign out),
 /// `GET /admin/v1/me`.

@@ -1,6 +1,6 @@
-import Common
 import Crypto
 import Foundation
+import Shared
 
 /// An admin session token: `zsess_` and 64 hex digits (256 random bits). Only its SHA-256 is
 /// stored; with that much entropy a plain hash is enough.

@@ -1,10 +1,10 @@
 import Canon
-import Common
 import Crypto
 import Foundation
 import HTTPTypes
 import Logging
 import PostgresNIO
+import Shared
 
 /// Whose canon: the platform's base canon (operators) or one tenant's overlay, and who acts.
 enum CanonOwner: Sendable, Equatable {
@@ -400,6 +400,29 @@ struct CanonStore: Sendable {
             logger: logger
         ).decode(UUID.self) { current = id }
         return current
+    }
+
+    /// An artifact's bytes by SHA-256, whoever owns the version (nodes fetch by hash).
+    func artifact(sha256: String, logger: Logger) async throws -> ByteBuffer? {
+        let rows = try await self.database.client.query("SELECT zaas_canon_artifact(\(sha256))", logger: logger)
+        for try await bytes in rows.decode(ByteBuffer?.self) { return bytes }
+        return nil
+    }
+
+    /// Whether the tenant's tier or quota policy allows canon updates (Enterprise).
+    func canonUpdatesAllowed(tenantID: UUID, logger: Logger) async throws -> Bool {
+        try await self.database.withTenant(tenantID, logger: logger) { connection in
+            var allowed = false
+            for try await value in try await connection.query(
+                """
+                SELECT coalesce(p.canon_updates_allowed, tr.canon_updates_allowed)
+                FROM tenants t JOIN tiers tr ON tr.id = t.tier_id LEFT JOIN quota_policies p ON p.tenant_id = t.id
+                WHERE t.id = \(tenantID)
+                """,
+                logger: logger
+            ).decode(Bool.self) { allowed = value }
+            return allowed
+        }
     }
 }
 

@@ -1,8 +1,8 @@
-import Common
 import Hummingbird
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Shared
 
 /// The parts that take configuration from PostgreSQL to data-plane nodes, built once per process:
 /// the routes use them, and the listener and compactor run as services beside the server.
@@ -11,10 +11,10 @@ public struct ConfigDistribution: Sendable {
     let notifier: ConfigChangeNotifier
     let documents: ConfigDocumentCache
     let registry: NodeRegistry
-    let settings: ControlPlaneConfiguration.DistributionSettings
+    let settings: DistributionSettings
     let services: [any Service]
 
-    public init(postgres: PostgresClient, settings: ControlPlaneConfiguration.DistributionSettings, logger: Logger) {
+    public init(postgres: PostgresClient, settings: DistributionSettings, logger: Logger) {
         let source = ConfigSource(client: postgres, settings: settings.nodeSettings)
         let notifier = ConfigChangeNotifier()
         self.source = source
@@ -29,21 +29,15 @@ public struct ConfigDistribution: Sendable {
         ]
     }
 
-    func addRoutes(to router: Router<AdminRequestContext>) {
-        InternalController(
-            credential: NodeCredential(token: self.settings.nodeToken),
-            source: self.source,
-            documents: self.documents,
-            notifier: self.notifier,
-            registry: self.registry,
-            maximumWait: self.settings.maximumWait
-        ).addRoutes(to: router)
+    /// The watch route of the internal API.
+    var watchController: ConfigWatchController {
+        ConfigWatchController(
+            source: self.source, documents: self.documents, notifier: self.notifier, registry: self.registry,
+            maximumWait: self.settings.maximumWait)
     }
 
-    func addAdminRoutes(to router: Router<AdminRequestContext>) {
-        NodeController(client: self.registry.client, source: self.source, staleAfter: self.registry.staleAfter)
-            .addRoutes(to: router)
-    }
+    /// `GET /admin/v1/nodes`.
+    var nodeController: NodeController { NodeController(registry: self.registry, source: self.source) }
 }
 
 /// Drops change-log entries older than the retention, hourly. Nodes that were behind them get a

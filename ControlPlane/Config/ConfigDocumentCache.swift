@@ -1,5 +1,5 @@
-import Common
 import Logging
+import Shared
 
 /// Signed config documents, built once per (version held, head) and shared: when a change lands,
 /// every node asks for the same delta at the same moment, and only the first request builds it.

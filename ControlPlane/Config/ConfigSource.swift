@@ -1,7 +1,7 @@
-import Common
 import Foundation
 import Logging
 import PostgresNIO
+import Shared
 
 /// Builds what nodes enforce from PostgreSQL: full snapshots, and deltas from the change log.
 ///

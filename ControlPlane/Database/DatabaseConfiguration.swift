@@ -1,6 +1,6 @@
-import Common
 import Configuration
 import PostgresNIO
+import Shared
 
 /// How the control plane reaches PostgreSQL: as the application role for requests, and as the
 /// owner role only to run migrations at start.

@@ -1,6 +1,6 @@
-import Common
 import Foundation
 import Hummingbird
+import Shared
 
 /// `?limit=` (1…200, default 50) and `?cursor=` (the last id of the previous page) of a list request.
 struct PageRequest: Sendable {

@@ -1,6 +1,6 @@
-import Common
 import Foundation
 import Hummingbird
+import Shared
 
 /// Reads a JSON request body strictly: a JSON object, no fields the endpoint does not know,
 /// within the context's size limit. Each failure is a precise problem, and nothing is changed.
@@ -16,12 +16,7 @@ enum StrictJSON {
         if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
             throw Problem.unsupportedMediaType("Send the body as application/json.")
         }
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limit)
-        } catch {
-            throw Problem.payloadTooLarge("The body is larger than \(limit) bytes.")
-        }
+        let buffer = try await request.collectBody(upTo: limit)
         let data = Data(buffer.readableBytesView)
         let object: Any
         do {

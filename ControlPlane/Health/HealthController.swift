@@ -1,7 +1,7 @@
-import Common
 import Hummingbird
 import Logging
 import PostgresNIO
+import Shared
 
 /// `GET /healthz`: PostgreSQL reachable as the application role, and every migration this binary
 /// knows applied.

@@ -1,7 +1,7 @@
-import Common
 import Foundation
 import Logging
 import PostgresNIO
+import Shared
 
 /// A tenant as the admin API shows it: its tier and the limits in force (tier, overridden by the
 /// tenant's quota policy where it says so).

@@ -1,6 +1,6 @@
-import Common
 import Configuration
 import Foundation
+import Shared
 
 /// Everything a data-plane node reads from configuration, validated at start.
 public struct DataPlaneConfiguration: Sendable {
@@ -8,15 +8,12 @@ public struct DataPlaneConfiguration: Sendable {
     /// This node's name in logs, metrics and (later) the node registry.
     public var nodeID: String
     public var redis: RedisConfiguration
-    public var controlPlaneURL: String
-    /// Connect timeout towards the control plane.
-    public var controlPlaneTimeout: Duration
+    /// The control plane's internal API: URL, this node's credential, connect timeout.
+    public var controlPlane: ControlPlaneClient.Settings
     /// How long the control plane may hold a watch request open.
     public var watchWait: Duration
     /// The longest pause between retries while the control plane is unreachable.
     public var maximumBackoff: Duration
-    /// The credential this node presents on the control plane's internal API.
-    public var nodeToken: String
     /// The control plane's Ed25519 public key: configuration signed by anything else is refused.
     public var verificationKey: ConfigVerificationKey
     /// The pepper API key digests are keyed with (the control plane's `keys.pepper`).
@@ -59,11 +56,11 @@ public struct DataPlaneConfiguration: Sendable {
         guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
             throw ConfigurationError.invalid(key: "control.url", value: url, expected: "an http(s) URL")
         }
-        self.controlPlaneURL = url.hasSuffix("/") ? String(url.dropLast()) : url
-        self.controlPlaneTimeout = .milliseconds(try reader.setting("control.timeout_ms", in: 50...60_000))
+        self.controlPlane = ControlPlaneClient.Settings(
+            url: url, nodeToken: try reader.setting("nodes.token", isSecret: true),
+            timeout: .milliseconds(try reader.setting("control.timeout_ms", in: 50...60_000)))
         self.watchWait = .seconds(try reader.setting("control.watch_wait_seconds", in: 1...300))
         self.maximumBackoff = .milliseconds(try reader.setting("control.max_backoff_ms", in: 100...60_000))
-        self.nodeToken = try reader.setting("nodes.token", isSecret: true)
         do {
             self.verificationKey = try ConfigVerificationKey(hex: try reader.setting("config.public_key"))
         } catch let error as ConfigKeyError {

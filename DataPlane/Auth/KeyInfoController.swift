@@ -1,6 +1,6 @@
-import Common
 import Foundation
 import Hummingbird
+import Shared
 
 /// `GET /api/v1/key`: what the calling key is and what its tenant may do, as this node enforces it.
 /// Any valid key may ask; clients use it to check a key and read their limits.

@@ -1,5 +1,5 @@
-import Common
 import Foundation
+import Shared
 
 /// Who is calling, once their API key checked out against the configuration the node holds.
 public struct Caller: Sendable {

@@ -1,126 +1,28 @@
-import Canon
-import Common
-import Crypto
 import Foundation
-import HTTPTypes
 import Logging
 import Metrics
-import Synchronization
+import Shared
 
-/// What identifies a cached answer.
+/// The answer cache, one façade over three tiers, asked in this order:
 ///
-/// `scope` is everything but the question: the tenant, the canon versions searched (their
-/// artifacts' SHA-256, so a published version changes every key and scope at once), the model
-/// class and `max_citations`. The semantic cache filters on it exactly before comparing
-/// questions. `digest` adds the normalised question and the context's digest: the exact cache's key.
-struct QueryCacheKey: Sendable, Hashable {
-    let tenant: UUID
-    /// The canon versions alone, short: part of every Redis key of the caches, so the keys of
-    /// replaced versions can be found and removed (`CacheSweeper`).
-    let canonTag: String
-    let scope: String
-    let digest: String
-    /// NFKC, case folded, whitespace collapsed.
-    let question: String
-
-    init(tenant: UUID, canon: [String], question: String, context: String?, maxCitations: Int, modelClass: String) {
-        self.tenant = tenant
-        self.canonTag = Self.canonTag(canon)
-        self.question = QuestionGuard.normalize(question)
-        var scope = SHA256()
-        for field in [
-            "zaas-answer-cache-v1", tenant.lowercased, canon.joined(separator: "+"), modelClass, String(maxCitations),
-        ] {
-            Self.frame(field, into: &scope)
-        }
-        let scopeDigest = Data(scope.finalize())
-        self.scope = scopeDigest.prefix(16).hex
-        var exact = SHA256()
-        exact.update(data: scopeDigest)
-        Self.frame(self.question, into: &exact)
-        // A query without context and one with an empty context are the same query.
-        Self.frame(context.map { Data(SHA256.hash(data: Data($0.utf8))).hex } ?? "", into: &exact)
-        self.digest = Data(exact.finalize()).hex
-    }
-
-    /// The key in Redis; the tenant's hash tag keeps a tenant's cache on one Cluster shard.
-    var redisKey: String { Self.redisKey(tenant: self.tenant, canonTag: self.canonTag, digest: self.digest) }
-
-    static func redisKey(tenant: UUID, canonTag: String, digest: String) -> String {
-        "zaas:{t:\(tenant.lowercased)}:qc:\(canonTag):\(digest)"
-    }
-
-    /// 16 hex digits of the SHA-256 of the canon versions' artifact digests.
-    static func canonTag(_ canon: [String]) -> String {
-        Data(SHA256.hash(data: Data(canon.joined(separator: "+").utf8))).prefix(8).hex
-    }
-
-    /// Length-prefixed, so fields cannot run into each other.
-    private static func frame(_ field: String, into hash: inout SHA256) {
-        let bytes = Data(field.utf8)
-        withUnsafeBytes(of: UInt32(bytes.count).bigEndian) { hash.update(bufferPointer: $0) }
-        hash.update(data: bytes)
-    }
-}
-
-extension Data {
-    var hex: String { Hex.encode(self) }
-}
-
-/// An answer as the cache keeps it.
-struct CachedAnswer: Codable, Sendable, Equatable {
-    var answer: String
-    var citations: [Citation]
-    var confidence: Double
-    var modelUsed: String
-    var canonVersion: String
-    var covered: Bool
-
-    enum CodingKeys: String, CodingKey {
-        case answer, citations, confidence, covered
-        case modelUsed = "model_used"
-        case canonVersion = "canon_version"
-    }
-}
-
-/// An answer as stored: `CachedAnswer` encoded once, as a JSON object whose fields are the
-/// response's. A hit is answered by adding `cache_hit` and a fresh `query_id` to these bytes,
-/// without decoding or encoding the answer again.
-struct StoredAnswer: Sendable, Equatable {
-    let json: [UInt8]
-
-    init(_ answer: CachedAnswer) throws {
-        self.json = Array(try AnswerCache.encoder.encode(answer))
-    }
-
-    /// Bytes from a cache: accepted when they hold a non-empty JSON object (as this code writes them).
-    init?(bytes: [UInt8]) {
-        guard bytes.count > 2, bytes.first == UInt8(ascii: "{"), bytes.last == UInt8(ascii: "}") else { return nil }
-        self.json = bytes
-    }
-
-    var answer: CachedAnswer? { try? AnswerCache.decoder.decode(CachedAnswer.self, from: Data(self.json)) }
-}
-
-/// Which cache answered (`X-ZaaS-Cache`).
-enum CacheOutcome: String, Sendable {
-    case exact, semantic, miss
-}
-
-/// The exact answer cache in Redis, with the tier's TTL, and behind it the persistent tier in
-/// PostgreSQL (`PersistentAnswerCache`) when the node has one.
+/// 1. exact, in Redis with the tier's TTL (usually read by the rate limiter's script already);
+/// 2. persistent, in PostgreSQL through the control plane (`PersistentAnswerCache`): answers
+///    Redis lost to a restart or an eviction;
+/// 3. semantic (`SemanticAnswerCache`), for questions without context: the nearest cached
+///    question of the same scope, above the similarity threshold.
 ///
-/// The cache never fails a query: Redis errors are counted and logged, and the query is answered
-/// as a miss.
+/// A hit of tiers 2 and 3 is written back to the exact tier; a computed answer goes to every tier.
+/// The cache never fails a query: errors are counted and logged, and the query is a miss.
 final class AnswerCache: Sendable {
     let redis: RedisClient
-    let persistent: PersistentAnswerCache?
-    let semantic: SemanticCache?
+    private let persistent: PersistentAnswerCache?
+    private let semantic: SemanticAnswerCache?
     private let logger: Logger
     private let errors = Counter(label: "zaas_cache_errors_total")
 
     init(
-        redis: RedisClient, persistent: PersistentAnswerCache? = nil, semantic: SemanticCache? = nil, logger: Logger
+        redis: RedisClient, persistent: PersistentAnswerCache? = nil, semantic: SemanticAnswerCache? = nil,
+        logger: Logger
     ) {
         self.redis = redis
         self.persistent = persistent
@@ -128,39 +30,55 @@ final class AnswerCache: Sendable {
         self.logger = logger
     }
 
-    func exact(_ key: QueryCacheKey) async -> StoredAnswer? {
-        await self.exact(redisKey: key.redisKey)
+    // MARK: Lookups
+
+    /// The exact tier: the bytes the rate limiter's script read with its decision, or (when it
+    /// decided without Redis) a read of its own.
+    func exact(_ key: QueryCacheKey, prefetched: RedisPrefetch = .notRead) async -> StoredAnswer? {
+        switch prefetched {
+        case .read(let bytes): bytes.flatMap { self.validated($0, key: key.redisKey) }
+        case .notRead: await self.exact(redisKey: key.redisKey)
+        }
     }
 
-    func exact(redisKey: String) async -> StoredAnswer? {
-        do {
-            let reply = try await self.redis.send(["GET", .string(redisKey)])
-            guard let bytes = reply.bytes else { return nil }
-            guard let stored = StoredAnswer(bytes: bytes) else {
-                self.errors.increment()
-                self.logger.warning(
-                    "answer cache entry is not a JSON object; ignored", metadata: ["key": "\(redisKey)"])
-                return nil
+    /// The persistent tier, after an exact miss; a hit goes back into Redis for the time it has left.
+    func recovered(_ key: QueryCacheKey) async -> StoredAnswer? {
+        guard let (stored, remaining) = await self.persistent?.lookup(key) else { return nil }
+        await self.storeExact(stored, for: key, ttlSeconds: remaining)
+        return stored
+    }
+
+    /// The semantic tier, for a question without context: the answer of the nearest cached
+    /// question that clears `threshold` (the node's when nil) and the guard, and its similarity.
+    /// A neighbour whose answer has expired is forgotten and the next tried, a few times at most.
+    func similar(
+        _ key: QueryCacheKey, vector: [Float], threshold: Float?, ttlSeconds: UInt32, isKeyTerm: (String) -> Bool
+    ) async -> (StoredAnswer, similarity: Float)? {
+        guard !key.hasContext, let semantic = self.semantic else { return nil }
+        for _ in 0..<4 {
+            guard let hit = await semantic.lookup(key, vector: vector, threshold: threshold, isKeyTerm: isKeyTerm)
+            else { return nil }
+            let neighbour = QueryCacheKey.redisKey(tenant: key.tenant, canonTag: key.canonTag, digest: hit.digest)
+            guard let answer = await self.exact(redisKey: neighbour) else {
+                semantic.forget(hit.digest, in: key)
+                continue
             }
-            return stored
-        } catch {
-            self.errors.increment()
-            self.logger.debug("answer cache lookup failed", metadata: ["error": "\(error)"])
-            return nil
+            await self.storeExact(answer, for: key, ttlSeconds: ttlSeconds)
+            return (answer, hit.similarity)
         }
+        return nil
     }
 
-    /// Stores with the TTL. Awaited by the single flight that computed the answer, so a caller
-    /// arriving just after it finds the answer rather than computing it again (one round trip;
-    /// a Redis that is down fails fast).
-    func store(_ answer: StoredAnswer, for key: QueryCacheKey, ttlSeconds: UInt32) async {
-        guard ttlSeconds > 0 else { return }
-        do {
-            try await self.redis.send(["SET", .string(key.redisKey), .bytes(answer.json), "EX", .int(ttlSeconds)])
-        } catch {
-            self.errors.increment()
-            self.logger.debug("answer cache write failed", metadata: ["error": "\(error)"])
-        }
+    // MARK: Storing
+
+    /// A computed answer into every tier: Redis (awaited, so a caller arriving just after finds
+    /// it), the semantic index (questions without context, with their `vector`) and the
+    /// persistent tier's queue.
+    func store(_ answer: StoredAnswer, for key: QueryCacheKey, vector: [Float]? = nil, ttlSeconds: UInt32) async {
+        await self.storeExact(answer, for: key, ttlSeconds: ttlSeconds)
+        let semanticVector = key.hasContext ? nil : vector
+        if let semanticVector { await self.semantic?.add(key, vector: semanticVector, ttlSeconds: ttlSeconds) }
+        self.persistent?.enqueue(.init(key: key, answer: answer, embedding: semanticVector, ttlSeconds: ttlSeconds))
     }
 
     /// Counts a lookup's outcome for the tenant: `zaas_cache_lookups_total{tenant, result}`.
@@ -171,39 +89,36 @@ final class AnswerCache: Sendable {
         ).increment()
     }
 
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
-    static let decoder = JSONDecoder()
-}
+    // MARK: The exact tier in Redis
 
-/// Concurrent identical work on one node done once: the first caller runs it, the others wait
-/// for its result.
-final class SingleFlight<Value: Sendable>: Sendable {
-    private let inFlight = Mutex<[String: Task<Value, any Error>]>([:])
-
-    /// The value, and whether this caller waited for another's work.
-    func run(_ key: String, _ work: @escaping @Sendable () async throws -> Value) async throws -> (Value, shared: Bool)
-    {
-        let (task, shared) = self.inFlight.withLock { flights -> (Task<Value, any Error>, Bool) in
-            if let running = flights[key] { return (running, true) }
-            // Inserted under the lock before the task can take it to remove itself.
-            let task = Task {
-                defer { _ = self.inFlight.withLock { $0.removeValue(forKey: key) } }
-                return try await work()
-            }
-            flights[key] = task
-            return (task, false)
+    func exact(redisKey: String) async -> StoredAnswer? {
+        do {
+            let reply = try await self.redis.send(["GET", .string(redisKey)])
+            return reply.bytes.flatMap { self.validated($0, key: redisKey) }
+        } catch {
+            self.errors.increment()
+            self.logger.debug("answer cache lookup failed", metadata: ["error": "\(error)"])
+            return nil
         }
-        return (try await task.value, shared)
     }
 
-    var count: Int { self.inFlight.withLock { $0.count } }
-}
+    private func validated(_ bytes: [UInt8], key: String) -> StoredAnswer? {
+        guard let stored = StoredAnswer(bytes: bytes) else {
+            self.errors.increment()
+            self.logger.warning("answer cache entry is not a JSON object; ignored", metadata: ["key": "\(key)"])
+            return nil
+        }
+        return stored
+    }
 
-extension HTTPField.Name {
-    static let zaasCache = HTTPField.Name("X-ZaaS-Cache")!
-    static let zaasCacheSimilarity = HTTPField.Name("X-ZaaS-Cache-Similarity")!
+    /// One round trip; a Redis that is down fails fast.
+    private func storeExact(_ answer: StoredAnswer, for key: QueryCacheKey, ttlSeconds: UInt32) async {
+        guard ttlSeconds > 0 else { return }
+        do {
+            try await self.redis.send(["SET", .string(key.redisKey), .bytes(answer.json), "EX", .int(ttlSeconds)])
+        } catch {
+            self.errors.increment()
+            self.logger.debug("answer cache write failed", metadata: ["error": "\(error)"])
+        }
+    }
 }

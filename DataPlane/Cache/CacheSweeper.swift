@@ -1,9 +1,9 @@
 import Canon
-import Common
 import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
+import Shared
 import Synchronization
 
 /// Removes from Redis the cached answers and semantic streams of canon versions a publish has

@@ -1,11 +1,9 @@
-import AsyncHTTPClient
-import Common
 import Foundation
 import Logging
 import Metrics
 import NIOCore
-import NIOHTTP1
 import ServiceLifecycle
+import Shared
 import Synchronization
 
 /// The answer cache's second tier: answers kept in PostgreSQL through the control plane, so a
@@ -25,18 +23,12 @@ final class PersistentAnswerCache: Service, Sendable {
         let ttlSeconds: UInt32
     }
 
-    struct Settings: Sendable {
-        var controlPlaneURL: String
-        var nodeToken: String
-        var timeout: Duration
-        var interval: Duration = .milliseconds(250)
-    }
-
     static let maximumPending = 10_000
     static let batchSize = 200
 
-    private let settings: Settings
-    private let httpClient: HTTPClient
+    private let control: ControlPlaneClient
+    /// How often queued answers go out.
+    private let interval: Duration
     private let isReachable: @Sendable () -> Bool
     private let logger: Logger
     private let pending = Mutex<[String: Entry]>([:])
@@ -46,10 +38,11 @@ final class PersistentAnswerCache: Service, Sendable {
     private let lookupErrors = Counter(label: "zaas_persistent_cache_lookup_errors_total")
 
     init(
-        settings: Settings, httpClient: HTTPClient, isReachable: @escaping @Sendable () -> Bool, logger: Logger
+        control: ControlPlaneClient, interval: Duration = .milliseconds(250),
+        isReachable: @escaping @Sendable () -> Bool, logger: Logger
     ) {
-        self.settings = settings
-        self.httpClient = httpClient
+        self.control = control
+        self.interval = interval
         self.isReachable = isReachable
         self.logger = logger
     }
@@ -67,11 +60,11 @@ final class PersistentAnswerCache: Service, Sendable {
 
     public func run() async throws {
         try? await cancelWhenGracefulShutdown {
-            var pause = self.settings.interval
+            var pause = self.interval
             while !Task.isCancelled {
                 try await Task.sleep(for: pause)
                 // After a failure, wait longer (doubling, up to 10 s) before the next try.
-                pause = await self.flush() ? self.settings.interval : min(pause * 2, .seconds(10))
+                pause = await self.flush() ? self.interval : min(pause * 2, .seconds(10))
             }
         }
         // What was answered since the last batch goes out before the node stops.
@@ -108,52 +101,32 @@ final class PersistentAnswerCache: Service, Sendable {
     }
 
     private func send(_ batch: [Entry]) async throws {
-        let entries = batch.map { entry in
+        let records = batch.map { entry in
             AnswerCacheRecord(
                 tenantId: entry.key.tenant, digest: entry.key.digest, scope: entry.key.scope,
                 question: entry.key.question, embedding: entry.embedding.map(Self.encode),
                 answer: String(decoding: entry.answer.json, as: UTF8.self), ttlSeconds: Int(entry.ttlSeconds))
         }
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        var request = HTTPClientRequest(url: self.settings.controlPlaneURL + "/internal/v1/cache")
-        request.method = .POST
-        request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: try encoder.encode(["entries": entries])))
-        let response = try await self.httpClient.execute(request, timeout: .init(self.settings.timeout + .seconds(5)))
-        let body = try await response.body.collect(upTo: 64 * 1024)
-        guard response.status == .noContent else {
-            throw PersistentCacheError(status: response.status.code, body: String(buffer: body))
-        }
+        try await self.control.store(records)
     }
 
     /// An unexpired answer and the seconds it has left; nil on a miss or any failure.
     func lookup(_ key: QueryCacheKey) async -> (StoredAnswer, ttlSeconds: UInt32)? {
         guard self.isReachable() else { return nil }
-        var request = HTTPClientRequest(
-            url: self.settings.controlPlaneURL + "/internal/v1/cache/\(key.tenant.lowercased)/\(key.digest)")
-        request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
         do {
-            let response = try await self.httpClient.execute(request, timeout: .init(self.settings.timeout))
-            let body = try await response.body.collect(upTo: 1 << 20)
-            switch response.status.code {
-            case 200:
-                struct Found: Decodable {
-                    let ttlSeconds: UInt32
-                    let answer: CachedAnswer
-                    enum CodingKeys: String, CodingKey {
-                        case answer
-                        case ttlSeconds = "ttl_seconds"
-                    }
-                }
-                let found = try AnswerCache.decoder.decode(Found.self, from: Data(body.readableBytesView))
-                return (try StoredAnswer(found.answer), found.ttlSeconds)
-            case 404:
+            guard let body = try await self.control.cachedAnswer(tenant: key.tenant, digest: key.digest) else {
                 return nil
-            default:
-                throw PersistentCacheError(status: response.status.code, body: String(buffer: body))
             }
+            struct Found: Decodable {
+                let ttlSeconds: UInt32
+                let answer: CachedAnswer
+                enum CodingKeys: String, CodingKey {
+                    case answer
+                    case ttlSeconds = "ttl_seconds"
+                }
+            }
+            let found = try StoredAnswer.decoder.decode(Found.self, from: Data(body.readableBytesView))
+            return (try StoredAnswer(found.answer), found.ttlSeconds)
         } catch {
             self.lookupErrors.increment()
             self.logger.debug("persistent cache lookup failed", metadata: ["error": "\(error)"])
@@ -168,10 +141,4 @@ final class PersistentAnswerCache: Service, Sendable {
         for value in vector { withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
         return Data(bytes).base64EncodedString()
     }
-}
-
-struct PersistentCacheError: Error, CustomStringConvertible {
-    let status: UInt
-    let body: String
-    var description: String { "the control plane answered \(status): \(self.body.prefix(300))" }
 }

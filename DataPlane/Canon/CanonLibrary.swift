@@ -1,13 +1,12 @@
-import AsyncHTTPClient
 import Canon
-import Common
-import Crypto
 import Foundation
+import HTTPTypes
 import Logging
 import Metrics
 import NIOCore
-import NIOHTTP1
+import Retrieval
 import ServiceLifecycle
+import Shared
 import Synchronization
 
 /// The canon indexes this node answers from, swapped in whole: a request sees one set from start
@@ -44,16 +43,10 @@ public final class CanonState: Sendable {
 /// fetches it from the control plane by hash, verifies the SHA-256, keeps it on disk and
 /// memory-maps it; then installs the new `CanonState` at once.
 public final class CanonLibrary: Service, Sendable {
-    struct Settings: Sendable {
-        var controlPlaneURL: String
-        var nodeToken: String
-        var directory: String
-        var timeout: Duration
-    }
-
-    let settings: Settings
+    /// Where artifacts are kept, by hash (`<sha256>.zcan`).
+    let directory: String
     let configuration: ConfigStore
-    let httpClient: HTTPClient
+    let control: ControlPlaneClient
     let logger: Logger
     private let state = Mutex<CanonState>(.empty)
     /// The config version the installed state was made for.
@@ -63,14 +56,27 @@ public final class CanonLibrary: Service, Sendable {
     let loads = Counter(label: "zaas_canon_loads_total")
     let refused = Counter(label: "zaas_canon_refused_total")
 
-    init(settings: Settings, configuration: ConfigStore, httpClient: HTTPClient, logger: Logger) {
-        self.settings = settings
+    init(directory: String, configuration: ConfigStore, control: ControlPlaneClient, logger: Logger) {
+        self.directory = directory
         self.configuration = configuration
-        self.httpClient = httpClient
+        self.control = control
         self.logger = logger
     }
 
     public var current: CanonState { self.state.withLock { $0 } }
+
+    /// The layers a tenant's query searches, as installed. A version the config names but this
+    /// node has not loaded yet is answered from the version before it; when there is none before
+    /// it (the base canon, or the tenant's first overlay, not loaded yet), 503 rather than an
+    /// answer from a part of the canon that would cite base entries the overlay replaces.
+    func layers(for tenant: TenantConfig) throws -> [CanonLayer] {
+        let state = self.current
+        let wantsBase = self.configuration.current?.settings.baseCanon != nil
+        if (wantsBase && state.base == nil) || (tenant.canon != nil && state.overlays[tenant.id] == nil) {
+            throw Problem.canonNotReady
+        }
+        return state.layers(for: tenant.id)
+    }
 
     /// True when the installed canon matches what the configuration names.
     public func isCurrent(for config: ConfigState) -> Bool {
@@ -83,7 +89,7 @@ public final class CanonLibrary: Service, Sendable {
     }
 
     public func run() async throws {
-        try? FileManager.default.createDirectory(atPath: self.settings.directory, withIntermediateDirectories: true)
+        try? FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await self.synchronize()
@@ -147,7 +153,7 @@ public final class CanonLibrary: Service, Sendable {
 
     /// From disk when there and intact, else from the control plane; verified either way.
     func load(_ reference: CanonReference) async throws -> CanonIndex {
-        let path = self.settings.directory + "/" + reference.sha256 + ".zcan"
+        let path = self.directory + "/" + reference.sha256 + ".zcan"
         if FileManager.default.fileExists(atPath: path) {
             do {
                 let index = try CanonIndex(contentsOf: path, sha256: reference.sha256)
@@ -160,17 +166,10 @@ public final class CanonLibrary: Service, Sendable {
                 try? FileManager.default.removeItem(atPath: path)
             }
         }
-        var request = HTTPClientRequest(
-            url: self.settings.controlPlaneURL + "/internal/v1/canon/artifacts/" + reference.sha256)
-        request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
-        let response = try await self.httpClient.execute(request, timeout: .init(self.settings.timeout + .seconds(60)))
-        guard response.status == .ok else {
-            _ = try? await response.body.collect(upTo: 64 * 1024)
-            throw CanonLibraryError.fetch("control plane answered \(response.status.code)")
-        }
-        let body = try await response.body.collect(upTo: Int(clamping: reference.byteCount) + 1)
+        let body = try await self.control.artifact(
+            sha256: reference.sha256, maximumBytes: Int(clamping: reference.byteCount) + 1)
         let bytes = Array(body.readableBytesView)
-        try SnapshotFiles.writeAtomically(bytes, to: path, directory: self.settings.directory)
+        try SnapshotFiles.writeAtomically(bytes, to: path, directory: self.directory)
         // Opening it verifies the SHA-256 (once); bytes that do not match are not kept.
         let index: CanonIndex
         do {
@@ -189,9 +188,9 @@ public final class CanonLibrary: Service, Sendable {
     }
 
     private func removeUnused(keeping: Set<String>) {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: self.settings.directory) else { return }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: self.directory) else { return }
         for name in names where name.hasSuffix(".zcan") && !keeping.contains(String(name.dropLast(5))) {
-            try? FileManager.default.removeItem(atPath: self.settings.directory + "/" + name)
+            try? FileManager.default.removeItem(atPath: self.directory + "/" + name)
         }
     }
 }
@@ -203,5 +202,15 @@ enum CanonLibraryError: Error, CustomStringConvertible {
         switch self {
         case .fetch(let reason): "fetch failed: \(reason)"
         }
+    }
+}
+
+extension Problem {
+    /// The tenant's canon is named by the configuration but not loaded on this node yet.
+    static var canonNotReady: Problem {
+        Problem(
+            slug: "canon-not-ready", title: "Service Unavailable", status: .serviceUnavailable,
+            detail: "This node is still loading the canon. Try another node or retry shortly.",
+            headers: [.retryAfter: "1"])
     }
 }

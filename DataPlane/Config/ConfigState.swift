@@ -1,5 +1,5 @@
-import Common
 import Foundation
+import Shared
 import Synchronization
 
 /// One version of the configuration, indexed for the request path. Immutable: a new version is a

@@ -1,11 +1,11 @@
-import AsyncHTTPClient
-import Common
 import Foundation
+import HTTPTypes
 import Logging
 import Metrics
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
+import Shared
 import Synchronization
 
 /// Keeps the node's configuration current: loads the copy on disk at start, then long-polls the
@@ -31,16 +31,23 @@ public final class ConfigWatcher: Service, Sendable {
     }
 
     public struct Settings: Sendable {
-        public var controlPlaneURL: String
-        public var nodeToken: String
         public var verificationKey: ConfigVerificationKey
-        public var nodeID: String
-        public var advertisedAddress: String
+        /// Who this node is, for the control plane's node registry.
+        public var node: ControlPlaneClient.NodeReport
         /// How long the control plane may hold a watch request.
         public var wait: Duration
-        public var connectTimeout: Duration
         /// The longest pause between retries while the control plane is unreachable.
         public var maximumBackoff: Duration
+
+        public init(
+            verificationKey: ConfigVerificationKey, nodeID: String, advertisedAddress: String, wait: Duration,
+            maximumBackoff: Duration
+        ) {
+            self.verificationKey = verificationKey
+            self.node = .init(id: nodeID, address: advertisedAddress)
+            self.wait = wait
+            self.maximumBackoff = maximumBackoff
+        }
     }
 
     private struct Status {
@@ -58,7 +65,7 @@ public final class ConfigWatcher: Service, Sendable {
     public let store: ConfigStore
     private let files: SnapshotFiles
     private let settings: Settings
-    private let httpClient: HTTPClient
+    private let control: ControlPlaneClient
     private let logger: Logger
     private let status = Mutex(Status())
     private let versionGauge = Gauge(label: "zaas_config_version")
@@ -69,12 +76,12 @@ public final class ConfigWatcher: Service, Sendable {
     private let refusedUpdates = Counter(label: "zaas_config_refused_total")
 
     public init(
-        store: ConfigStore, files: SnapshotFiles, settings: Settings, httpClient: HTTPClient = .shared, logger: Logger
+        store: ConfigStore, files: SnapshotFiles, settings: Settings, control: ControlPlaneClient, logger: Logger
     ) {
         self.store = store
         self.files = files
         self.settings = settings
-        self.httpClient = httpClient
+        self.control = control
         self.logger = logger
     }
 
@@ -166,27 +173,19 @@ public final class ConfigWatcher: Service, Sendable {
     /// One watch request, and applying what it returned. Internal so tests can step it.
     func poll(full: Bool, wait: Duration) async -> Outcome {
         let held = full ? nil : self.store.current?.version
-        var url = self.settings.controlPlaneURL + "/internal/v1/config?node_id=\(Self.escape(self.settings.nodeID))"
-        url += "&address=\(Self.escape(self.settings.advertisedAddress))&software_version=\(Self.softwareVersion)"
-        url += "&wait=\(wait.components.seconds)"
-        if let held { url += "&since=\(held)" }
-        var request = HTTPClientRequest(url: url)
-        request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
-        let body: ByteBuffer
-        let statusCode: UInt
+        let reply: ControlPlaneClient.Reply
         do {
-            let response = try await self.httpClient.execute(
-                request, timeout: .init(wait + self.settings.connectTimeout + .seconds(5)))
-            statusCode = response.status.code
-            if let live = response.headers.first(name: "ZaaS-Live-Nodes").flatMap(Int.init), live > 0 {
-                self.status.withLock { $0.liveNodes = live }
-            }
-            body = try await response.body.collect(upTo: SignedConfigDocument.maximumPayloadLength + 1024)
+            reply = try await self.control.watch(since: held, wait: wait, node: self.settings.node)
         } catch {
             if Task.isCancelled { return .unchanged }
             self.setReachability(.down("no answer from the control plane"))
             return .failed
         }
+        if let live = reply.headers.first(name: HTTPField.Name.zaasLiveNodes.rawName).flatMap(Int.init), live > 0 {
+            self.status.withLock { $0.liveNodes = live }
+        }
+        let body = reply.body
+        let statusCode = reply.status
         switch statusCode {
         case 204:
             self.confirmSync()
@@ -281,18 +280,5 @@ public final class ConfigWatcher: Service, Sendable {
         if previous != new {
             self.logger.notice("control plane reachability changed", metadata: ["control_plane": "\(new)"])
         }
-    }
-
-    static var softwareVersion: String { ZaaSBuild.version }
-
-    static func escape(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? ""
-    }
-}
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

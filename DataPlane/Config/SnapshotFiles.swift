@@ -1,6 +1,6 @@
-import Common
 import Foundation
 import Logging
+import Shared
 
 #if canImport(Glibc)
     import Glibc

@@ -1,10 +1,10 @@
 import Canon
-import Common
 import Foundation
 import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import Shared
 
 /// `GET /api/v1/health`: whether this node can serve queries.
 ///

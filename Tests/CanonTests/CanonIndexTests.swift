@@ -1,5 +1,6 @@
 import Canon
 import Foundation
+import Retrieval
 import Testing
 
 @Suite("chunking, the canon artifact and BM25")
@@ -67,7 +68,7 @@ struct CanonIndexTests {
             vector[index % 4] = 1
             embeddings += vector
         }
-        let bytes = CanonIndexBuilder.artifact(
+        let bytes = CanonIndexWriter.artifact(
             label: "t-v1", entries: entries, chunks: chunks, embeddings: embeddings, dimensions: 4)
         return (try CanonIndex(bytes: ArtifactBytes(copying: bytes)), bytes)
     }

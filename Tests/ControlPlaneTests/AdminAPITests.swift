@@ -1,4 +1,3 @@
-import Common
 import Configuration
 import Foundation
 import HTTPTypes
@@ -6,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
+import Shared
 import TestSupport
 import Testing
 

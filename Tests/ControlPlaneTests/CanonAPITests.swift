@@ -1,5 +1,4 @@
 import Canon
-import Common
 import Crypto
 import Foundation
 import HTTPTypes
@@ -7,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import Shared
 import TestSupport
 import Testing
 

@@ -1,10 +1,10 @@
-import Common
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
+import Shared
 import TestSupport
 import Testing
 
@@ -171,7 +171,7 @@ struct ConfigDistributionTests {
                 try await API.send(fixture.client, .get, "/admin/v1/keys/\(second.id)", token: admin))
             #expect(again["last_used_at"] as? String == "2026-01-02T03:04:05Z")
 
-            let tooMany = (0...InternalController.maximumUsageBatch).map { _ in
+            let tooMany = (0...KeyUsageReport.maximumKeys).map { _ in
                 #"{"id": "\#(UUID().uuidString)", "last_used_at": "2026-01-02T03:04:05Z"}"#
             }
             let oversized = try await fixture.client.execute(

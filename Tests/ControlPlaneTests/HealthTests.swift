@@ -1,10 +1,10 @@
-import Common
 import Configuration
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
 import PostgresNIO
+import Shared
 import TestSupport
 import Testing
 
@@ -65,7 +65,7 @@ struct ControlPlaneHealthTests {
             auth: try await makeAuthService(postgres: postgres, configuration: configuration),
             distribution: ConfigDistribution(
                 postgres: postgres, settings: configuration.distribution, logger: Logger(label: "test")),
-            builder: CanonBuilder(
+            builder: CanonBuildWorker(
                 postgres: postgres, modelDirectory: configuration.canon.modelDirectory, threads: 1,
                 logger: Logger(label: "test")),
             configuration: configuration

@@ -1,9 +1,8 @@
 import Canon
-import Common
 import Foundation
 import Logging
 import NIOCore
-import Synchronization
+import Shared
 import TestSupport
 import Testing
 
@@ -59,54 +58,10 @@ struct AnswerCacheTests {
         let tenant = UUID(uuidString: "00000000-0000-0000-0000-000000000001")!
         #expect(CacheSweeper.parse(base.redisKey).map { "\($0.0) \($0.1)" } == "\(tenant) \(base.canonTag)")
         #expect(
-            CacheSweeper.parse(SemanticCache.streamKey(base)).map { "\($0.0) \($0.1)" } == "\(tenant) \(base.canonTag)")
+            CacheSweeper.parse(SemanticAnswerCache.streamKey(base)).map { "\($0.0) \($0.1)" }
+                == "\(tenant) \(base.canonTag)")
         #expect(CacheSweeper.parse("zaas:{t:nope}:qc:x:y") == nil)
         #expect(base.digest.count == 64 && base.scope.count == 32)
-    }
-
-    @Test("concurrent identical work runs once; every caller gets its result; errors reach every caller")
-    func singleFlight() async throws {
-        let flights = SingleFlight<Int>()
-        final class Runs: Sendable {
-            private let count = Atomic<Int>(0)
-            @discardableResult func add() -> Int { self.count.add(1, ordering: .relaxed).newValue }
-            var value: Int { self.count.load(ordering: .relaxed) }
-        }
-        let runs = Runs()
-        let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
-            for _ in 0..<20 {
-                group.addTask {
-                    let (value, shared) = try await flights.run("k") {
-                        runs.add()
-                        try await Task.sleep(for: .milliseconds(200))
-                        return 42
-                    }
-                    return (value, shared)
-                }
-            }
-            return try await group.reduce(into: []) { $0.append($1) }
-        }
-        #expect(runs.value == 1)
-        #expect(results.allSatisfy { $0.0 == 42 })
-        #expect(results.filter { !$0.1 }.count == 1)
-        #expect(flights.count == 0)
-        // Once done, the next call runs again; another key runs on its own.
-        _ = try await flights.run("k") { runs.add() }
-        #expect(runs.value == 2)
-
-        struct Failure: Error {}
-        await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<5 {
-                group.addTask {
-                    await #expect(throws: Failure.self) {
-                        try await flights.run("bad") {
-                            try await Task.sleep(for: .milliseconds(100))
-                            throw Failure()
-                        }
-                    }
-                }
-            }
-        }
     }
 
     @Test("an answer stored in Redis comes back equal with the tier's TTL; Redis down is a miss, not an error")

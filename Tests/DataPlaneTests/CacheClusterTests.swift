@@ -1,8 +1,8 @@
-import Common
 import ControlPlane
 import Foundation
 import Logging
 import PostgresNIO
+import Shared
 import TestSupport
 import Testing
 

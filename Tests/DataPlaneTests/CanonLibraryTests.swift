@@ -1,11 +1,11 @@
 import AsyncHTTPClient
 import Canon
-import Common
 import Embeddings
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Shared
 import TestSupport
 import Testing
 
@@ -15,14 +15,9 @@ import Testing
 /// queries get 503 `canon-not-ready` rather than answers from part of the canon.
 @Suite("data plane canon library")
 struct CanonLibraryTests {
-    struct UnusedEmbedder: Embedder {
-        var dimension: Int { 4 }
-        func embed(_ texts: [String]) async throws -> [[Float]] { texts.map { _ in [1, 0, 0, 0] } }
-    }
-
     static func artifact() -> [UInt8] {
         let entries = [CanonEntry(id: "e1", kind: .claim, title: "One", body: "A claim.", status: .proven)]
-        return CanonIndexBuilder.artifact(
+        return CanonIndexWriter.artifact(
             label: "acme-v1", entries: entries, chunks: Chunker().chunks(of: entries), embeddings: [1, 0, 0, 0],
             dimensions: 4)
     }
@@ -32,7 +27,7 @@ struct CanonLibraryTests {
         async throws
     {
         let router = Router()
-        router.get("/internal/v1/canon/artifacts/:sha256") { _, _ in
+        router.get(RouterPath(InternalAPI.canonArtifacts + "/:sha256")) { _, _ in
             Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         try await Application(router: router).test(.live) { client in
@@ -42,18 +37,10 @@ struct CanonLibraryTests {
 
     static func library(url: String, store: ConfigStore, directory: String) -> CanonLibrary {
         CanonLibrary(
-            settings: .init(controlPlaneURL: url, nodeToken: "t", directory: directory, timeout: .seconds(5)),
-            configuration: store, httpClient: .shared, logger: Logger(label: "test.canon"))
-    }
-
-    /// The query route's canon lookup; its limiter and cache are never asked here.
-    static func queryController(library: CanonLibrary, store: ConfigStore) -> QueryController {
-        let logger = Logger(label: "test.unused")
-        let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: logger)
-        return QueryController(
-            embedder: UnusedEmbedder(), library: library, store: store,
-            limiter: RateLimiter(redis: redis, settings: .init(), liveNodes: { 1 }, logger: logger),
-            cache: AnswerCache(redis: redis, logger: logger))
+            directory: directory, configuration: store,
+            control: ControlPlaneClient(
+                settings: .init(url: url, nodeToken: "t", timeout: .seconds(5)), httpClient: .shared),
+            logger: Logger(label: "test.canon"))
     }
 
     @Test("a tenant's overlay that is named but not loaded is 503; once fetched and verified it is served")
@@ -74,21 +61,19 @@ struct CanonLibraryTests {
         // The control plane sends bytes that do not hash to the name: refused, nothing kept.
         try await Self.withArtifactServer(bytes + [0]) { url in
             let library = Self.library(url: url, store: store, directory: directory)
-            let query = Self.queryController(library: library, store: store)
             await library.synchronize()
             #expect(library.current.overlays.isEmpty)
             #expect(!library.isCurrent(for: store.current!))
-            #expect(throws: Problem.canonNotReady) { try query.layers(for: tenant) }
-            let plainLayers = try query.layers(for: plain)
+            #expect(throws: Problem.canonNotReady) { try library.layers(for: tenant) }
+            let plainLayers = try library.layers(for: plain)
             #expect(plainLayers.isEmpty)  // no canon named: answered "not covered"
             #expect(!FileManager.default.fileExists(atPath: directory + "/\(sha).zcan"))
         }
         try await Self.withArtifactServer(bytes) { url in
             let library = Self.library(url: url, store: store, directory: directory)
-            let query = Self.queryController(library: library, store: store)
             await library.synchronize()
             #expect(library.isCurrent(for: store.current!))
-            let layers = try query.layers(for: tenant)
+            let layers = try library.layers(for: tenant)
             #expect(layers.map(\.index.label) == ["acme-v1"])
             #expect(FileManager.default.fileExists(atPath: directory + "/\(sha).zcan"))
         }

@@ -1,7 +1,7 @@
-import Common
 import Configuration
 import Foundation
 import Logging
+import Shared
 import TestSupport
 import Testing
 
@@ -226,6 +226,8 @@ extension Result {
 
 @Suite("batched last-used reports")
 struct KeyUsageRecorderTests {
+    struct ControlPlaneUnavailable: Error {}
+
     final class Sink: @unchecked Sendable {
         let lock = NSLock()
         var failNext = true
@@ -239,7 +241,7 @@ struct KeyUsageRecorderTests {
             try sink.lock.withLock {
                 if sink.failNext {
                     sink.failNext = false
-                    throw UsageReportError(status: 503)
+                    throw ControlPlaneUnavailable()
                 }
                 sink.batches.append(batch)
             }

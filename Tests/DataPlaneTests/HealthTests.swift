@@ -1,9 +1,9 @@
-import Common
 import Configuration
 import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Shared
 import TestSupport
 import Testing
 

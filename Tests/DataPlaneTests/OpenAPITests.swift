@@ -1,9 +1,9 @@
-import Common
 import Embeddings
 import Foundation
 import Hummingbird
 import Logging
 import PostgresNIO
+import Shared
 import TestSupport
 import Testing
 import Yams
@@ -76,12 +76,8 @@ struct OpenAPITests {
         )
         let node = try DataPlaneNode(configuration: data, logger: logger)
         defer { node.embedder.shutdown() }
-        let redis = RedisClient(configuration: data.redis, logger: logger)
-        let dataRouter = DataPlane.buildRouter(
-            configuration: data, redis: redis,
-            limiter: RateLimiter(redis: redis, settings: data.rateLimit, liveNodes: { 1 }, logger: logger),
-            cache: AnswerCache(redis: redis, logger: logger), node: node
-        )
+        let dataRouter = DataPlane.buildRouter(node: node)
+        try await node.control.shutdown()
         let control = try await ControlPlaneConfiguration(
             reader: ConfigurationLoader.reader(
                 defaults: ControlPlaneConfiguration.defaults,
@@ -97,7 +93,7 @@ struct OpenAPITests {
             postgres: postgres,
             auth: try await makeAuthService(postgres: postgres, configuration: control),
             distribution: ConfigDistribution(postgres: postgres, settings: control.distribution, logger: logger),
-            builder: CanonBuilder(
+            builder: CanonBuildWorker(
                 postgres: postgres, modelDirectory: TestEnvironment.modelDirectory, threads: 1, logger: logger),
             configuration: control
         )

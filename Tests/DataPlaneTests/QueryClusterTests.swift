@@ -1,6 +1,6 @@
 import Canon
-import Common
 import Foundation
+import Shared
 import TestSupport
 import Testing
 

@@ -1,8 +1,8 @@
-import Common
 import Foundation
 import HTTPTypes
 import Logging
 import NIOCore
+import Shared
 import TestSupport
 import Testing
 
@@ -67,12 +67,12 @@ struct RateLimiterTests {
             let cacheKey = "zaas:{t:\(tenant.lowercased)}:qc:test"
             try await redis.send(["SET", .string(cacheKey), "cached", "EX", 60])
             let admitted = try await limiter.decide(fetching, fetching: cacheKey)
-            #expect(admitted.decision.admitted && admitted.fetched == Array("cached".utf8))
+            #expect(admitted.decision.admitted && admitted.fetched == .read(Array("cached".utf8)))
             let refusedFetch = try await limiter.decide(fetching, fetching: cacheKey)
-            #expect(!refusedFetch.decision.admitted && refusedFetch.fetched == nil)
+            #expect(!refusedFetch.decision.admitted && refusedFetch.fetched == .read(nil))
             let missing = try await limiter.decide(
                 RateLimitBucket.buckets(key: UUID(), tenant: tenant, policy: Self.policy(5)), fetching: cacheKey + "x")
-            #expect(missing.decision.admitted && missing.fetched == nil)
+            #expect(missing.decision.admitted && missing.fetched == .read(nil))
             // Reading (cost 0) spends nothing.
             let other = RateLimitBucket.buckets(key: UUID(), tenant: UUID(), policy: Self.policy(5))
             for _ in 0..<3 { #expect(try await limiter.decide(other, cost: 0).remaining == 5) }

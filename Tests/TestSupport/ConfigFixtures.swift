@@ -1,5 +1,5 @@
-import Common
 import Foundation
+import Shared
 
 /// Configuration documents for tests, signed with the stack's key (or another one).
 public enum ConfigFixtures {

@@ -1,8 +1,8 @@
 import AsyncHTTPClient
-import Common
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Shared
 
 /// A `zaas-control` or `zaas-data` executable running as a real process, as operators run it.
 public final class ServerProcess: @unchecked Sendable {

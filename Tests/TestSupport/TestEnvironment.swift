@@ -1,8 +1,8 @@
-import Common
 import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import Shared
 
 /// Where the local stack's PostgreSQL and Redis are, and their credentials.
 ///

@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Common
 import ControlPlane
 import Foundation
 import Logging
@@ -7,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import PostgresNIO
 import ServiceLifecycle
+import Shared
 import TestSupport
 
 // Latency of the admin API's two costly operations, over HTTP on loopback against the real

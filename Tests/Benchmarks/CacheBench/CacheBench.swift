@@ -1,8 +1,8 @@
 import Canon
-import Common
 import DataPlane
 import Foundation
 import Logging
+import Shared
 import TestSupport
 
 // Rate limiting and caching (issue 7): the limiter's step against the local Redis; semantic

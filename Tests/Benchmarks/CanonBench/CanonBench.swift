@@ -1,10 +1,11 @@
 import Canon
-import Common
 import ControlPlane
 import Embeddings
 import Foundation
 import Logging
 import PostgresNIO
+import Retrieval
+import Shared
 import TestSupport
 
 // Canon, retrieval and the query API (issue 6): recall@5 on the evaluation file; building a
@@ -66,7 +67,7 @@ func recallBenchmark() async throws {
     let entries = demoEntries()
     let index = try CanonIndex(
         bytes: ArtifactBytes(
-            copying: try await CanonBuild().artifact(label: "base-v1", entries: entries, embedder: embedder)))
+            copying: try await CanonIndexer().artifact(label: "base-v1", entries: entries, embedder: embedder)))
     let layers = [CanonLayer(index: index)]
     let retriever = HybridRetriever()
     var found = 0
@@ -193,7 +194,7 @@ func buildBenchmark() async throws {
     defer { embedder.shutdown() }
     let before = memory()
     let start = ContinuousClock.now
-    let artifact = try await CanonBuild(concurrency: 2).artifact(
+    let artifact = try await CanonIndexer(concurrency: 2).artifact(
         label: "bench-v1", entries: entries, embedder: embedder)
     let took = ContinuousClock.now - start
     let index = try CanonIndex(bytes: ArtifactBytes(copying: artifact))
@@ -213,7 +214,7 @@ func buildBenchmark() async throws {
         changed[position].body += " Revised."
     }
     let rebuildStart = ContinuousClock.now
-    _ = try await CanonBuild(concurrency: 2).artifact(
+    _ = try await CanonIndexer(concurrency: 2).artifact(
         label: "bench-v2", entries: changed, embedder: embedder, reusing: index)
     print(
         "  rebuild after changing 10 entries (reusing the rest): "
@@ -248,7 +249,7 @@ func retrievalBenchmark() throws {
         embeddings.replaceSubrange(
             (chunk * dimensions)..<((chunk + 1) * dimensions), with: near(topics[chunk % topics.count]))
     }
-    let artifact = CanonIndexBuilder.artifact(
+    let artifact = CanonIndexWriter.artifact(
         label: "bench", entries: entries, chunks: chunks, embeddings: embeddings, dimensions: dimensions)
     embeddings = []
     let path = NSTemporaryDirectory() + "/bench-\(UUID().uuidString).zcan"

@@ -1,9 +1,9 @@
-import Common
 import ControlPlane
 import DataPlane
 import Foundation
 import Logging
 import PostgresNIO
+import Shared
 import TestSupport
 
 // Config distribution (issue 4): in-process key verification; building, encoding, transferring

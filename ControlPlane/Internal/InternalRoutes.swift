@@ -1,0 +1,19 @@
+import Hummingbird
+import Shared
+
+/// Everything data-plane nodes call (`InternalAPI`), behind one check of the node credential.
+/// Added before the admin session authenticator: nodes do not sign in as admins.
+struct InternalRoutes: Sendable {
+    let credential: NodeCredential
+    let distribution: ConfigDistribution
+    let canon: InternalCanonController
+    let cache: AnswerCacheController
+
+    func addRoutes(to router: Router<some RequestContext>) {
+        let group = router.group().add(middleware: NodeAuthenticator(credential: self.credential))
+        self.distribution.watchController.addRoutes(to: group)
+        KeyUsageController(registry: self.distribution.registry).addRoutes(to: group)
+        self.canon.addRoutes(to: group)
+        self.cache.addRoutes(to: group)
+    }
+}

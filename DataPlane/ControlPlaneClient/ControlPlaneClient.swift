@@ -1,0 +1,190 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import Shared
+
+/// The node's one way to the control plane's internal API (`InternalAPI`): it owns the URL, the
+/// node credential, the timeouts and the HTTP client. Everything a node asks of the control plane
+/// (configuration, canon artifacts, the persistent answer cache, canon updates, key usage) goes
+/// through it.
+///
+/// Run as a service, it shuts its HTTP client down when the node stops; list it before the
+/// services that call it, so it stops after them.
+public final class ControlPlaneClient: Service, Sendable {
+    public struct Settings: Sendable {
+        /// The control plane's base URL, without a trailing slash.
+        public var url: String
+        /// The credential this node presents (`nodes.token`).
+        public var nodeToken: String
+        /// Connect timeout; each call adds its own allowance for the answer.
+        public var timeout: Duration
+
+        public init(url: String, nodeToken: String, timeout: Duration) {
+            self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
+            self.nodeToken = nodeToken
+            self.timeout = timeout
+        }
+    }
+
+    /// An answer of any status, its body read whole (up to the call's limit).
+    public struct Reply: Sendable {
+        public let status: UInt
+        public let headers: HTTPHeaders
+        public let body: ByteBuffer
+    }
+
+    /// Who the node is, sent with every watch request: the control plane's node registry.
+    public struct NodeReport: Sendable {
+        public var id: String
+        public var address: String
+        public var softwareVersion: String = ZaaSBuild.version
+    }
+
+    public let settings: Settings
+    let httpClient: HTTPClient
+    private let ownsHTTPClient: Bool
+
+    /// With an HTTP client of its own, which fails a refused connection at once instead of
+    /// retrying until the call's deadline: the node notices a control-plane outage in milliseconds.
+    public init(settings: Settings) {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .init(settings.timeout)
+        self.settings = settings
+        self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.ownsHTTPClient = true
+    }
+
+    /// Over an HTTP client the caller owns and shuts down.
+    public init(settings: Settings, httpClient: HTTPClient) {
+        self.settings = settings
+        self.httpClient = httpClient
+        self.ownsHTTPClient = false
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await self.shutdown()
+    }
+
+    /// Shuts down the HTTP client it made (for owners that do not run it as a service).
+    public func shutdown() async throws {
+        if self.ownsHTTPClient { try await self.httpClient.shutdown() }
+    }
+
+    // MARK: The internal API's calls
+
+    /// `GET /internal/v1/config`: the update since `since` (a full snapshot when nil), held by
+    /// the control plane up to `wait` when there is none yet. Any status is returned.
+    func watch(since: Int64?, wait: Duration, node: NodeReport) async throws -> Reply {
+        var query = [
+            ("node_id", node.id), ("address", node.address), ("software_version", node.softwareVersion),
+            ("wait", String(wait.components.seconds)),
+        ]
+        if let since { query.append(("since", String(since))) }
+        return try await self.call(
+            .GET, InternalAPI.config, query: query, allowance: wait + .seconds(5),
+            maximumBytes: SignedConfigDocument.maximumPayloadLength + 1024)
+    }
+
+    /// `POST /internal/v1/usage`.
+    func report(_ usage: KeyUsageReport) async throws {
+        try await self.expect(
+            .noContent, .POST, InternalAPI.usage, body: try Self.encoder.encode(usage), allowance: .seconds(5))
+    }
+
+    /// `GET /internal/v1/canon/artifacts/{sha256}`: the bytes, unverified (the caller checks the hash).
+    func artifact(sha256: String, maximumBytes: Int) async throws -> ByteBuffer {
+        let reply = try await self.call(
+            .GET, InternalAPI.canonArtifact(sha256: sha256), allowance: .seconds(60), maximumBytes: maximumBytes)
+        guard reply.status == 200 else { throw ControlPlaneError(reply) }
+        return reply.body
+    }
+
+    /// `POST /internal/v1/cache`: answers for the persistent answer cache.
+    func store(_ answers: [AnswerCacheRecord]) async throws {
+        try await self.expect(
+            .noContent, .POST, InternalAPI.cache, body: try Self.encoder.encode(["entries": answers]),
+            allowance: .seconds(5))
+    }
+
+    /// `GET /internal/v1/cache/{tenant}/{digest}`: the body of an unexpired answer, nil when there is none.
+    func cachedAnswer(tenant: UUID, digest: String) async throws -> ByteBuffer? {
+        let reply = try await self.call(
+            .GET, InternalAPI.cacheEntry(tenant: tenant, digest: digest), allowance: .zero, maximumBytes: 1 << 20)
+        switch reply.status {
+        case 200: return reply.body
+        case 404: return nil
+        default: throw ControlPlaneError(reply)
+        }
+    }
+
+    /// A tenant's canon update or version (`InternalAPI.canonUpdate`, `canonVersion`), as the
+    /// key's tenant; the control plane's answer is returned whatever its status.
+    func canon(
+        _ method: HTTPMethod, _ path: String, tenant: UUID, key: UUID, body: ByteBuffer? = nil
+    ) async throws -> Reply {
+        try await self.call(
+            method, path, query: [("tenant_id", tenant.lowercased), ("key_id", key.lowercased)], body: body,
+            allowance: .seconds(30), maximumBytes: 4 << 20)
+    }
+
+    // MARK: Transport
+
+    /// One request with the node credential; the whole call (connect, answer, body) must end within
+    /// the connect timeout plus `allowance`.
+    func call(
+        _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: ByteBuffer? = nil,
+        allowance: Duration, maximumBytes: Int
+    ) async throws -> Reply {
+        var url = self.settings.url + path
+        if !query.isEmpty {
+            url += "?" + query.map { "\($0.0)=\(Self.escape($0.1))" }.joined(separator: "&")
+        }
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(body)
+        }
+        let response = try await self.httpClient.execute(request, timeout: .init(self.settings.timeout + allowance))
+        let bytes = try await response.body.collect(upTo: maximumBytes)
+        return Reply(status: response.status.code, headers: response.headers, body: bytes)
+    }
+
+    private func expect(
+        _ status: HTTPResponseStatus, _ method: HTTPMethod, _ path: String, body: Data, allowance: Duration
+    ) async throws {
+        let reply = try await self.call(
+            method, path, body: ByteBuffer(bytes: body), allowance: allowance, maximumBytes: 64 * 1024)
+        guard reply.status == status.code else { throw ControlPlaneError(reply) }
+    }
+
+    static func escape(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? ""
+    }
+
+    /// snake_case and ISO 8601, as the internal API reads bodies.
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }()
+}
+
+/// The control plane answered, but not as the call expects.
+public struct ControlPlaneError: Error, CustomStringConvertible {
+    public let status: UInt
+    public let body: String
+
+    init(_ reply: ControlPlaneClient.Reply) {
+        self.status = reply.status
+        self.body = String(buffer: reply.body)
+    }
+
+    public var description: String { "the control plane answered \(self.status): \(self.body.prefix(300))" }
+}

@@ -1,0 +1,132 @@
+import Canon
+import Embeddings
+import Foundation
+import Metrics
+import NIOCore
+import Retrieval
+import Shared
+
+/// The query path of a data-plane node, stage by stage, as the design lays it out
+/// (docs/architecture.md has the table of stages and files):
+///
+/// 1. authenticate: `APIKeyAuthenticator` (Auth/), the middleware of the query route, has
+///    checked the caller's key before the pipeline runs;
+/// 3. validate: the body (`QueryRequest`) and the tenant's canon being loaded (`CanonLibrary`).
+///    It runs before the limit so that a query refused here costs nothing, while its answer still
+///    shows the limits;
+/// 2. limit: `RateLimiter` (RateLimit/), one Redis script that also reads the exact cache;
+/// 4–5. cache: `AnswerCache` (Cache/): exact, then (one computation per node for identical
+///    questions) persistent and semantic;
+/// 6. retrieve: `HybridRetriever` (Common/Retrieval/) over the tenant's canon layers;
+/// 7. route: not built yet: every query goes to the extractive answerer;
+/// 8. infer: `ExtractiveAnswerer` (Inference/);
+/// 9. filter: not built yet;
+/// 10. store and account: the answer into every cache tier; the key's last use was recorded
+///    by the authenticator.
+///
+/// `QueryController` only decodes the request and renders what the pipeline returns.
+struct QueryPipeline: Sendable {
+    /// An answer, which cache gave it, and the similarity of a semantic hit.
+    struct Answer: Sendable {
+        let stored: StoredAnswer
+        let outcome: CacheOutcome
+        let similarity: Float?
+    }
+
+    let limiter: RateLimiter
+    let canon: CanonLibrary
+    let cache: AnswerCache
+    let embedder: any Embedder
+    let retriever = HybridRetriever()
+    let answerer = ExtractiveAnswerer()
+    /// Identical questions arriving together on this node are answered once (and the persistent
+    /// and semantic tiers asked once).
+    private let flights = SingleFlight<Answer>()
+    private let answered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "answered")])
+    private let uncovered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "not_covered")])
+
+    init(limiter: RateLimiter, canon: CanonLibrary, cache: AnswerCache, embedder: any Embedder) {
+        self.limiter = limiter
+        self.canon = canon
+        self.cache = cache
+        self.embedder = embedder
+    }
+
+    /// The answer to a query body of an authenticated caller, and the rate-limit decision its
+    /// response shows. Throws a `Problem` for a query that is refused.
+    func run(_ body: ByteBuffer, caller: Caller) async throws -> (Answer, RateLimitDecision) {
+        let tenant = caller.tenant
+        let buckets = RateLimitBucket.buckets(key: caller.key.id, tenant: tenant.id, policy: caller.policy)
+
+        // 3. Validate.
+        let query: QueryRequest
+        let layers: [CanonLayer]
+        do {
+            query = try QueryRequest(json: body, citationLimit: Int(caller.policy.maxCitations))
+            layers = try self.canon.layers(for: tenant)
+        } catch var problem as Problem {
+            if let decision = try? await self.limiter.decide(buckets, cost: 0) {
+                problem.headers.append(contentsOf: decision.headers)
+            }
+            throw problem
+        }
+        let key = QueryCacheKey(
+            tenant: tenant.id, canon: layers.map(\.index.sha256), question: query.question,
+            context: query.context, maxCitations: query.maxCitations, modelClass: query.modelPreference.rawValue)
+
+        // 2. Limit, reading the exact cache in the same round trip.
+        let (decision, prefetched) = try await self.limiter.decide(buckets, fetching: key.redisKey)
+        guard decision.admitted else { throw Problem.rateLimited(decision) }
+
+        // 4. Exact cache.
+        if let cached = await self.cache.exact(key, prefetched: prefetched) {
+            self.cache.record(.exact, tenant: tenant.id)
+            return (Answer(stored: cached, outcome: .exact, similarity: nil), decision)
+        }
+        let policy = caller.policy
+        let (answer, _) = try await self.flights.run(key.digest) {
+            try await self.answerMissing(
+                query, key: key, layers: layers, ttl: policy.cacheTTLSeconds, threshold: policy.semanticCacheThreshold)
+        }
+        self.cache.record(answer.outcome, tenant: tenant.id)
+        return (answer, decision)
+    }
+
+    /// After an exact miss: the persistent and semantic tiers, then retrieval and inference; the
+    /// computed answer is stored in every tier.
+    private func answerMissing(
+        _ query: QueryRequest, key: QueryCacheKey, layers: [CanonLayer], ttl: UInt32, threshold: Float?
+    ) async throws -> Answer {
+        // 4. Exact answers Redis lost, kept in PostgreSQL.
+        if let recovered = await self.cache.recovered(key) {
+            return Answer(stored: recovered, outcome: .exact, similarity: nil)
+        }
+        let vector = try await self.embedder.embed([query.question])[0]
+        // 5. Semantic cache. Words the tenant's canon knows are key terms: a question differing in
+        // one is another question.
+        let isKeyTerm = { (term: String) in layers.contains { $0.index.documentFrequency(of: term) > 0 } }
+        if let (similar, similarity) = await self.cache.similar(
+            key, vector: vector, threshold: threshold, ttlSeconds: ttl, isKeyTerm: isKeyTerm)
+        {
+            return Answer(stored: similar, outcome: .semantic, similarity: similarity)
+        }
+        // 6. Retrieve, 8. infer.
+        let stored = try StoredAnswer(self.answer(query, vector: vector, layers: layers))
+        // 10. Store.
+        await self.cache.store(stored, for: key, vector: vector, ttlSeconds: ttl)
+        return Answer(stored: stored, outcome: .miss, similarity: nil)
+    }
+
+    /// Retrieval and the extractive answerer.
+    func answer(_ query: QueryRequest, vector: [Float], layers: [CanonLayer]) -> CachedAnswer {
+        let retrieval = self.retriever.retrieve(
+            layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
+        let answer = self.answerer.answer(
+            question: query.question, retrieval: retrieval, layers: layers, maxCitations: query.maxCitations)
+        (answer.covered ? self.answered : self.uncovered).increment()
+        return CachedAnswer(
+            answer: answer.text, citations: answer.citations, confidence: answer.confidence,
+            modelUsed: ExtractiveAnswerer.modelName, canonVersion: layers.map(\.index.label).joined(separator: "+"),
+            covered: answer.covered)
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Shared
+
+@Suite("signed config documents")
+struct SignedConfigDocumentTests {
+    static let key = ConfigSigningKey()
+
+    static func sample() -> NodeConfigSnapshot {
+        let tenantA = ConfigFixtures.tenant(slug: "alpha")
+        var tenantB = ConfigFixtures.tenant(slug: "béta-ünïcode", status: .suspended)
+        tenantB.policy.tenantQueriesPerHour = 5000
+        tenantB.policy.semanticCacheThreshold = 0.97
+        tenantB.canon = CanonReference(
+            versionID: UUID(), label: "béta-v7", sha256: String(repeating: "ab", count: 32), byteCount: 123_456)
+        let keys = [
+            ConfigFixtures.key(tenant: tenantA.id, scopes: [.query, .statsRead]).record,
+            ConfigFixtures.key(
+                tenant: tenantB.id, scopes: [.canonWrite], environment: .test,
+                expiresAt: Date(timeIntervalSince1970: 1_900_000_000.123),
+                revokedAt: Date(timeIntervalSince1970: 1_850_000_000)
+            ).record,
+        ]
+        var snapshot = ConfigFixtures.snapshot(version: 42, tenants: [tenantA, tenantB], keys: keys)
+        snapshot.settings.baseCanon = CanonReference(
+            versionID: UUID(), label: "base-v3", sha256: String(repeating: "0f", count: 32), byteCount: 9)
+        return snapshot
+    }
+
+    @Test("a full snapshot and a delta come back exactly as they went in")
+    func roundTrip() throws {
+        let snapshot = Self.sample()
+        let decoded = try SignedConfigDocument.decode(
+            SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key), verifyingWith: Self.key.verificationKey)
+        #expect(decoded == .full(snapshot))
+
+        let delta = ConfigDelta(
+            fromVersion: 42, toVersion: 45, createdAt: Date(timeIntervalSince1970: 1_800_000_001),
+            settings: ConfigFixtures.settings, upsertedTenants: [snapshot.tenants[0]], removedTenants: [UUID()],
+            upsertedKeys: [snapshot.keys[1]], removedKeys: [UUID(), UUID()])
+        let decodedDelta = try SignedConfigDocument.decode(
+            SignedConfigDocument.encode(.delta(delta), signedWith: Self.key), verifyingWith: Self.key.verificationKey)
+        #expect(decodedDelta == .delta(delta))
+    }
+
+    @Test("encoding is stable: the same update gives the same bytes")
+    func stable() {
+        let snapshot = Self.sample()
+        let first = SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key)
+        let second = SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key)
+        #expect(first == second)
+        #expect(Array(first.prefix(4)) == Array("ZCFG".utf8))
+    }
+
+    @Test("another key's signature, a flipped byte, a cut or padded document are refused")
+    func refusals() throws {
+        let document = SignedConfigDocument.encode(.full(Self.sample()), signedWith: Self.key)
+        let verifier = Self.key.verificationKey
+
+        let other = SignedConfigDocument.encode(.full(Self.sample()), signedWith: ConfigSigningKey())
+        #expect(throws: ConfigDocumentError.badSignature) {
+            try SignedConfigDocument.decode(other, verifyingWith: verifier)
+        }
+        for index in [12, document.count / 2, document.count - 70, document.count - 1] {
+            var tampered = document
+            tampered[index] ^= 0x01
+            #expect(throws: ConfigDocumentError.badSignature) {
+                try SignedConfigDocument.decode(tampered, verifyingWith: verifier)
+            }
+        }
+        #expect(throws: ConfigDocumentError.truncated) {
+            try SignedConfigDocument.decode(document.dropLast(10), verifyingWith: verifier)
+        }
+        #expect(throws: ConfigDocumentError.truncated) {
+            try SignedConfigDocument.decode(document.prefix(8), verifyingWith: verifier)
+        }
+        #expect(throws: ConfigDocumentError.truncated) {
+            try SignedConfigDocument.decode([UInt8](), verifyingWith: verifier)
+        }
+        #expect(throws: ConfigDocumentError.trailingBytes) {
+            try SignedConfigDocument.decode(document + [0], verifyingWith: verifier)
+        }
+        #expect(throws: ConfigDocumentError.notAConfigDocument) {
+            try SignedConfigDocument.decode(Array("{\"version\": 1}".utf8), verifyingWith: verifier)
+        }
+    }
+
+    @Test("an unknown format version is refused with a clear error, before anything else")
+    func unknownFormat() throws {
+        var document = SignedConfigDocument.encode(.full(Self.sample()), signedWith: Self.key)
+        document[4] = 0
+        document[5] = 1
+        #expect(throws: ConfigDocumentError.unsupportedFormatVersion(1)) {
+            try SignedConfigDocument.decode(document, verifyingWith: Self.key.verificationKey)
+        }
+        #expect(
+            ConfigDocumentError.unsupportedFormatVersion(1).description
+                == "config format version 1 is not supported (this build reads 3)")
+    }
+
+    @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")
+    func signedGarbage() throws {
+        // Sign a document whose payload claims a million tenants but holds a few bytes.
+        let document = SignedConfigDocument.encode(.full(Self.sample()), signedWith: Self.key)
+        let header = SignedConfigDocument.headerLength
+        var payload = Array(document[header..<(document.count - SignedConfigDocument.signatureLength)])
+        // version (8) + created (8) + settings (4), then the tenant count.
+        payload.replaceSubrange(20..<24, with: [0x00, 0x0F, 0x42, 0x40])
+        let forged = try Self.resign(payload: payload, kind: 1)
+        #expect(throws: ConfigDocumentError.self) {
+            try SignedConfigDocument.decode(forged, verifyingWith: Self.key.verificationKey)
+        }
+    }
+
+    /// Frames and signs an arbitrary payload with the test key, the way the encoder does.
+    static func resign(payload: [UInt8], kind: UInt8) throws -> [UInt8] {
+        var frame = Array("ZCFG".utf8) + [0, 1, kind]
+        let length = UInt32(payload.count)
+        frame += [UInt8(length >> 24), UInt8((length >> 16) & 0xFF), UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF)]
+        frame += payload
+        return frame + Self.key.sign(frame)
+    }
+
+    @Test("the stack's openssl-made key pair is a matching Ed25519 pair")
+    func stackKeys() throws {
+        let environment = TestEnvironment.shared
+        let signing = try ConfigSigningKey(hexSeed: environment.configSigningKey)
+        #expect(signing.verificationKey == (try ConfigVerificationKey(hex: environment.configPublicKey)))
+        #expect(throws: ConfigKeyError.invalidSigningKey) { try ConfigSigningKey(hexSeed: "abcd") }
+        #expect(throws: ConfigKeyError.invalidVerificationKey) {
+            try ConfigVerificationKey(hex: String(repeating: "G", count: 64))
+        }
+    }
+}
