@@ -27,6 +27,10 @@ struct HTTPEdgeTests {
             struct Body: Decodable { let name: String }
             return try await request.decode(as: Body.self, context: context).name
         }
+        router.post("/upload") { request, _ -> String in
+            let body = try await request.collectBody(upTo: 16, what: "upload")
+            return "\(body.readableBytes)"
+        }
         router.addMetricsRoute()
         return Application(router: router)
     }
@@ -49,6 +53,25 @@ struct HTTPEdgeTests {
                 #expect(body["detail"] as? String == "slow down")
                 #expect(body["instance"] as? String == "/problem")
                 #expect(body["request_id"] as? String == "abc-123")
+            }
+        }
+    }
+
+    @Test("a body up to the limit is read whole; one byte more is 413 payload-too-large naming what was sent")
+    func bodyLimit() async throws {
+        try await makeApp().test(.router) { client in
+            try await client.execute(uri: "/upload", method: .post, body: ByteBuffer(repeating: 0x61, count: 16)) {
+                response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "16")
+            }
+            try await client.execute(uri: "/upload", method: .post, body: ByteBuffer(repeating: 0x61, count: 17)) {
+                response in
+                #expect(response.status == .contentTooLarge)
+                #expect(response.headers[.contentType] == "application/problem+json")
+                let body = try json(response.body)
+                #expect(body["type"] as? String == "https://zaas.dev/problems/payload-too-large")
+                #expect(body["detail"] as? String == "The upload is larger than 16 bytes.")
             }
         }
     }
