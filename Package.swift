@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "Canon",
             dependencies: [
-                "CZlib", "CKernels", "Embeddings", .product(name: "Yams", package: "Yams"),
+                "Shared", "CZlib", "CKernels", "Embeddings", .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Common/Canon",
@@ -264,6 +264,7 @@ let package = Package(
                 "ControlPlane",
                 "Shared",
                 "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Yams", package: "Yams"),

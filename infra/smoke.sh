@@ -37,6 +37,15 @@ for line in lines:
     json.loads(line)
 PY
 
+# zaasctl never prints a secret from the environment (as an option's default in --help or usage).
+for command in "keys list" "login" "admins create"; do
+    help=$(ZAAS_TOKEN=zsess_smoke_secret ZAAS_PASSWORD=smoke-password-secret ZAAS_NEW_PASSWORD=smoke-new-secret \
+        "$ZAAS_BIN/zaasctl" $command --help 2>&1 || true)
+    grep -q -- "--token" <<<"$help" || fail "zaasctl $command --help shows no options: $help"
+    ! grep -qE 'zsess_smoke_secret|smoke-password-secret|smoke-new-secret' <<<"$help" \
+        || fail "zaasctl $command --help prints a secret from the environment"
+done
+
 # The bootstrap operator from the stack's secrets can sign in.
 signin=$(curl -sS -X POST "$CONTROL_URL/admin/v1/sessions" -H 'content-type: application/json' \
     -d "{\"email\": \"$ZAAS_OPERATOR_EMAIL\", \"password\": \"$ZAAS_OPERATOR_PASSWORD\"}")

@@ -1,6 +1,6 @@
 import CZlib
 import Foundation
-import Yams
+import Shared
 
 /// A `.tar.gz` canon upload: a folder tree of `definitions/`, `equations/`, `claims/` and
 /// `experiments/` holding Markdown files (the folder gives the kind), and an optional
@@ -13,6 +13,12 @@ public struct CanonArchive: Sendable {
     public static let kindFolders: [String: CanonEntry.Kind] = [
         "definitions": .definition, "equations": .equation, "claims": .claim, "experiments": .experiment,
     ]
+
+    /// Largest `status.yaml` accepted, and the most entries it may name.
+    static let maximumStatusBytes = 2 << 20
+    static let maximumStatusEntries = 50_000
+    /// Most files an archive may hold (each costs a parse and a problem list entry).
+    static let maximumMembers = 20_000
 
     public let parser: CanonParser
     /// Largest decompressed archive accepted.
@@ -69,6 +75,13 @@ public struct CanonArchive: Sendable {
             let path = String(member.path.dropFirst(wrapper.count))
             let display = file.map { "\($0)!\(member.path)" } ?? member.path
             if path == "status.yaml" {
+                guard member.bytes.count <= Self.maximumStatusBytes else {
+                    problems.append(
+                        CanonProblem(
+                            file: display, line: nil,
+                            message: "is \(member.bytes.count) bytes; the limit is \(Self.maximumStatusBytes)"))
+                    continue
+                }
                 statusByID = Self.statuses(member.bytes, file: display, problems: &problems)
                 continue
             }
@@ -117,11 +130,25 @@ public struct CanonArchive: Sendable {
     }
 
     static func statuses(_ bytes: [UInt8], file: String, problems: inout [CanonProblem]) -> [String: String] {
-        guard let text = String(validating: bytes, as: UTF8.self),
-            let mapping = (try? Yams.load(yaml: text)) as? [String: Any]
-        else {
-            problems.append(
-                CanonProblem(file: file, line: nil, message: "must be a YAML mapping of entry ids to statuses"))
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            problems.append(CanonProblem(file: file, line: nil, message: "is not valid UTF-8"))
+            return [:]
+        }
+        let mapping: [String: Any]
+        do {
+            // Two values (id, status) per entry of the largest canon a file may hold.
+            guard
+                let value = try CanonYAML.load(
+                    text, maximumBytes: Self.maximumStatusBytes, maximumNodes: 2 * Self.maximumStatusEntries + 1)
+                    as? [String: Any]
+            else {
+                problems.append(
+                    CanonProblem(file: file, line: nil, message: "must be a YAML mapping of entry ids to statuses"))
+                return [:]
+            }
+            mapping = value
+        } catch {
+            problems.append(CanonProblem(file: file, line: nil, message: "\(error)"))
             return [:]
         }
         var statuses: [String: String] = [:]
@@ -237,11 +264,29 @@ public struct CanonArchive: Sendable {
                 continue
             }
             while path.hasPrefix("./") { path.removeFirst(2) }
+            if TextRules.containsControlCharacters(path, multiline: false) || path.utf8.count > 1024 {
+                let shown = String(
+                    path.unicodeScalars.prefix(200).map {
+                        TextRules.isControl($0, multiline: false) ? "\u{FFFD}" : Character($0)
+                    })
+                problems.append(
+                    CanonProblem(
+                        file: "\(archive)!\(shown)", line: nil,
+                        message: "path must be at most 1024 bytes without control characters"))
+                continue
+            }
             let components = path.split(separator: "/", omittingEmptySubsequences: true)
             if path.hasPrefix("/") || components.contains("..") || components.isEmpty {
                 problems.append(
                     CanonProblem(file: "\(archive)!\(path)", line: nil, message: "path escapes the archive"))
                 continue
+            }
+            guard members.count < Self.maximumMembers else {
+                problems.append(
+                    CanonProblem(
+                        file: archive, line: nil,
+                        message: "holds more than \(Self.maximumMembers) files; split the canon"))
+                return members
             }
             members.append(Member(path: components.joined(separator: "/"), bytes: data))
         }

@@ -342,9 +342,10 @@ public final class ArtifactBytes: @unchecked Sendable {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw .unreadable("\(path): \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0, status.st_size > 0 else { throw .unreadable("\(path): empty") }
-        let size = Int(status.st_size)
+        // The size from the end offset (struct stat's owning module differs between toolchains).
+        let end = lseek(descriptor, 0, SEEK_END)
+        guard end > 0 else { throw .unreadable("\(path): empty") }
+        let size = Int(end)
         guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0), mapped != MAP_FAILED else {
             throw .unreadable("\(path): mmap: \(String(cString: strerror(errno)))")
         }

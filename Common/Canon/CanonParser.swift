@@ -1,5 +1,5 @@
 import Foundation
-import Yams
+import Shared
 
 /// Reads canon uploads — JSON (an array of entries), NDJSON (one entry per line) and Markdown
 /// (YAML front matter, split at headings) — collecting every problem with its file and line
@@ -149,20 +149,30 @@ public struct CanonParser: Sendable {
         if status == nil {
             report("status must be one of \(CanonEntry.Status.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        // Lengths in code points and no control characters (TextRules): what PostgreSQL stores.
         let title = (object["title"] as? String)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        if title.isEmpty || title.count > self.limits.maximumTitleCharacters {
-            report("title must be 1 to \(self.limits.maximumTitleCharacters) characters")
+        if let problem = TextRules.problem(title, length: 1...self.limits.maximumTitleCharacters) {
+            report("title \(problem)")
         }
         let body = object["body"] as? String ?? ""
-        if body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
-            || body.count > self.limits.maximumBodyCharacters
+        if body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            report("body must not be empty")
+        } else if let problem = TextRules.problem(body, length: 1...self.limits.maximumBodyCharacters, multiline: true)
         {
-            report("body must be 1 to \(self.limits.maximumBodyCharacters) characters")
+            report("body \(problem)")
         }
         let tags = Self.strings(object["tags"], field: "tags", report: report)
         let links = Self.strings(object["links"], field: "links", report: report)
+        for (field, values) in [("tags", tags), ("links", links)] {
+            if let problem = values.lazy.compactMap({ TextRules.problem($0, length: 1...200) }).first {
+                report("each of \(field) \(problem)")
+            }
+        }
         let source = object["source"]
         if source != nil, !(source is String), !(source is NSNull) { report("source must be a string") }
+        if let source = source as? String, let problem = TextRules.problem(source, length: 0...2000) {
+            report("source \(problem)")
+        }
         guard problems.count == before, let id, let kind, let status else { return nil }
         return CanonEntry(
             id: id, kind: kind, title: title, body: body, status: status, tags: tags, links: links,
@@ -264,13 +274,13 @@ public struct CanonParser: Sendable {
             }
             let yaml = lines[1..<end].joined(separator: "\n")
             do {
-                if let mapping = try Yams.load(yaml: yaml) as? [String: Any] {
+                if let mapping = try CanonYAML.load(yaml) as? [String: Any] {
                     meta = mapping
                 } else if !yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                     problems.append(CanonProblem(file: file, line: 2, message: "front matter must be a YAML mapping"))
                 }
             } catch {
-                problems.append(CanonProblem(file: file, line: 2, message: "front matter is not valid YAML"))
+                problems.append(CanonProblem(file: file, line: 2, message: "front matter \(error)"))
                 return []
             }
             index = end + 1

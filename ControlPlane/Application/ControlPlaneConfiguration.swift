@@ -47,6 +47,7 @@ public struct ControlPlaneConfiguration: Sendable {
                 "config.watch_max_wait_seconds": "30",
                 "config.usage_report_interval_ms": "15000",
                 "config.change_log_retention_hours": "168",
+                "config.document_validity_seconds": "86400",
                 "nodes.stale_after_seconds": "90",
                 "embeddings.model_dir": ".zaas/models/all-MiniLM-L6-v2",
                 "canon.build_threads": "2",

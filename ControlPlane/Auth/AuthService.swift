@@ -26,7 +26,7 @@ struct AuthService: Sendable {
             _ = try? await self.hasher.verify(password, against: self.dummyHash)
             throw Problem.invalidCredentials
         }
-        let candidate = try await self.database.unscoped(logger: logger) { connection in
+        let candidates = try await self.database.unscoped(logger: logger) { connection in
             let rows = try await connection.query(
                 """
                 SELECT kind, account_id, tenant_id, password_hash, role, account_status, tenant_status,
@@ -35,16 +35,25 @@ struct AuthService: Sendable {
                 """,
                 logger: logger
             )
-            var found: Candidate?
+            var found: [Candidate] = []
             for try await row in rows.decode((String, UUID, UUID?, String, String, String, String?, Bool).self) {
-                found = Candidate(
-                    kind: row.0, accountID: row.1, tenantID: row.2, passwordHash: row.3, role: row.4,
-                    accountStatus: row.5, tenantStatus: row.6, isLocked: row.7
-                )
+                found.append(
+                    Candidate(
+                        kind: row.0, accountID: row.1, tenantID: row.2, passwordHash: row.3, role: row.4,
+                        accountStatus: row.5, tenantStatus: row.6, isLocked: row.7
+                    ))
             }
             return found
         }
-        guard let candidate else {
+        // An address that names more than one account (possible only for rows older than the
+        // registry of migration 10) signs nobody in: choosing one would let the other's owner in
+        // or lock the other out.
+        guard candidates.count == 1, let candidate = candidates.first else {
+            if candidates.count > 1 {
+                logger.error(
+                    "sign-in refused: the email names more than one account; an operator must resolve it",
+                    metadata: ["accounts": "\(candidates.map(\.accountID))"])
+            }
             _ = try? await self.hasher.verify(password, against: self.dummyHash)
             throw Problem.invalidCredentials
         }
@@ -197,15 +206,22 @@ struct AuthService: Sendable {
             )
         }
         let hash = try await self.hasher.hash(password)
-        let created = try await self.database.unscoped(logger: logger) { connection in
-            var created = false
-            for try await value in try await connection.query(
-                "SELECT zaas_bootstrap_operator(\(email.text), \(hash))",
-                logger: logger
-            ).decode(Bool.self) {
-                created = value
+        let created: Bool
+        do {
+            created = try await self.database.unscoped(logger: logger) { connection in
+                var created = false
+                for try await value in try await connection.query(
+                    "SELECT zaas_bootstrap_operator(\(email.text), \(hash))",
+                    logger: logger
+                ).decode(Bool.self) {
+                    created = value
+                }
+                return created
             }
-            return created
+        } catch let error as PSQLError where error.sqlState == "ZA001" {
+            throw ConfigurationError.invalid(
+                key: "bootstrap.operator_email", value: email.text,
+                expected: "an address no tenant admin uses (one address names one account)")
         }
         if created { logger.notice("bootstrap operator created", metadata: ["operator_email": "\(email.text)"]) }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// A lower-cased email address with a plausible shape: one `@`, a non-empty local part, a domain
 /// with a dot, no spaces or control characters, at most 254 characters. Delivery is not checked.
@@ -8,7 +9,7 @@ struct EmailAddress: Sendable, Equatable {
     init?(_ raw: String) {
         let text = raw.trimmingCharacters(in: .whitespaces).lowercased()
         guard text.utf8.count <= 254,
-            !text.contains(where: { $0.isWhitespace || $0.asciiValue.map { $0 < 0x20 } == true })
+            !text.contains(where: \.isWhitespace), !TextRules.containsControlCharacters(text, multiline: false)
         else { return nil }
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, parts[0].utf8.count <= 64 else { return nil }

@@ -16,9 +16,11 @@ enum PasswordPolicy {
     /// Problems with `password`, empty when it is acceptable.
     static func problems(password: String, email: String) -> [String] {
         var problems: [String] = []
-        let length = password.count
+        // Code points, not grapheme clusters: one cluster can hold any number of combining marks.
+        let length = password.unicodeScalars.count
         if length < minimumLength { problems.append("must be at least \(minimumLength) characters") }
         if length > maximumLength { problems.append("must be at most \(maximumLength) characters") }
+        if password.unicodeScalars.contains(where: { $0.value == 0 }) { problems.append("must not contain U+0000") }
         let lowered = password.lowercased()
         if common.contains(lowered) { problems.append("is a commonly used password") }
         if let local = email.lowercased().split(separator: "@").first, lowered.contains(local), local.count >= 4 {

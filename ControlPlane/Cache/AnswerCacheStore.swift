@@ -8,9 +8,37 @@ import Shared
 struct AnswerCacheStore: Sendable {
     let client: PostgresClient
 
-    /// Stores a batch (a newer answer under the same digest replaces the older); how many were stored.
-    func put(_ entries: [AnswerCacheRecord], logger: Logger) async throws -> Int {
-        guard !entries.isEmpty else { return 0 }
+    struct PutOutcome {
+        /// Rows written.
+        var stored = 0
+        /// Entries the database refused for good, by index in the batch given, with its reason.
+        var refused: [(index: Int, reason: String)] = []
+    }
+
+    /// Stores a batch (a newer answer under the same digest replaces the older). When the
+    /// database refuses the data of the batch (a value no check foresaw), each entry is written
+    /// on its own so only the refused ones are lost; any other failure (the database is
+    /// unreachable, a deadlock) is thrown for the caller to retry the whole batch.
+    func put(_ entries: [AnswerCacheRecord], logger: Logger) async throws -> PutOutcome {
+        guard !entries.isEmpty else { return PutOutcome() }
+        do {
+            return PutOutcome(stored: try await self.write(entries, logger: logger))
+        } catch let error as PSQLError where error.isDataRefusal && entries.count > 1 {
+            var outcome = PutOutcome()
+            for (index, entry) in entries.enumerated() {
+                do {
+                    outcome.stored += try await self.write([entry], logger: logger)
+                } catch let error as PSQLError where error.isDataRefusal {
+                    outcome.refused.append((index, "refused by the database (SQLSTATE \(error.sqlState ?? "?"))"))
+                }
+            }
+            return outcome
+        } catch let error as PSQLError where error.isDataRefusal {
+            return PutOutcome(refused: [(0, "refused by the database (SQLSTATE \(error.sqlState ?? "?"))")])
+        }
+    }
+
+    private func write(_ entries: [AnswerCacheRecord], logger: Logger) async throws -> Int {
         let rows = try await self.client.query(
             """
             SELECT zaas_answer_cache_put(

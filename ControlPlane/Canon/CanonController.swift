@@ -105,6 +105,9 @@ struct CanonController: Sendable {
             $0.trimmingCharacters(in: .whitespaces).lowercased()
         }
         let name = request.uri.queryParameters["filename"].map(String.init)
+        if let name, let error = FieldError("filename", text: name, length: 1...255) {
+            throw Problem.validation([error])
+        }
         let format: UploadFormat
         switch contentType {
         case "application/json": format = .file(.json, name ?? "upload.json")

@@ -15,11 +15,13 @@ public struct ConfigDistribution: Sendable {
     let services: [any Service]
 
     public init(postgres: PostgresClient, settings: DistributionSettings, logger: Logger) {
-        let source = ConfigSource(client: postgres, settings: settings.nodeSettings)
+        let source = ConfigSource(
+            client: postgres, settings: settings.nodeSettings, validity: settings.documentValidity)
         let notifier = ConfigChangeNotifier()
         self.source = source
         self.notifier = notifier
-        self.documents = ConfigDocumentCache(source: source, signingKey: settings.signingKey)
+        self.documents = ConfigDocumentCache(
+            source: source, signingKey: settings.signingKey, refreshAfter: settings.documentValidity / 4)
         self.registry = NodeRegistry(client: postgres, staleAfter: settings.nodeStaleAfter)
         self.settings = settings
         self.services = [

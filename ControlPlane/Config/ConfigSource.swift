@@ -17,15 +17,32 @@ public struct ConfigSource: Sendable {
 
     let client: PostgresClient
     let settings: DataPlaneSettings
+    /// How long a document built now may be accepted by nodes.
+    let validity: Duration
 
-    public init(client: PostgresClient, settings: DataPlaneSettings) {
+    public init(client: PostgresClient, settings: DataPlaneSettings, validity: Duration = .seconds(86_400)) {
         self.client = client
         self.settings = settings
+        self.validity = validity
+    }
+
+    /// The issue time and end of validity of a document built now.
+    private var stamps: (createdAt: Date, validUntil: Date) {
+        let now = Date()
+        return (now, now.addingTimeInterval(TimeInterval(self.validity.components.seconds)))
     }
 
     public func head(logger: Logger) async throws -> Head {
         try await self.client.withConnection { connection in try await Self.head(connection: connection, logger: logger)
         }
+    }
+
+    /// Moves the version past `past` (migration 13): the new version, which every node gets as a
+    /// full snapshot.
+    public func advance(past: Int64, logger: Logger) async throws -> Int64 {
+        let rows = try await self.client.query("SELECT zaas_config_advance(\(past))", logger: logger)
+        for try await version in rows.decode(Int64.self) { return version }
+        throw ConfigSourceError.missingHead
     }
 
     /// The whole configuration as of now.
@@ -71,11 +88,13 @@ public struct ConfigSource: Sendable {
             let keys = keyIDs.isEmpty ? [] : try await Self.keys(ids: keyIDs, connection: connection, logger: logger)
             let presentTenants = Set(tenants.map(\.id))
             let presentKeys = Set(keys.map(\.id))
+            let stamps = self.stamps
             return .delta(
                 ConfigDelta(
                     fromVersion: since,
                     toVersion: head.version,
-                    createdAt: Date(),
+                    createdAt: stamps.createdAt,
+                    validUntil: stamps.validUntil,
                     settings: self.settings(base: canon.base),
                     upsertedTenants: tenants,
                     removedTenants: tenantIDs.subtracting(presentTenants).sorted { $0.uuidString < $1.uuidString },
@@ -116,9 +135,11 @@ public struct ConfigSource: Sendable {
         -> NodeConfigSnapshot
     {
         let canon = try await Self.canon(tenants: nil, connection: connection, logger: logger)
+        let stamps = self.stamps
         return NodeConfigSnapshot(
             version: head.version,
-            createdAt: Date(),
+            createdAt: stamps.createdAt,
+            validUntil: stamps.validUntil,
             settings: self.settings(base: canon.base),
             tenants: try await Self.tenants(
                 ids: nil, tiers: nil, canon: canon.tenants, connection: connection, logger: logger),

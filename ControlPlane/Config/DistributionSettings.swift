@@ -15,6 +15,10 @@ public struct DistributionSettings: Sendable {
     public var changeLogRetention: Duration
     /// A node not seen for this long is listed as `stale`.
     public var nodeStaleAfter: Duration
+    /// How long nodes accept a signed document after it was built (`config.document_validity_seconds`):
+    /// the window in which a captured document could be replayed. Documents are rebuilt well
+    /// before it ends.
+    public var documentValidity: Duration
 
     public var nodeSettings: DataPlaneSettings {
         DataPlaneSettings(
@@ -41,5 +45,6 @@ public struct DistributionSettings: Sendable {
         self.changeLogRetention = .seconds(
             3600 * (try reader.setting("config.change_log_retention_hours", in: 1...8760)))
         self.nodeStaleAfter = .seconds(try reader.setting("nodes.stale_after_seconds", in: 5...86_400))
+        self.documentValidity = .seconds(try reader.setting("config.document_validity_seconds", in: 300...604_800))
     }
 }

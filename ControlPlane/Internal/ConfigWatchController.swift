@@ -52,9 +52,9 @@ struct ConfigWatchController: Sendable {
                 errors.append(FieldError("node_id", "1 to 200 characters of letters, digits and . _ : -"))
             }
             let address = query["address"].map(String.init) ?? ""
-            if address.count > 500 { errors.append(FieldError("address", "at most 500 characters")) }
+            if let error = FieldError("address", text: address, length: 0...500) { errors.append(error) }
             let software = query["software_version"].map(String.init) ?? ""
-            if software.count > 100 { errors.append(FieldError("software_version", "at most 100 characters")) }
+            if let error = FieldError("software_version", text: software, length: 0...100) { errors.append(error) }
             guard errors.isEmpty else { throw Problem.validation(errors) }
             self.since = since
             self.wait = wait

@@ -124,7 +124,7 @@ struct KeyController: Sendable {
     func create(_ body: CreateKey, context: TenantAdminContext) async throws -> CreatedKey {
         var errors: [FieldError] = []
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        if name.isEmpty || name.count > 200 { errors.append(FieldError("name", "must be 1 to 200 characters")) }
+        if let error = FieldError("name", text: name, length: 1...200) { errors.append(error) }
         let scopes = Array(Set(body.scopes)).sorted()
         if scopes.isEmpty { errors.append(FieldError("scopes", "must name at least one scope")) }
         let unknown = Set(scopes).subtracting(Self.scopes).sorted()

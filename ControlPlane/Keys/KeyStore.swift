@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Logging
 import NIOCore
 import PostgresNIO
@@ -45,9 +46,31 @@ struct KeyStore: Sendable {
         adminID: UUID, logger: Logger
     ) async throws -> CreatedKey {
         try await self.database.withTenant(tenantID, logger: logger) { connection in
-            try await self.insert(
+            try await Self.requireRoomForKey(tenantID: tenantID, connection: connection, logger: logger)
+            return try await self.insert(
                 name: name, scopes: scopes, environment: environment, expiresAt: expiresAt, tenantID: tenantID,
                 adminID: adminID, connection: connection, logger: logger)
+        }
+    }
+
+    /// Refuses a new key when the tenant already holds its tier's (or policy's) number of active
+    /// keys. Creations of one tenant queue on a transaction lock, so two at once cannot both
+    /// take the last place.
+    static func requireRoomForKey(tenantID: UUID, connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('zaas.api_keys:' || \(tenantID.lowercased), 0))",
+            logger: logger)
+        let rows = try await connection.query(
+            """
+            SELECT coalesce(p.max_active_keys, r.max_active_keys),
+                   (SELECT count(*)::int FROM api_keys k
+                    WHERE (k.revoked_at IS NULL OR k.revoked_at > now()) AND (k.expires_at IS NULL OR k.expires_at > now()))
+            FROM tenants t JOIN tiers r ON r.id = t.tier_id LEFT JOIN quota_policies p ON p.tenant_id = t.id
+            WHERE t.id = \(tenantID)
+            """,
+            logger: logger)
+        for try await (maximum, active) in rows.decode((Int, Int).self) where active >= maximum {
+            throw Problem.keyLimitReached(maximum)
         }
     }
 
@@ -163,5 +186,13 @@ struct KeyStore: Sendable {
             )
             logger.info("api key revoked", metadata: ["key_id": "\(key.keyId)"])
         }
+    }
+}
+
+extension Problem {
+    static func keyLimitReached(_ maximum: Int) -> Problem {
+        Problem(
+            slug: "key-limit-reached", title: "Conflict", status: .conflict,
+            detail: "The tenant already has \(maximum) active keys, as many as its tier allows. Revoke one first.")
     }
 }

@@ -28,6 +28,10 @@ public enum Migrations {
         Migration(version: 7, name: "canon_build_reuse", statements: CanonSchema.reuseStatements),
         Migration(version: 8, name: "answer_cache", statements: AnswerCacheSchema.statements),
         Migration(version: 9, name: "semantic_cache_threshold", statements: SemanticThresholdSchema.statements),
+        Migration(version: 10, name: "account_email_registry", statements: AccountEmailSchema.statements),
+        Migration(version: 11, name: "tenant_wide_buckets_and_key_caps", statements: TierLimitsSchema.statements),
+        Migration(version: 12, name: "canon_artifacts_definer_only", statements: ArtifactScopeSchema.statements),
+        Migration(version: 13, name: "config_version_advance", statements: ConfigAdvanceSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -7,8 +7,11 @@ import Shared
 /// tenant's quota policy where it says so).
 struct TenantBody: Encodable, Sendable {
     struct Limits: Encodable, Sendable {
+        /// Per key.
         let queriesPerHour: Int
-        let tenantQueriesPerHour: Int?
+        /// For the whole tenant, across its keys (the tier's published limit unless the policy says otherwise).
+        let tenantQueriesPerHour: Int
+        let maxActiveKeys: Int
         let modelClasses: [String]
         let maxCitations: Int
         let cacheTtlSeconds: Int
@@ -29,7 +32,9 @@ struct TenantBody: Encodable, Sendable {
 
     static let select = """
         SELECT t.id, t.name, t.slug, t.status, t.tier_id, t.created_at, t.revision,
-               coalesce(p.queries_per_hour, tr.queries_per_hour), p.tenant_queries_per_hour,
+               coalesce(p.queries_per_hour, tr.queries_per_hour),
+               coalesce(p.tenant_queries_per_hour, tr.queries_per_hour),
+               coalesce(p.max_active_keys, tr.max_active_keys),
                coalesce(p.model_classes, tr.model_classes), coalesce(p.max_citations, tr.max_citations),
                coalesce(p.cache_ttl_seconds, tr.cache_ttl_seconds),
                coalesce(p.audit_retention_days, tr.audit_retention_days),
@@ -37,7 +42,9 @@ struct TenantBody: Encodable, Sendable {
         FROM tenants t JOIN tiers tr ON tr.id = t.tier_id LEFT JOIN quota_policies p ON p.tenant_id = t.id
         """
 
-    typealias Row = (UUID, String, String, String, String, Date, Int, Int, Int?, [String], Int, Int, Int, Bool, Float?)
+    typealias Row = (
+        UUID, String, String, String, String, Date, Int, Int, Int, Int, [String], Int, Int, Int, Bool, Float?
+    )
 
     init(_ row: Row) {
         self.id = row.0.uuidString.lowercased()
@@ -48,9 +55,9 @@ struct TenantBody: Encodable, Sendable {
         self.createdAt = row.5
         self.revision = row.6
         self.limits = Limits(
-            queriesPerHour: row.7, tenantQueriesPerHour: row.8, modelClasses: row.9, maxCitations: row.10,
-            cacheTtlSeconds: row.11, auditRetentionDays: row.12, canonUpdatesAllowed: row.13,
-            semanticCacheThreshold: row.14
+            queriesPerHour: row.7, tenantQueriesPerHour: row.8, maxActiveKeys: row.9, modelClasses: row.10,
+            maxCitations: row.11, cacheTtlSeconds: row.12, auditRetentionDays: row.13, canonUpdatesAllowed: row.14,
+            semanticCacheThreshold: row.15
         )
     }
 
@@ -62,8 +69,4 @@ struct TenantBody: Encodable, Sendable {
         for try await row in rows.decode(Row.self) { return TenantBody(row) }
         throw Problem.notFound("No such tenant.")
     }
-}
-
-extension PSQLError {
-    var sqlState: String? { self.serverInfo?[.sqlState] }
 }

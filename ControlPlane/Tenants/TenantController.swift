@@ -24,6 +24,7 @@ struct TenantController: Sendable {
     struct QuotaPolicy: Codable {
         let queriesPerHour: Int?
         let tenantQueriesPerHour: Int?
+        let maxActiveKeys: Int?
         let modelClasses: [String]?
         let maxCitations: Int?
         let cacheTtlSeconds: Int?
@@ -32,7 +33,8 @@ struct TenantController: Sendable {
         let semanticCacheThreshold: Float?
 
         static let fields: Set<String> = [
-            "queries_per_hour", "tenant_queries_per_hour", "model_classes", "max_citations", "cache_ttl_seconds",
+            "queries_per_hour", "tenant_queries_per_hour", "max_active_keys", "model_classes", "max_citations",
+            "cache_ttl_seconds",
             "audit_retention_days", "canon_updates_allowed", "semantic_cache_threshold",
         ]
 
@@ -45,6 +47,7 @@ struct TenantController: Sendable {
             }
             check(queriesPerHour, "queries_per_hour", 1...10_000_000)
             check(tenantQueriesPerHour, "tenant_queries_per_hour", 1...100_000_000)
+            check(maxActiveKeys, "max_active_keys", 1...100_000)
             check(maxCitations, "max_citations", 1...50)
             check(cacheTtlSeconds, "cache_ttl_seconds", 0...2_592_000)
             check(auditRetentionDays, "audit_retention_days", 1...3650)
@@ -133,7 +136,7 @@ struct TenantController: Sendable {
     func create(_ body: CreateTenant, context: OperatorContext) async throws -> TenantBody {
         var errors: [FieldError] = []
         let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-        if name.isEmpty || name.count > 200 { errors.append(FieldError("name", "must be 1 to 200 characters")) }
+        if let error = FieldError("name", text: name, length: 1...200) { errors.append(error) }
         if !Self.isValidSlug(body.slug) {
             errors.append(FieldError("slug", "must be 1 to 63 lower-case letters, digits and inner hyphens"))
         }
@@ -146,8 +149,8 @@ struct TenantController: Sendable {
     {
         var errors: [FieldError] = []
         let name = body.name?.trimmingCharacters(in: .whitespacesAndNewlines)
-        if let name, name.isEmpty || name.count > 200 {
-            errors.append(FieldError("name", "must be 1 to 200 characters"))
+        if let name, let error = FieldError("name", text: name, length: 1...200) {
+            errors.append(error)
         }
         if let status = body.status, !["active", "suspended", "deleted"].contains(status) {
             errors.append(FieldError("status", "must be active, suspended or deleted"))

@@ -98,15 +98,17 @@ struct TenantStore: Sendable {
             _ = try await TenantBody.fetch(id, connection: connection, logger: logger)
             try await connection.query(
                 """
-                INSERT INTO quota_policies (tenant_id, queries_per_hour, tenant_queries_per_hour, model_classes,
-                    max_citations, cache_ttl_seconds, audit_retention_days, canon_updates_allowed,
+                INSERT INTO quota_policies (tenant_id, queries_per_hour, tenant_queries_per_hour, max_active_keys,
+                    model_classes, max_citations, cache_ttl_seconds, audit_retention_days, canon_updates_allowed,
                     semantic_cache_threshold)
-                VALUES (\(id), \(policy.queriesPerHour), \(policy.tenantQueriesPerHour), \(policy.modelClasses),
+                VALUES (\(id), \(policy.queriesPerHour), \(policy.tenantQueriesPerHour), \(policy.maxActiveKeys),
+                    \(policy.modelClasses),
                     \(policy.maxCitations), \(policy.cacheTtlSeconds), \(policy.auditRetentionDays),
                     \(policy.canonUpdatesAllowed), \(policy.semanticCacheThreshold))
                 ON CONFLICT (tenant_id) DO UPDATE SET
                     queries_per_hour = EXCLUDED.queries_per_hour,
                     tenant_queries_per_hour = EXCLUDED.tenant_queries_per_hour,
+                    max_active_keys = EXCLUDED.max_active_keys,
                     model_classes = EXCLUDED.model_classes, max_citations = EXCLUDED.max_citations,
                     cache_ttl_seconds = EXCLUDED.cache_ttl_seconds,
                     audit_retention_days = EXCLUDED.audit_retention_days,

@@ -53,8 +53,17 @@ public struct DataPlaneConfiguration: Sendable {
             reader.optionalSetting("node.id") ?? "\(ProcessInfo.processInfo.hostName):\(self.server.port)"
         self.redis = try RedisConfiguration(reader: reader)
         let url = try reader.setting("control.url")
-        guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+        guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), let host = parsed.host
+        else {
             throw ConfigurationError.invalid(key: "control.url", value: url, expected: "an http(s) URL")
+        }
+        // The node credential and every tenant's key digests travel on this connection: in the
+        // clear only on this machine, unless an operator says the network is protected otherwise.
+        if parsed.scheme == "http", !Self.isLoopback(host), !(try reader.flag("control.allow_insecure_http")) {
+            throw ConfigurationError.invalid(
+                key: "control.url", value: url,
+                expected: "an https URL, or http on loopback (set control.allow_insecure_http=true to allow plain HTTP)"
+            )
         }
         self.controlPlane = ControlPlaneClient.Settings(
             url: url, nodeToken: try reader.setting("nodes.token", isSecret: true),
@@ -94,11 +103,20 @@ public struct DataPlaneConfiguration: Sendable {
             probeInterval: .milliseconds(try reader.setting("rate_limit.probe_interval_ms", in: 50...60_000)))
     }
 
+    /// 127.0.0.0/8, ::1 or localhost.
+    static func isLoopback(_ host: String) -> Bool {
+        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        if bare == "localhost" || bare == "::1" { return true }
+        let octets = bare.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
         ServerSettings.defaults(port: 8401)
             .merging(RedisConfiguration.defaults) { $1 }
             .merging([
                 "control.url": "http://127.0.0.1:8400",
+                "control.allow_insecure_http": "false",
                 "control.timeout_ms": "1000",
                 "control.watch_wait_seconds": "25",
                 "control.max_backoff_ms": "2000",

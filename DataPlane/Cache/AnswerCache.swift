@@ -75,6 +75,8 @@ final class AnswerCache: Sendable {
     /// it), the semantic index (questions without context, with their `vector`) and the
     /// persistent tier's queue.
     func store(_ answer: StoredAnswer, for key: QueryCacheKey, vector: [Float]? = nil, ttlSeconds: UInt32) async {
+        // A TTL of 0 is the tenant's "do not cache": no tier keeps the answer.
+        guard ttlSeconds > 0 else { return }
         await self.storeExact(answer, for: key, ttlSeconds: ttlSeconds)
         let semanticVector = key.hasContext ? nil : vector
         if let semanticVector { await self.semantic?.add(key, vector: semanticVector, ttlSeconds: ttlSeconds) }
@@ -113,7 +115,6 @@ final class AnswerCache: Sendable {
 
     /// One round trip; a Redis that is down fails fast.
     private func storeExact(_ answer: StoredAnswer, for key: QueryCacheKey, ttlSeconds: UInt32) async {
-        guard ttlSeconds > 0 else { return }
         do {
             try await self.redis.send(["SET", .string(key.redisKey), .bytes(answer.json), "EX", .int(ttlSeconds)])
         } catch {

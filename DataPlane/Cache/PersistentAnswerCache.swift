@@ -11,9 +11,11 @@ import Synchronization
 ///
 /// Writes never touch the request path: answers queue in memory (deduplicated by key, at most
 /// `maximumPending`; beyond that new ones are dropped and counted) and go to the control plane in
-/// batches every `interval`; a failed batch stays queued for the next round. Reads happen on a
-/// Redis miss, bounded by the control-plane timeout, and are skipped while the control plane is
-/// known to be unreachable.
+/// batches every `interval`. What the control plane cannot take for a transient reason (it or
+/// PostgreSQL is down) stays queued for the next round; what it refuses for good (checked here
+/// first with the same rules, `AnswerCacheRecord.problems`) is dropped and counted, so one bad
+/// answer never holds up the others. Reads happen on a Redis miss, bounded by the control-plane
+/// timeout, and are skipped while the control plane is known to be unreachable.
 final class PersistentAnswerCache: Service, Sendable {
     struct Entry: Sendable {
         let key: QueryCacheKey
@@ -31,9 +33,11 @@ final class PersistentAnswerCache: Service, Sendable {
     private let interval: Duration
     private let isReachable: @Sendable () -> Bool
     private let logger: Logger
-    private let pending = Mutex<[String: Entry]>([:])
+    /// Records waiting to go out, by digest.
+    private let pending = Mutex<[String: AnswerCacheRecord]>([:])
     private let stored = Counter(label: "zaas_persistent_cache_writes_total", dimensions: [("outcome", "stored")])
     private let dropped = Counter(label: "zaas_persistent_cache_writes_total", dimensions: [("outcome", "dropped")])
+    private let refused = Counter(label: "zaas_persistent_cache_writes_total", dimensions: [("outcome", "refused")])
     private let failed = Counter(label: "zaas_persistent_cache_writes_total", dimensions: [("outcome", "failed")])
     private let lookupErrors = Counter(label: "zaas_persistent_cache_lookup_errors_total")
 
@@ -50,9 +54,20 @@ final class PersistentAnswerCache: Service, Sendable {
     var pendingCount: Int { self.pending.withLock { $0.count } }
 
     func enqueue(_ entry: Entry) {
+        let record = AnswerCacheRecord(
+            tenantId: entry.key.tenant, digest: entry.key.digest, scope: entry.key.scope,
+            question: entry.key.question, embedding: entry.embedding.map(Self.encode),
+            answer: String(decoding: entry.answer.json, as: UTF8.self), ttlSeconds: Int(entry.ttlSeconds))
+        let problems = record.problems()
+        guard problems.isEmpty else {
+            self.refused.increment()
+            self.logger.debug(
+                "answer not kept in the persistent cache", metadata: ["problems": "\(problems.map(\.message))"])
+            return
+        }
         let accepted = self.pending.withLock { pending in
-            guard pending.count < Self.maximumPending || pending[entry.key.digest] != nil else { return false }
-            pending[entry.key.digest] = entry
+            guard pending.count < Self.maximumPending || pending[record.digest] != nil else { return false }
+            pending[record.digest] = record
             return true
         }
         if !accepted { self.dropped.increment() }
@@ -71,43 +86,44 @@ final class PersistentAnswerCache: Service, Sendable {
         await self.flush()
     }
 
-    /// Sends everything queued, in batches; a failed batch goes back in the queue. False when
-    /// a batch failed.
+    /// Sends everything queued, in batches. A batch that fails for a transient reason goes back
+    /// in the queue and ends this round (false); entries refused for good are dropped.
     @discardableResult
     func flush() async -> Bool {
         while true {
-            let batch = self.pending.withLock { pending -> [Entry] in
+            let batch = self.pending.withLock { pending -> [AnswerCacheRecord] in
                 let taken = Array(pending.values.prefix(Self.batchSize))
-                for entry in taken { pending.removeValue(forKey: entry.key.digest) }
+                for record in taken { pending.removeValue(forKey: record.digest) }
                 return taken
             }
             guard !batch.isEmpty else { return true }
             do {
-                try await self.send(batch)
-                self.stored.increment(by: batch.count)
+                let reply = try await self.control.store(batch)
+                self.stored.increment(by: batch.count - reply.refused.count)
+                if let first = reply.refused.first {
+                    self.refused.increment(by: reply.refused.count)
+                    self.logger.warning(
+                        "the control plane refused answers for the persistent cache; dropped",
+                        metadata: ["refused": "\(reply.refused.count)", "first": "\(first.reason)"])
+                }
+            } catch let error as ControlPlaneError where error.isPermanent {
+                self.refused.increment(by: batch.count)
+                self.logger.error(
+                    "the control plane refused a batch for the persistent cache; dropped",
+                    metadata: ["error": "\(error)", "answers": "\(batch.count)"])
             } catch {
                 self.failed.increment(by: batch.count)
                 self.logger.warning(
                     "cannot store answers in the persistent cache; keeping them for the next round",
                     metadata: ["error": "\(error)", "answers": "\(batch.count)"])
                 self.pending.withLock { pending in
-                    for entry in batch where pending[entry.key.digest] == nil && pending.count < Self.maximumPending {
-                        pending[entry.key.digest] = entry
+                    for record in batch where pending[record.digest] == nil && pending.count < Self.maximumPending {
+                        pending[record.digest] = record
                     }
                 }
                 return false
             }
         }
-    }
-
-    private func send(_ batch: [Entry]) async throws {
-        let records = batch.map { entry in
-            AnswerCacheRecord(
-                tenantId: entry.key.tenant, digest: entry.key.digest, scope: entry.key.scope,
-                question: entry.key.question, embedding: entry.embedding.map(Self.encode),
-                answer: String(decoding: entry.answer.json, as: UTF8.self), ttlSeconds: Int(entry.ttlSeconds))
-        }
-        try await self.control.store(records)
     }
 
     /// An unexpired answer and the seconds it has left; nil on a miss or any failure.

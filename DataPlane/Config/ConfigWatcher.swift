@@ -211,6 +211,24 @@ public final class ConfigWatcher: Service, Sendable {
             self.setReachability(.unhealthy("sent a config document this node refuses: \(error)"))
             return .failed
         }
+        // Replay: an expired document, or a snapshot older than what this node holds, is refused
+        // (a revoked key must not come back); the node keeps what it has and says why in health.
+        do {
+            switch update {
+            case .full(let snapshot):
+                try ConfigValidity.check(createdAt: snapshot.createdAt, validUntil: snapshot.validUntil)
+                if let holding = self.store.current?.version, snapshot.version < holding {
+                    throw ConfigValidity.Refusal.older(version: snapshot.version, holding: holding)
+                }
+            case .delta(let delta):
+                try ConfigValidity.check(createdAt: delta.createdAt, validUntil: delta.validUntil)
+            }
+        } catch {
+            self.refusedUpdates.increment()
+            self.logger.error("config document refused", metadata: ["reason": "\(error)"])
+            self.setReachability(.unhealthy("sent a config document this node refuses: \(error)"))
+            return .failed
+        }
         let next: ConfigState
         switch update {
         case .full(let snapshot):
@@ -227,15 +245,9 @@ public final class ConfigWatcher: Service, Sendable {
                 return .resync
             }
         }
-        let previous = self.store.current?.version
         self.store.install(next)
         self.versionGauge.record(next.version)
         self.confirmSync()
-        if let previous, next.version < previous {
-            self.logger.warning(
-                "control plane sent an older configuration (database restored?); applied it",
-                metadata: ["from": "\(previous)", "to": "\(next.version)"])
-        }
         // Memory first, disk second: a failing disk must not keep a revocation from taking effect.
         var needsCompaction = false
         do {

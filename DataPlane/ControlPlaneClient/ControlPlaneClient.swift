@@ -103,11 +103,16 @@ public final class ControlPlaneClient: Service, Sendable {
         return reply.body
     }
 
-    /// `POST /internal/v1/cache`: answers for the persistent answer cache.
-    func store(_ answers: [AnswerCacheRecord]) async throws {
-        try await self.expect(
-            .noContent, .POST, InternalAPI.cache, body: try Self.encoder.encode(["entries": answers]),
-            allowance: .seconds(5))
+    /// `POST /internal/v1/cache`: answers for the persistent answer cache; which were stored
+    /// and which refused for good.
+    func store(_ answers: [AnswerCacheRecord]) async throws -> AnswerCacheStoreReply {
+        let reply = try await self.call(
+            .POST, InternalAPI.cache, body: ByteBuffer(bytes: try Self.encoder.encode(["entries": answers])),
+            allowance: .seconds(5), maximumBytes: 1 << 20)
+        guard reply.status == 200 else { throw ControlPlaneError(reply) }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(AnswerCacheStoreReply.self, from: Data(reply.body.readableBytesView))
     }
 
     /// `GET /internal/v1/cache/{tenant}/{digest}`: the body of an unexpired answer, nil when there is none.
@@ -187,4 +192,9 @@ public struct ControlPlaneError: Error, CustomStringConvertible {
     }
 
     public var description: String { "the control plane answered \(self.status): \(self.body.prefix(300))" }
+
+    /// The control plane refused the content of the request (malformed, too large, invalid):
+    /// sending the same again gets the same answer. Other statuses (401 while a credential is
+    /// being rotated, 404 from an older release, 429, 5xx) may pass later.
+    public var isPermanent: Bool { [400, 413, 415, 422].contains(self.status) }
 }

@@ -63,6 +63,7 @@ struct QueryPipeline: Sendable {
         let layers: [CanonLayer]
         do {
             query = try QueryRequest(json: body, citationLimit: Int(caller.policy.maxCitations))
+            try query.requireAllowed(by: caller.policy)
             layers = try self.canon.layers(for: tenant)
         } catch var problem as Problem {
             if let decision = try? await self.limiter.decide(buckets, cost: 0) {

@@ -37,8 +37,8 @@ struct QueryRequest: Sendable, Equatable {
             question = text.trimmingCharacters(in: .whitespacesAndNewlines)
             if question.isEmpty {
                 errors["question"] = "must not be empty"
-            } else if question.count > Self.maximumQuestion {
-                errors["question"] = "must be at most \(Self.maximumQuestion) characters"
+            } else if let problem = TextRules.problem(question, length: 1...Self.maximumQuestion, multiline: true) {
+                errors["question"] = problem
             }
         case nil: errors["question"] = "is required"
         default: errors["question"] = "must be a string"
@@ -48,8 +48,8 @@ struct QueryRequest: Sendable, Equatable {
         switch fields["context"] {
         case nil, .null: break
         case .string(let text):
-            if text.count > Self.maximumContext {
-                errors["context"] = "must be at most \(Self.maximumContext) characters"
+            if let problem = TextRules.problem(text, length: 0...Self.maximumContext, multiline: true) {
+                errors["context"] = problem
             } else if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 context = text
             }
@@ -80,6 +80,22 @@ struct QueryRequest: Sendable, Equatable {
         self.context = context
         self.maxCitations = maxCitations
         self.modelPreference = preference
+    }
+}
+
+extension QueryRequest {
+    /// A model class the tenant's tier (or quota policy) does not include is refused (403);
+    /// `auto` always passes: the router picks among the classes the tenant has.
+    func requireAllowed(by policy: TenantPolicy) throws {
+        let requested: ModelClasses
+        switch self.modelPreference {
+        case .auto: return
+        case .local: requested = .local
+        case .cloud: requested = .cloud
+        }
+        guard policy.modelClasses.contains(requested) else {
+            throw Problem.modelClassNotAllowed(self.modelPreference.rawValue, tier: policy.tier)
+        }
     }
 }
 
@@ -117,5 +133,15 @@ extension Problem {
         .fieldErrors(
             slug: "invalid-query", title: "Bad Request", status: .badRequest,
             errors.sorted { $0.key < $1.key }.map { FieldError($0.key, $0.value) })
+    }
+}
+
+extension Problem {
+    static func modelClassNotAllowed(_ modelClass: String, tier: String) -> Problem {
+        Problem(
+            slug: "model-class-not-allowed", title: "Forbidden", status: .forbidden,
+            detail:
+                "The \(tier) tier does not include \(modelClass) models. Send model_preference auto, or a class the tier includes."
+        )
     }
 }

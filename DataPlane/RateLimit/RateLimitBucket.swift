@@ -21,10 +21,14 @@ public struct RateLimitBucket: Sendable, Hashable {
         RateLimitBucket(name: "zaas:{t:\(tenant.lowercased)}:rl:t", limit: Int(limit))
     }
 
-    /// The buckets a query of this key spends from: the key's, and the tenant's when its policy has one.
+    /// The buckets a query of this key spends from: the key's and the tenant's. Every tenant has
+    /// a tenant-wide bucket (the control plane sends the tier's limit when the policy sets none;
+    /// a snapshot without one falls back to the key's limit), so more keys never mean more queries.
     public static func buckets(key: UUID, tenant: UUID, policy: TenantPolicy) -> [RateLimitBucket] {
-        [.key(key, tenant: tenant, limit: policy.queriesPerHour)]
-            + (policy.tenantQueriesPerHour.map { [.tenant(tenant, limit: $0)] } ?? [])
+        [
+            .key(key, tenant: tenant, limit: policy.queriesPerHour),
+            .tenant(tenant, limit: policy.tenantQueriesPerHour ?? policy.queriesPerHour),
+        ]
     }
 }
 

@@ -20,8 +20,12 @@ struct Connection: ParsableArguments {
     @Option(help: "The control plane's URL (env ZAAS_CONTROL_URL).")
     var url: String = ProcessInfo.processInfo.environment["ZAAS_CONTROL_URL"] ?? "http://127.0.0.1:8400"
 
-    @Option(help: "A session token from `zaasctl login` (env ZAAS_TOKEN).")
-    var token: String? = ProcessInfo.processInfo.environment["ZAAS_TOKEN"]
+    // Secrets from the environment are read when used, never as an option's default: a default
+    // is printed by --help and in usage errors.
+    @Option(name: .customLong("token"), help: "A session token from `zaasctl login` (env ZAAS_TOKEN).")
+    var tokenOption: String?
+
+    var token: String? { self.tokenOption ?? ProcessInfo.processInfo.environment["ZAAS_TOKEN"] }
 
     @Flag(help: "Print the API's JSON instead of text.")
     var json = false
@@ -68,11 +72,15 @@ struct Login: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Sign in; prints the session token.")
     @OptionGroup var connection: Connection
     @Option(help: "Account email.") var email: String
-    @Option(help: "Password (env ZAAS_PASSWORD; prefer that, it keeps the password out of `ps`).")
-    var password: String? = ProcessInfo.processInfo.environment["ZAAS_PASSWORD"]
+    @Option(
+        name: .customLong("password"),
+        help: "Password (env ZAAS_PASSWORD; prefer that, it keeps the password out of `ps`).")
+    var passwordOption: String?
 
     func run() async throws {
-        guard let password else { throw ValidationError("--password or ZAAS_PASSWORD is required") }
+        guard let password = self.passwordOption ?? ProcessInfo.processInfo.environment["ZAAS_PASSWORD"] else {
+            throw ValidationError("--password or ZAAS_PASSWORD is required")
+        }
         try await zaasctl.run {
             let session = try await connection.client.send(
                 .POST, "/admin/v1/sessions", body: ["email": email, "password": password]
@@ -235,13 +243,15 @@ struct Admins: AsyncParsableCommand {
         @OptionGroup var connection: Connection
         @Option(help: "Tenant id (operators only).") var tenant: String?
         @Option var email: String
-        @Option(help: "Password (env ZAAS_NEW_PASSWORD).")
-        var password: String? = ProcessInfo.processInfo.environment["ZAAS_NEW_PASSWORD"]
+        @Option(name: .customLong("password"), help: "Password (env ZAAS_NEW_PASSWORD).")
+        var passwordOption: String?
         @Option(help: "admin or viewer") var role: String = "admin"
 
         func run() async throws {
             try connection.requireToken()
-            guard let password else { throw ValidationError("--password or ZAAS_NEW_PASSWORD is required") }
+            guard let password = self.passwordOption ?? ProcessInfo.processInfo.environment["ZAAS_NEW_PASSWORD"] else {
+                throw ValidationError("--password or ZAAS_NEW_PASSWORD is required")
+            }
             let path = tenant.map { "/admin/v1/tenants/\($0)/admins" } ?? "/admin/v1/admins"
             try await zaasctl.run {
                 let admin = try await connection.client.send(
@@ -340,7 +350,7 @@ struct Keys: AsyncParsableCommand {
 struct Nodes: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Data-plane nodes, the configuration version each holds and its lag (operators).",
-        subcommands: [List.self],
+        subcommands: [List.self, AdvanceConfig.self],
         defaultSubcommand: List.self
     )
 
@@ -360,6 +370,25 @@ struct Nodes: AsyncParsableCommand {
                     (["control plane at version \(field(value, "config_version"))"] + items(value).map(Nodes.line))
                         .joined(separator: "\n")
                 }
+            }
+        }
+    }
+}
+
+extension Nodes {
+    struct AdvanceConfig: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "advance-config",
+            abstract: "Move the configuration version past what every node holds (after a database restore).")
+        @OptionGroup var connection: Connection
+        @Option(help: "Also past this version (default: the highest any registered node holds).") var past: Int?
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                let body: [String: Any] = past.map { ["past": $0] } ?? [:]
+                let advanced = try await connection.client.send(.POST, "/admin/v1/nodes/config-version", body: body)
+                try connection.output(advanced) { "configuration now at version \(field($0, "config_version"))" }
             }
         }
     }

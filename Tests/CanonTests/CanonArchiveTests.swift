@@ -103,6 +103,35 @@ struct CanonArchiveTests {
         #expect(messages.contains { $0.hasPrefix("up.tar.gz!status.yaml: status of b must be one of") })
     }
 
+    @Test(
+        "status.yaml: the alias bomb is refused at once, an oversized one is refused by size; control characters in paths"
+    )
+    func hostileStatusAndPaths() {
+        let definition = TarBuilder.Member(
+            path: "definitions/a.md", content: "---\nstatus: Proven\ntitle: A\n---\nbody\n")
+        let bomb = archive.parse(
+            file: "c.tar.gz",
+            bytes: TarBuilder.archive([definition, .init(path: "status.yaml", content: CanonParserTests.aliasBomb)]))
+        #expect(
+            bomb.problems.map(\.description) == [
+                "c.tar.gz!status.yaml: uses YAML anchors or aliases (& and *), which canon files may not"
+            ])
+        let big = archive.parse(
+            file: "c.tar.gz",
+            bytes: TarBuilder.archive([
+                definition, .init(path: "status.yaml", content: String(repeating: "# padding\n", count: 300_000)),
+            ]))
+        #expect(big.problems.map(\.description) == ["c.tar.gz!status.yaml: is 3000000 bytes; the limit is 2097152"])
+        let control = archive.parse(
+            file: "c.tar.gz",
+            bytes: TarBuilder.archive([definition, .init(path: "definitions/b\u{01}.md", content: "x")]))
+        #expect(
+            control.problems.map(\.description) == [
+                "c.tar.gz!definitions/b\u{FFFD}.md: path must be at most 1024 bytes without control characters"
+            ])
+        #expect(control.entries.map(\.entry.id) == ["a"])
+    }
+
     @Test("not gzip, truncated gzip, and an archive that expands past the limit are refused")
     func badContainers() {
         #expect(

@@ -125,6 +125,70 @@ struct CanonParserTests {
         #expect(whole.entries.first?.entry.title == "History")
     }
 
+    /// Front matter whose aliases nest nine deep: 550 bytes that expand to 9^9 values.
+    static let aliasBomb: String = {
+        var yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...9 {
+            yaml +=
+                "a\(level): &a\(level) [" + Array(repeating: "*a\(level - 1)", count: 9).joined(separator: ", ") + "]\n"
+        }
+        return yaml
+    }()
+
+    @Test("YAML anchors and aliases are refused before a value is built (the alias bomb); deep or huge YAML too")
+    func yamlBombs() throws {
+        let bomb = parse("---\n\(Self.aliasBomb)kind: claim\nstatus: Proven\n---\n# A\nbody\n", file: "bomb.md")
+        #expect(bomb.entries.isEmpty)
+        #expect(
+            bomb.problems.map(\.description) == [
+                "bomb.md:2: front matter uses YAML anchors or aliases (& and *), which canon files may not"
+            ])
+        // Even one harmless anchor: canon files have no use for them.
+        let anchored = parse("---\nkind: &k claim\nstatus: Proven\n---\n# A\nbody\n", file: "a.md")
+        #expect(anchored.entries.isEmpty && anchored.problems.count == 1)
+        let deep = parse(
+            "---\nkind: claim\nstatus: Proven\ntags: \(String(repeating: "[", count: 40))x\(String(repeating: "]", count: 40))\n---\n# A\nbody\n",
+            file: "deep.md")
+        #expect(deep.problems.map(\.message) == ["front matter nests deeper than 32 levels"])
+        let huge = parse(
+            "---\nkind: claim\nstatus: Proven\ntags: [\(Array(repeating: "t", count: 40_000).joined(separator: ","))]\n---\n# A\nbody\n",
+            file: "huge.md")
+        #expect(huge.problems.map(\.message) == ["front matter is larger than 64 KiB of YAML"])
+        #expect(throws: CanonYAML.Failure.tooManyNodes(maximum: 3)) { try CanonYAML.load("[1, 2, 3]", maximumNodes: 3) }
+        #expect(try CanonYAML.load("[1, 2, 3]", maximumNodes: 4) as? [Int] == [1, 2, 3])
+    }
+
+    @Test("control characters and code-point lengths: NUL, bells and combining floods are refused by field")
+    func controlCharacters() {
+        func problems(_ fields: String) -> [String] {
+            parse(#"[{"id": "x", "kind": "claim", "status": "Proven", \#(fields)}]"#, file: "c.json").problems.map(
+                \.message)
+        }
+        #expect(
+            problems(#""title": "T\u0000", "body": "b""#) == [
+                "title must not contain control characters or line breaks"
+            ])
+        #expect(
+            problems(#""title": "T", "body": "line\nbreak\ttab\u0007""#) == [
+                "body must not contain control characters other than tab and line breaks"
+            ])
+        #expect(problems(#""title": "T", "body": "fine\nlines\ttab""#).isEmpty)
+        #expect(
+            problems(#""title": "T", "body": "b", "tags": ["ok", "bad\u0001"]"#) == [
+                "each of tags must not contain control characters or line breaks"
+            ])
+        #expect(
+            problems(#""title": "T", "body": "b", "source": "s\u009f""#) == [
+                "source must not contain control characters or line breaks"
+            ])
+        // One grapheme of 301 code points is over the title's 300.
+        let flood = "e" + String(repeating: "\\u0301", count: 300)
+        #expect(
+            problems(#""title": "\#(flood)", "body": "b""#) == [
+                "title must be 1 to 300 characters (Unicode code points)"
+            ])
+    }
+
     @Test("duplicate ids across files, non-UTF-8 and oversize files are reported with where")
     func uploadWide() {
         let a = parse(#"[{"id": "x", "kind": "claim", "title": "X", "body": "b", "status": "Proven"}]"#, file: "a.json")

@@ -22,6 +22,8 @@ struct AdminAPITests {
         let db: ScopedDatabase
         let tenantA: UUID
         let tenantB: UUID
+        /// The schema owner, for what only a migration or an older release could have written.
+        let owner: PostgresClient.Configuration
         let operatorID: UUID = UUID()
     }
 
@@ -68,7 +70,8 @@ struct AdminAPITests {
                 }
                 let (tenantA, tenantB) = (tenants[0], tenants[1])
                 try await app.test(.live) { client in
-                    try await body(Fixture(client: client, db: db, tenantA: tenantA, tenantB: tenantB))
+                    try await body(
+                        Fixture(client: client, db: db, tenantA: tenantA, tenantB: tenantB, owner: database.owner))
                 }
             }
         }
@@ -182,6 +185,61 @@ struct AdminAPITests {
                 )
                 #expect(response.status == .unauthorized)
             }
+        }
+    }
+
+    @Test("one address names one account: an admin cannot take the operator's or another tenant's email")
+    func emailsAreUniqueAcrossAccounts() async throws {
+        try await Self.withAPI { fixture in
+            let adminA = try await Self.signIn(fixture.client, "admin@alpha.example")
+            let adminB = try await Self.signIn(fixture.client, "admin@beta.example")
+            func create(_ email: String, token: String) async throws -> TestResponse {
+                try await Self.send(
+                    fixture.client, .post, "/admin/v1/admins", token: token,
+                    json: #"{"email": "\#(email)", "password": "\#(Self.password)", "role": "admin"}"#)
+            }
+            // The operator's address, in any case, and another tenant's admin's address: the same 409,
+            // which names no tenant.
+            var bodies: [[String: Any]] = []
+            for (email, token) in [
+                ("ops@zaas.example", adminA), ("OPS@Zaas.Example", adminA), ("viewer@beta.example", adminA),
+                ("Admin@Alpha.example", adminB),
+            ] {
+                let refused = try await create(email, token: token)
+                #expect(refused.status == .conflict, "\(email): \(String(buffer: refused.body))")
+                #expect(try Self.problemType(refused) == Self.type("conflict"))
+                var body = try Self.json(refused)
+                body["request_id"] = nil
+                bodies.append(body)
+                let text = String(buffer: refused.body)
+                for tenant in [fixture.tenantA, fixture.tenantB] {
+                    #expect(!text.contains(tenant.lowercased) && !text.contains("alpha") && !text.contains("beta"))
+                }
+            }
+            #expect(bodies.dropFirst().allSatisfy { NSDictionary(dictionary: $0).isEqual(to: bodies[0]) })
+            // The operator still signs in; a fresh address is still accepted.
+            _ = try await Self.signIn(fixture.client, "ops@zaas.example")
+            #expect(try await create("second@alpha.example", token: adminA).status == .created)
+
+            // An address two accounts already share (written before the registry existed) signs
+            // neither in, even with the right password.
+            try await withPostgresClient(fixture.owner) { owner in
+                try await owner.query(
+                    "ALTER TABLE admin_users DISABLE TRIGGER account_email_registry", logger: Self.logger)
+                let hash = try await Argon2id().hash(Self.password)
+                try await owner.query(
+                    """
+                    INSERT INTO admin_users (tenant_id, email, password_hash, role)
+                    VALUES (\(fixture.tenantB), 'ops@zaas.example', \(hash), 'admin')
+                    """, logger: Self.logger)
+                try await owner.query(
+                    "ALTER TABLE admin_users ENABLE TRIGGER account_email_registry", logger: Self.logger)
+            }
+            let ambiguous = try await Self.send(
+                fixture.client, .post, "/admin/v1/sessions",
+                json: #"{"email": "ops@zaas.example", "password": "\#(Self.password)"}"#)
+            #expect(ambiguous.status == .unauthorized)
+            #expect(try Self.problemType(ambiguous) == Self.type("invalid-credentials"))
         }
     }
 
@@ -328,6 +386,24 @@ struct AdminAPITests {
                 $0["field"]
             }
             #expect(Set(fields) == ["name", "scopes", "environment", "expires_at"])
+            // NUL (PostgreSQL cannot store it), other control characters, and a name of one
+            // grapheme but 201 code points (the unit the column counts): 422, never 500.
+            for name in [#"a\u0000b"#, #"tab\there"#, "e" + String(repeating: #"\u0301"#, count: 200)] {
+                let refused = try await Self.send(
+                    fixture.client, .post, "/admin/v1/keys", token: token,
+                    json: #"{"name": "\#(name)", "scopes": ["query"]}"#)
+                #expect(refused.status == .unprocessableContent, "\(name): \(String(buffer: refused.body))")
+                #expect(try Self.problemType(refused) == Self.type("validation-failed"))
+            }
+            // Admin emails and passwords with NUL or control characters: 422 as well.
+            for body in [
+                #"{"email": "a\u0000@alpha.example", "password": "\#(Self.password)", "role": "viewer"}"#,
+                #"{"email": "a\u007f@alpha.example", "password": "\#(Self.password)", "role": "viewer"}"#,
+                #"{"email": "nul@alpha.example", "password": "long enough \u0000 passphrase", "role": "viewer"}"#,
+            ] {
+                let refused = try await Self.send(fixture.client, .post, "/admin/v1/admins", token: token, json: body)
+                #expect(refused.status == .unprocessableContent, "\(body): \(String(buffer: refused.body))")
+            }
             for query in ["limit=0", "limit=abc", "status=weird", "cursor=nope"] {
                 #expect(
                     try await Self.send(fixture.client, .get, "/admin/v1/keys?\(query)", token: token).status
@@ -335,6 +411,47 @@ struct AdminAPITests {
             }
             let list = try Self.json(try await Self.send(fixture.client, .get, "/admin/v1/keys", token: token))
             #expect((list["items"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test("a tenant holds at most its tier's (or policy's) active keys, also when creations race; revoking makes room")
+    func keyCap() async throws {
+        try await Self.withAPI { fixture in
+            let ops = try await Self.signIn(fixture.client, "ops@zaas.example")
+            let tenant = try Self.json(
+                try await Self.send(fixture.client, .get, "/admin/v1/tenants/\(fixture.tenantA)", token: ops))
+            #expect((tenant["limits"] as? [String: Any])?["max_active_keys"] as? Int == 20)  // Pro
+            #expect((tenant["limits"] as? [String: Any])?["tenant_queries_per_hour"] as? Int == 100)
+            let policy = try await Self.send(
+                fixture.client, .put, "/admin/v1/tenants/\(fixture.tenantA)/quota-policy", token: ops,
+                json: #"{"max_active_keys": 3}"#)
+            #expect(policy.status == .ok, "\(String(buffer: policy.body))")
+            let admin = try await Self.signIn(fixture.client, "admin@alpha.example")
+            let client = fixture.client
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for index in 0..<6 {
+                    group.addTask {
+                        try await Self.send(
+                            client, .post, "/admin/v1/keys", token: admin,
+                            json: #"{"name": "k\#(index)", "scopes": ["query"]}"#
+                        ).status
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == .created }.count == 3, "\(statuses)")
+            #expect(statuses.filter { $0 == .conflict }.count == 3, "\(statuses)")
+            let refused = try await Self.send(
+                fixture.client, .post, "/admin/v1/keys", token: admin, json: #"{"name": "more", "scopes": ["query"]}"#)
+            #expect(try Self.problemType(refused) == Self.type("key-limit-reached"))
+            let list = try Self.json(try await Self.send(fixture.client, .get, "/admin/v1/keys", token: admin))
+            let first = try #require((list["items"] as? [[String: Any]])?.first?["id"] as? String)
+            #expect(
+                try await Self.send(fixture.client, .delete, "/admin/v1/keys/\(first)", token: admin).status
+                    == .noContent)
+            let again = try await Self.send(
+                fixture.client, .post, "/admin/v1/keys", token: admin, json: #"{"name": "again", "scopes": ["query"]}"#)
+            #expect(again.status == .created)
         }
     }
 

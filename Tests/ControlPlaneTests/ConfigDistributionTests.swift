@@ -98,6 +98,8 @@ struct ConfigDistributionTests {
             #expect(tenantA.policy.maxCitations == 5)  // the Pro tier's, not overridden
             let tenantB = try #require(snapshot.tenants.first { $0.id == fixture.tenantB })
             #expect(tenantB.policy.queriesPerHour == 100 && tenantB.policy.modelClasses == [.local, .cloud])
+            // No policy: the tier's published limit is the whole tenant's (not only each key's).
+            #expect(tenantB.policy.tenantQueriesPerHour == 100)
 
             // Only the live key; its digest verifies the secret under the pepper.
             #expect(snapshot.keys.count == 1)

@@ -41,6 +41,12 @@ struct TenantAPITests {
                 json: #"{"name": "Delta", "slug": "delta", "tier": "platinum"}"#
             )
             #expect(badTier.status == .unprocessableContent)
+            for name in [#"NUL\u0000Lab"#, #"Bell\u0007"#, "e" + String(repeating: #"\u0301"#, count: 200)] {
+                let refused = try await API.send(
+                    fixture.client, .post, "/admin/v1/tenants", token: ops,
+                    json: #"{"name": "\#(name)", "slug": "epsilon", "tier": "free"}"#)
+                #expect(refused.status == .unprocessableContent, "\(name): \(String(buffer: refused.body))")
+            }
 
             // Paging: three tenants, one per page, each exactly once.
             var seen: [String] = []

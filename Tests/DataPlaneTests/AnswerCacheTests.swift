@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Canon
 import Foundation
 import Logging
@@ -94,5 +95,41 @@ struct AnswerCacheTests {
         await unavailable.store(try StoredAnswer(answer), for: key, ttlSeconds: 300)
         #expect(await unavailable.exact(key) == nil)
         await down.shutdown()
+    }
+
+    @Test(
+        "the persistent writer queues only what the control plane can keep: not a TTL of 0 or past the maximum, not a question whose NFKC form passes the column's limit; a transient failure keeps the queue"
+    )
+    func persistentWriterQueue() async throws {
+        // Nothing listens on port 9 (discard): the control plane is unreachable.
+        let control = ControlPlaneClient(
+            settings: .init(url: "http://127.0.0.1:9", nodeToken: "unused", timeout: .seconds(2)),
+            httpClient: .shared)
+        let writer = PersistentAnswerCache(control: control, isReachable: { true }, logger: Self.logger)
+        let redis = RedisClient(configuration: TestEnvironment.shared.redis, logger: Self.logger)
+        let cache = AnswerCache(redis: redis, persistent: writer, logger: Self.logger)
+        let answer = try StoredAnswer(
+            CachedAnswer(
+                answer: "No.", citations: [], confidence: 0, modelUsed: "zora-extractive-local",
+                canonVersion: "base-v1", covered: false))
+        let tenant = UUID()
+
+        await cache.store(answer, for: Self.key(tenant: tenant, question: "zero"), ttlSeconds: 0)
+        #expect(writer.pendingCount == 0)
+        await cache.store(answer, for: Self.key(tenant: tenant, question: "too long"), ttlSeconds: 2_592_001)
+        #expect(writer.pendingCount == 0)
+        // U+FDFA is one code point that NFKC turns into eighteen: 1,200 of them pass the query's
+        // limit (4,000) but not the cache column's (20,000).
+        let expanding = Self.key(tenant: tenant, question: String(repeating: "\u{FDFA}", count: 1200))
+        #expect(expanding.question.unicodeScalars.count > AnswerCacheRecord.maximumQuestion)
+        await cache.store(answer, for: expanding, ttlSeconds: 60)
+        #expect(writer.pendingCount == 0)
+
+        await cache.store(answer, for: Self.key(tenant: tenant, question: "fine"), ttlSeconds: 60)
+        #expect(writer.pendingCount == 1)
+        // The control plane is down: the batch stays queued for the next round.
+        #expect(await writer.flush() == false)
+        #expect(writer.pendingCount == 1)
+        await redis.shutdown()
     }
 }

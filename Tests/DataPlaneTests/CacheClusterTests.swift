@@ -37,13 +37,16 @@ extension ProcessClusters {
 
         /// Rows of the persistent cache for a tenant (with `citing`: only answers that cite
         /// something), read as an operator.
-        static func persisted(_ cluster: Cluster, tenant: UUID, citing: Bool = false) async throws -> Int {
+        static func persisted(
+            _ cluster: Cluster, tenant: UUID, citing: Bool = false, digests: [String]? = nil
+        ) async throws -> Int {
             try await withPostgresClient(cluster.database.app) { client in
                 try await ScopedDatabase(client: client).withOperator(UUID(), logger: Cluster.logger) { connection in
                     let rows = try await connection.query(
                         """
                         SELECT count(*)::int8 FROM answer_cache WHERE tenant_id = \(tenant)
                             AND (NOT \(citing) OR jsonb_array_length(answer -> 'citations') > 0)
+                            AND (\(digests)::text[] IS NULL OR digest = ANY (\(digests)))
                         """, logger: Cluster.logger)
                     var count = 0
                     for try await value in rows.decode(Int.self) { count = value }
@@ -127,22 +130,47 @@ extension ProcessClusters {
                 // Back in Redis: found there without asking PostgreSQL (evicting again proves it was there).
                 #expect(try await Self.evictFromRedis(tenant: tenant) == 1)
 
-                // The internal API refuses what it cannot store, precisely, and storing nothing.
+                // The internal API stores what it can and names, by index, what it refuses for
+                // good, so one bad answer never holds up the others (a NUL, a question over the
+                // column's limit in code points, a TTL of 0 or past the maximum, a NUL escape in
+                // the answer were each once a whole-batch refusal retried forever).
                 let internalURL = cluster.control.baseURL + "/internal/v1/cache"
                 let node = TestEnvironment.shared.nodeToken
-                let bad = try await TestHTTP.send(
-                    "POST", internalURL, bearer: node,
-                    json:
-                        #"{"entries": [{"tenant_id": "\#(tenant.uuidString)", "digest": "xyz", "scope": "00", "question": "", "answer": "[1]", "ttl_seconds": 0}]}"#
-                )
-                #expect(bad.status == 422 && bad.headers["content-type"] == "application/problem+json")
-                let fields = ((bad.json?["errors"] as? [[String: Any]]) ?? []).compactMap { $0["field"] as? String }
+                let before = try await Self.persisted(cluster, tenant: tenant)
+                func entry(digest: Character, question: String = "q", answer: String = #"{\"a\": 1}"#, ttl: Int = 60)
+                    -> String
+                {
+                    #"{"tenant_id": "\#(tenant.uuidString)", "digest": "\#(String(repeating: digest, count: 64))", "scope": "\#(String(repeating: "0", count: 32))", "question": "\#(question)", "answer": "\#(answer)", "ttl_seconds": \#(ttl)}"#
+                }
+                let entries = [
+                    #"{"tenant_id": "\#(tenant.uuidString)", "digest": "xyz", "scope": "00", "question": "", "answer": "[1]", "ttl_seconds": 0}"#,
+                    entry(digest: "a"),
+                    entry(digest: "b", question: "nul \\u0000 inside"),
+                    entry(digest: "c", question: "e" + String(repeating: "\\u0301", count: 20_000)),
+                    entry(digest: "d", ttl: 0),
+                    entry(digest: "e", ttl: 2_592_001),
+                    entry(digest: "f", answer: #"{\"a\": \"\\u0000\"}"#),
+                    entry(digest: "1", ttl: 2_592_000),
+                ]
+                let mixed = try await TestHTTP.send(
+                    "POST", internalURL, bearer: node, json: #"{"entries": [\#(entries.joined(separator: ","))]}"#)
+                #expect(mixed.status == 200, "\(mixed.text)")
+                #expect(mixed.json?["stored"] as? Int == 2, "\(mixed.text)")
+                let refused = (mixed.json?["refused"] as? [[String: Any]]) ?? []
+                #expect(refused.compactMap { $0["index"] as? Int } == [0, 2, 3, 4, 5, 6], "\(mixed.text)")
+                let firstReason = refused.first?["reason"] as? String ?? ""
+                for field in ["digest", "scope", "question", "answer", "ttl_seconds"] {
+                    #expect(firstReason.contains(field), "\(firstReason)")
+                }
+                #expect(try await Self.persisted(cluster, tenant: tenant) >= before + 2)
                 #expect(
-                    Set(fields)
-                        == [
-                            "entries[0].digest", "entries[0].scope", "entries[0].question", "entries[0].answer",
-                            "entries[0].ttl_seconds",
-                        ], "\(bad.text)")
+                    try await Self.persisted(
+                        cluster, tenant: tenant, digests: ["a", "1"].map { String(repeating: $0, count: 64) }) == 2)
+                let tooMany = try await TestHTTP.send(
+                    "POST", internalURL, bearer: node,
+                    json: #"{"entries": [\#(Array(repeating: entry(digest: "a"), count: 501).joined(separator: ","))]}"#
+                )
+                #expect(tooMany.status == 422 && tooMany.headers["content-type"] == "application/problem+json")
                 #expect(try await TestHTTP.send("POST", internalURL, json: #"{"entries": []}"#).status == 401)
                 #expect(try await TestHTTP.send("GET", internalURL + "/\(tenant)/nothex", bearer: node).status == 404)
                 #expect(try await Self.persisted(cluster, tenant: tenant) >= 1)

@@ -226,6 +226,61 @@ extension ProcessClusters {
             }
         }
 
+        @Test(
+            "replay: a control plane behind the nodes (a restored database) is refused and nodes keep what they hold; advancing the version brings them its state"
+        )
+        func restoredDatabase() async throws {
+            try await Cluster.with { cluster in
+                let (_, token) = try await cluster.makeTenant(slug: "lab")
+                let key = try await cluster.createKey(token: token)
+                #expect(try await cluster.waitForAllNodes(key.text, status: 200) != nil)
+                let held = try #require(try await cluster.health(cluster.nodes[0]).body["config_version"] as? Int)
+
+                // The database goes back to an earlier point: its version counter is behind the nodes'.
+                try await withPostgresClient(cluster.database.owner) { owner in
+                    try await owner.query("DELETE FROM config_changes WHERE version > 1", logger: Cluster.logger)
+                    try await owner.query(
+                        "UPDATE config_version SET version = 1, compacted_through = 0", logger: Cluster.logger)
+                }
+                // A change on the restored control plane has a lower version than the nodes hold:
+                // they refuse its snapshot as a replay and keep serving what they have.
+                try await cluster.revokeKey(key.id, token: token)
+                for node in cluster.nodes {
+                    let refused = try await TestHTTP.waitUntil(timeout: .seconds(20)) {
+                        node.log().contains("older than the \(held) this node holds")
+                    }
+                    #expect(refused != nil, "\(node.name) did not refuse the older snapshot")
+                    #expect(try await cluster.keyStatus(key.text, on: node) == 200)
+                    let health = try await cluster.health(node)
+                    #expect(health.body["status"] as? String == "degraded")
+                    #expect(health.body["config_version"] as? Int == held)
+                }
+
+                // An operator moves the version past what the nodes hold: they take the restored state.
+                let signIn = try await TestHTTP.send(
+                    "POST", cluster.control.baseURL + "/admin/v1/sessions",
+                    json: #"{"email": "ops@zaas.example", "password": "\#(Cluster.password)"}"#)
+                let ops = try #require(signIn.json?["token"] as? String)
+                let tenantAdmin = try await TestHTTP.send(
+                    "POST", cluster.control.baseURL + "/admin/v1/nodes/config-version", bearer: token, json: "{}")
+                #expect(tenantAdmin.status == 403)
+                let advanced = try await TestHTTP.send(
+                    "POST", cluster.control.baseURL + "/admin/v1/nodes/config-version", bearer: ops, json: "{}")
+                #expect(advanced.status == 200, "\(advanced.text)")
+                let version = try #require(advanced.json?["config_version"] as? Int)
+                #expect(version > held)
+                #expect(try await cluster.waitForAllNodes(key.text, status: 401, timeout: .seconds(20)) != nil)
+                for node in cluster.nodes {
+                    let healthy = try await TestHTTP.waitUntil(timeout: .seconds(10)) {
+                        let health = try await cluster.health(node)
+                        return health.body["status"] as? String == "ok"
+                            && health.body["config_version"] as? Int == version
+                    }
+                    #expect(healthy != nil, "\(node.name) did not take the advanced version")
+                }
+            }
+        }
+
         @Test("faults: control plane killed, node restarted without it, corrupt disk copy, foreign signature")
         func faults() async throws {
             try await Cluster.with { cluster in

@@ -197,11 +197,24 @@ struct DataPlaneConfigurationTests {
             ("ZAAS_CONFIG_PUBLIC_KEY", ""), ("ZAAS_CONFIG_PUBLIC_KEY", "abcd"),
             ("ZAAS_CONFIG_PUBLIC_KEY", String(repeating: "AB", count: 32)), ("ZAAS_KEYS_PEPPER", "ab"),
             ("ZAAS_NODES_TOKEN", ""), ("ZAAS_CONTROL_WATCH_WAIT_SECONDS", "0"), ("ZAAS_CONTROL_URL", "ftp://x"),
+            // The node credential in the clear over a network: refused unless explicitly allowed.
+            ("ZAAS_CONTROL_URL", "http://10.0.0.5:8400"), ("ZAAS_CONTROL_URL", "http://control.example:8400"),
+            ("ZAAS_CONTROL_URL", "http://127.0.0.1.example:8400"),
         ] {
             await #expect(throws: ConfigurationError.self, "\(key)=\(value)") {
                 _ = try await Self.configuration([key: value])
             }
         }
+        for url in [
+            "http://127.0.0.1:8400", "http://127.1.2.3:8400", "http://localhost:8400", "http://[::1]:8400",
+            "https://control.example",
+        ] {
+            #expect(try await Self.configuration(["ZAAS_CONTROL_URL": url]).controlPlane.url == url)
+        }
+        let allowed = try await Self.configuration([
+            "ZAAS_CONTROL_URL": "http://10.0.0.5:8400", "ZAAS_CONTROL_ALLOW_INSECURE_HTTP": "true",
+        ])
+        #expect(allowed.controlPlane.url == "http://10.0.0.5:8400")
     }
 
     @Test("a missing model is a start-up error naming the setting and the command that fetches it")

@@ -97,7 +97,7 @@ struct DataPlaneHealthTests {
                 "control.url": controlURL
             ])
             try await Self.makeApp(configuration).test(.router) { client in
-                // The first watch answers with a full snapshot (a fresh database is at version 0).
+                // The first watch answers with a full snapshot.
                 var response = try await client.execute(uri: "/api/v1/health", method: .get)
                 for _ in 0..<200 where response.status != .ok {
                     try await Task.sleep(for: .milliseconds(25))
@@ -107,7 +107,11 @@ struct DataPlaneHealthTests {
                 let body = try json(response.body)
                 #expect(body["status"] as? String == "ok")
                 #expect(body["node_id"] as? String == "test-node")
-                #expect(body["config_version"] as? Int == 0)
+                // The version the control plane is at (a fresh database holds what migrations logged).
+                let current = try await TestHTTP.send(
+                    "GET", controlURL + "/internal/v1/config?node_id=probe", bearer: TestEnvironment.shared.nodeToken)
+                #expect(current.status == 200)
+                #expect(body["config_version"] as? Int == Int(current.headers["zaas-config-version"] ?? ""))
                 #expect(body["config_age_seconds"] is Double)
                 let checks = try #require(body["checks"] as? [String: [String: Any]])
                 #expect(checks["redis"]?["status"] as? String == "up")

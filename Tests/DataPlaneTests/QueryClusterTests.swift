@@ -111,11 +111,26 @@ extension ProcessClusters {
                     }
                     #expect(fields == [field], "\(extra)")
                 }
-                for body in [#"{"question": "   "}"#, #"{"question": 42}"#, "[]", "not json", "{}"] {
+                // Control characters, and a question of one grapheme but 4001 code points (the
+                // unit the limit counts): refused, never answered or cached.
+                let combining = #"{"question": "e\#(String(repeating: "\\u0301", count: 4000))"}"#
+                for body in [
+                    #"{"question": "   "}"#, #"{"question": 42}"#, "[]", "not json", "{}", #"{"question": "a\u0000b"}"#,
+                    #"{"question": "bell\u0007"}"#, #"{"question": "ok", "context": "c1 \u0085"}"#, combining,
+                ] {
                     let reply = try await TestHTTP.send(
                         "POST", cluster.nodes[1].baseURL + "/api/v1/query", bearer: freeKey.text, json: body)
                     #expect(reply.status == 400, "\(body): \(reply.text)")
                 }
+                // The Free tier has local models only: cloud is refused before it costs a query.
+                let cloud = try await Self.query(
+                    cluster.nodes[0], key: freeKey.text, "Hello?", extra: #""model_preference": "cloud""#)
+                #expect(cloud.status == 403, "\(cloud.text)")
+                #expect(cloud.json?["type"] as? String == "https://zaas.dev/problems/model-class-not-allowed")
+                #expect(cloud.headers["ratelimit-remaining"] != nil)
+                let enterpriseCloud = try await Self.query(
+                    cluster.nodes[0], key: enterpriseKey.text, question, extra: #""model_preference": "cloud""#)
+                #expect(enterpriseCloud.status == 200, "\(enterpriseCloud.text)")
                 let tooLong = try await Self.query(
                     cluster.nodes[0], key: freeKey.text, String(repeating: "why ", count: 1001))
                 #expect(tooLong.status == 400)

@@ -34,10 +34,15 @@ extension ProcessClusters {
         )
         func exactAcrossNodes() async throws {
             try await Cluster.with(nodeCount: 3, nodeSettings: Self.redisSettings) { cluster in
+                // Two Free tenants: the tier's 10 an hour is the whole tenant's, whatever its keys.
                 let (_, admin) = try await cluster.makeTenant(slug: "free", tier: "free")
-                let burstKey = try await cluster.createKey(token: admin)
+                let (_, burstAdmin) = try await cluster.makeTenant(slug: "free-burst", tier: "free")
+                let burstKey = try await cluster.createKey(token: burstAdmin)
                 let countdownKey = try await cluster.createKey(token: admin)
+                let secondKey = try await cluster.createKey(token: admin)
                 #expect(try await cluster.waitForAllNodes(countdownKey.text, status: 200) != nil)
+                #expect(try await cluster.waitForAllNodes(burstKey.text, status: 200) != nil)
+                #expect(try await cluster.waitForAllNodes(secondKey.text, status: 200) != nil)
 
                 // One at a time, each on the next node: the remaining count goes down by one each time,
                 // cache hits included (the same question: from the second on, exact hits).
@@ -62,6 +67,9 @@ extension ProcessClusters {
                 #expect((340...360).contains(Int(refused.headers["retry-after"] ?? "") ?? 0), "\(refused.headers)")
                 #expect(refused.headers["ratelimit-remaining"] == "0")
                 #expect(refused.headers["ratelimit-limit"] == "10")
+                // The tenant's other key has spent nothing of its own, but the tenant has no queries left.
+                let other = try await Self.query(cluster.nodes[0], key: secondKey.text)
+                #expect(other.status == 429, "\(other.text)")
                 // An invalid query is not counted (nor refused for the limit), and still shows it.
                 let invalid = try await Self.query(cluster.nodes[2], key: countdownKey.text, body: #"{"question": ""}"#)
                 #expect(invalid.status == 400)
@@ -91,9 +99,12 @@ extension ProcessClusters {
                 "rate_limit.probe_interval_ms": "200",
             ]) { $1 }
             try await Cluster.with(nodeCount: 3, nodeSettings: settings) { cluster in
+                // Two Free tenants (the tier's limit is each tenant's): one used up before the outage.
                 let (_, admin) = try await cluster.makeTenant(slug: "free", tier: "free")
+                let (_, freshAdmin) = try await cluster.makeTenant(slug: "free-fresh", tier: "free")
                 let used = try await cluster.createKey(token: admin)
-                let fresh = try await cluster.createKey(token: admin)
+                let fresh = try await cluster.createKey(token: freshAdmin)
+                #expect(try await cluster.waitForAllNodes(used.text, status: 200) != nil)
                 #expect(try await cluster.waitForAllNodes(fresh.text, status: 200) != nil)
                 // Every node knows there are three (the registry's count comes with each watch answer).
                 for node in cluster.nodes {

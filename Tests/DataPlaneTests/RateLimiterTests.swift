@@ -125,6 +125,24 @@ struct RateLimiterTests {
         }
     }
 
+    @Test("no tenant limit in the policy: the tenant still has one bucket, so more keys never mean more queries")
+    func keysDoNotMultiplyTheQuota() async throws {
+        try await Self.withLimiter { limiter, _ in
+            let tenant = UUID()
+            // A Free tenant as an older snapshot describes it: 10 per key, no tenant-wide limit.
+            let policy = Self.policy(10)
+            var admitted = 0
+            for _ in 0..<5 {
+                let buckets = RateLimitBucket.buckets(key: UUID(), tenant: tenant, policy: policy)
+                #expect(buckets.map(\.limit) == [10, 10])
+                for _ in 0..<4 {
+                    if try await limiter.decide(buckets).admitted { admitted += 1 }
+                }
+            }
+            #expect(admitted == 10)
+        }
+    }
+
     @Test("a new policy keeps what was used: upgrades add the difference, downgrades never go below zero")
     func policyChange() async throws {
         try await Self.withLimiter { limiter, _ in
@@ -156,7 +174,7 @@ struct RateLimiterTests {
             #expect(ttl > 110_000 && ttl <= 121_000, "\(ttl) ms")
             let reading = try await limiter.decide(buckets, cost: 0)
             #expect(reading.remaining == 58 && (110...120).contains(reading.reset), "\(reading)")
-            try await redis.send(["DEL", .string(buckets[0].name)])
+            try await redis.send(["DEL", .string(buckets[0].name), .string(buckets[1].name)])
             #expect(try await limiter.decide(buckets, cost: 0).remaining == 60)
         }
     }

@@ -97,7 +97,7 @@ struct SignedConfigDocumentTests {
         }
         #expect(
             ConfigDocumentError.unsupportedFormatVersion(1).description
-                == "config format version 1 is not supported (this build reads 3)")
+                == "config format version 1 is not supported (this build reads 4)")
     }
 
     @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")
@@ -131,6 +131,41 @@ struct SignedConfigDocumentTests {
         #expect(throws: ConfigKeyError.invalidSigningKey) { try ConfigSigningKey(hexSeed: "abcd") }
         #expect(throws: ConfigKeyError.invalidVerificationKey) {
             try ConfigVerificationKey(hex: String(repeating: "G", count: 64))
+        }
+    }
+
+    @Test("validity: a document is refused once expired or when issued in the future (beyond the skew)")
+    func validity() throws {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        func check(created: TimeInterval, until: TimeInterval) -> ConfigValidity.Refusal? {
+            do {
+                try ConfigValidity.check(
+                    createdAt: now.addingTimeInterval(created), validUntil: now.addingTimeInterval(until), now: now)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(check(created: -60, until: 86_340) == nil)
+        #expect(check(created: -86_400, until: -1) == nil)  // within the allowed skew
+        #expect(check(created: -90_000, until: -3_600) == .expired(validUntil: now.addingTimeInterval(-3_600)))
+        #expect(check(created: 3_600, until: 90_000) == .issuedInTheFuture(createdAt: now.addingTimeInterval(3_600)))
+        // validUntil is signed: it survives the round trip, and changing it breaks the signature.
+        var snapshot = Self.sample()
+        snapshot.validUntil = Date(timeIntervalSince1970: 1_800_003_600)
+        let document = SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key)
+        guard
+            case .full(let decoded) = try SignedConfigDocument.decode(document, verifyingWith: Self.key.verificationKey)
+        else {
+            Issue.record("expected a full snapshot")
+            return
+        }
+        #expect(decoded.validUntil == snapshot.validUntil)
+        var forged = document
+        let offset = SignedConfigDocument.headerLength + 8 + 8 + 7
+        forged[offset] ^= 0x01
+        #expect(throws: ConfigDocumentError.badSignature) {
+            try SignedConfigDocument.decode(forged, verifyingWith: Self.key.verificationKey)
         }
     }
 }

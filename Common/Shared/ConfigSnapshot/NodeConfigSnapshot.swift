@@ -10,6 +10,9 @@ public struct NodeConfigSnapshot: Sendable, Equatable {
     public var version: Int64
     /// When the control plane built it.
     public var createdAt: Date
+    /// After this, a node refuses the document from the network (an old signed document cannot
+    /// be replayed to bring back revoked keys); see `ConfigValidity`.
+    public var validUntil: Date
     public var settings: DataPlaneSettings
     /// Tenants that are not deleted, with their policy resolved (tier plus quota policy).
     public var tenants: [TenantConfig]
@@ -17,10 +20,12 @@ public struct NodeConfigSnapshot: Sendable, Equatable {
     public var keys: [KeyConfig]
 
     public init(
-        version: Int64, createdAt: Date, settings: DataPlaneSettings, tenants: [TenantConfig], keys: [KeyConfig]
+        version: Int64, createdAt: Date, validUntil: Date? = nil, settings: DataPlaneSettings,
+        tenants: [TenantConfig], keys: [KeyConfig]
     ) {
         self.version = version
         self.createdAt = createdAt
+        self.validUntil = validUntil ?? createdAt.addingTimeInterval(ConfigValidity.defaultSeconds)
         self.settings = settings
         self.tenants = tenants
         self.keys = keys
@@ -32,6 +37,9 @@ public struct ConfigDelta: Sendable, Equatable {
     public var fromVersion: Int64
     public var toVersion: Int64
     public var createdAt: Date
+    /// After this, a node refuses the document from the network (an old signed document cannot
+    /// be replayed to bring back revoked keys); see `ConfigValidity`.
+    public var validUntil: Date
     public var settings: DataPlaneSettings
     /// Tenants created or changed (status, tier, quota policy, canon pointer): the whole record.
     public var upsertedTenants: [TenantConfig]
@@ -42,13 +50,14 @@ public struct ConfigDelta: Sendable, Equatable {
     public var removedKeys: [UUID]
 
     public init(
-        fromVersion: Int64, toVersion: Int64, createdAt: Date, settings: DataPlaneSettings,
+        fromVersion: Int64, toVersion: Int64, createdAt: Date, validUntil: Date? = nil, settings: DataPlaneSettings,
         upsertedTenants: [TenantConfig] = [], removedTenants: [UUID] = [],
         upsertedKeys: [KeyConfig] = [], removedKeys: [UUID] = []
     ) {
         self.fromVersion = fromVersion
         self.toVersion = toVersion
         self.createdAt = createdAt
+        self.validUntil = validUntil ?? createdAt.addingTimeInterval(ConfigValidity.defaultSeconds)
         self.settings = settings
         self.upsertedTenants = upsertedTenants
         self.removedTenants = removedTenants
@@ -233,5 +242,42 @@ public struct KeyConfig: Sendable, Equatable {
         if let expiresAt, expiresAt <= date { return false }
         if let revokedAt, revokedAt <= date { return false }
         return true
+    }
+}
+
+/// How long a signed config document may be accepted from the network, and the clock skew allowed.
+///
+/// A node refuses a document from the control plane that expired, that claims to be issued in
+/// the future (beyond the skew), or whose full snapshot is older than the configuration it holds.
+/// Documents read back from the node's own disk at start are accepted whatever their age: they
+/// were checked when received, and static stability needs them when the control plane is away.
+public enum ConfigValidity {
+    public static let defaultSeconds: TimeInterval = 86_400
+    public static let allowedSkewSeconds: TimeInterval = 300
+
+    public enum Refusal: Error, Equatable, CustomStringConvertible {
+        case expired(validUntil: Date)
+        case issuedInTheFuture(createdAt: Date)
+        case older(version: Int64, holding: Int64)
+
+        public var description: String {
+            switch self {
+            case .expired(let until):
+                "the document expired at \(until) (replayed, or the control plane's clock is wrong)"
+            case .issuedInTheFuture(let at): "the document claims to be issued at \(at), in the future"
+            case .older(let version, let holding):
+                "the snapshot is version \(version), older than the \(holding) this node holds (replayed, or the database was restored: an operator advances the version with `zaasctl nodes advance-config`)"
+            }
+        }
+    }
+
+    /// Why a document issued at `createdAt`, valid until `validUntil`, must be refused at `now`.
+    public static func check(createdAt: Date, validUntil: Date, now: Date = Date()) throws(Refusal) {
+        guard createdAt.timeIntervalSince(now) <= Self.allowedSkewSeconds else {
+            throw .issuedInTheFuture(createdAt: createdAt)
+        }
+        guard validUntil.timeIntervalSince(now) >= -Self.allowedSkewSeconds else {
+            throw .expired(validUntil: validUntil)
+        }
     }
 }

@@ -12,7 +12,8 @@ import NIOCore
 /// another format version, a wrong or missing signature, and any byte it cannot account for.
 public enum SignedConfigDocument {
     public static let magic: [UInt8] = Array("ZCFG".utf8)
-    public static let formatVersion: UInt16 = 3
+    /// 4: documents carry `validUntil` after `createdAt`.
+    public static let formatVersion: UInt16 = 4
     public static let headerLength = 4 + 2 + 1 + 4
     public static let signatureLength = 64
     /// Refused before reading further: far above what 1M keys need.
@@ -185,6 +186,7 @@ extension ByteBuffer {
     fileprivate mutating func writeSnapshot(_ snapshot: NodeConfigSnapshot) {
         self.writeInteger(snapshot.version)
         self.writeDate(snapshot.createdAt)
+        self.writeDate(snapshot.validUntil)
         self.writeSettings(snapshot.settings)
         self.writeInteger(UInt32(snapshot.tenants.count))
         for tenant in snapshot.tenants { self.writeTenant(tenant) }
@@ -195,17 +197,20 @@ extension ByteBuffer {
     fileprivate mutating func readSnapshot() throws(ConfigDocumentError) -> NodeConfigSnapshot {
         let version: Int64 = try self.read()
         let createdAt = try self.readDate()
+        let validUntil = try self.readDate()
         let settings = try self.readSettings()
         let tenants = try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readTenant() }
         let keys = try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readKey() }
         return NodeConfigSnapshot(
-            version: version, createdAt: createdAt, settings: settings, tenants: tenants, keys: keys)
+            version: version, createdAt: createdAt, validUntil: validUntil, settings: settings, tenants: tenants,
+            keys: keys)
     }
 
     fileprivate mutating func writeDelta(_ delta: ConfigDelta) {
         self.writeInteger(delta.fromVersion)
         self.writeInteger(delta.toVersion)
         self.writeDate(delta.createdAt)
+        self.writeDate(delta.validUntil)
         self.writeSettings(delta.settings)
         self.writeInteger(UInt32(delta.upsertedTenants.count))
         for tenant in delta.upsertedTenants { self.writeTenant(tenant) }
@@ -225,6 +230,7 @@ extension ByteBuffer {
             fromVersion: from,
             toVersion: to,
             createdAt: try self.readDate(),
+            validUntil: try self.readDate(),
             settings: try self.readSettings(),
             upsertedTenants: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readTenant() },
             removedTenants: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readUUID() },

@@ -28,3 +28,97 @@ public struct AnswerCacheRecord: Codable, Sendable, Equatable {
         self.ttlSeconds = ttlSeconds
     }
 }
+
+extension AnswerCacheRecord {
+    /// The persistent cache's limits, in the units its table checks: the question in code points
+    /// (`length(question)`), the embedding in bytes, the answer in UTF-8 bytes.
+    public static let maximumQuestion = 20_000
+    public static let maximumEmbeddingBytes = 16_384
+    public static let maximumAnswerBytes = 256 * 1024
+    /// As long as a tier or quota policy may set (`cache_ttl_seconds`, up to 30 days); 0 means
+    /// "do not cache" and is never sent.
+    public static let ttlSeconds: ClosedRange<Int> = 1...2_592_000
+
+    /// Why the control plane would refuse this record for good (the same would fail again),
+    /// by field under `prefix`; empty when it would store it. Nodes check before queueing,
+    /// the control plane before writing, with this one definition.
+    public func problems(field prefix: String = "") -> [FieldError] {
+        var errors: [FieldError] = []
+        if !Self.isLowercaseHex(self.digest, length: 64) {
+            errors.append(FieldError(prefix + "digest", "64 hex digits"))
+        }
+        if !Self.isLowercaseHex(self.scope, length: 32) { errors.append(FieldError(prefix + "scope", "32 hex digits")) }
+        if self.question.isEmpty || self.question.unicodeScalars.count > Self.maximumQuestion
+            || self.question.utf8.contains(0)
+        {
+            errors.append(
+                FieldError(prefix + "question", "1 to \(Self.maximumQuestion) code points, without U+0000"))
+        }
+        if let embedding = self.embedding,
+            (Data(base64Encoded: embedding)?.count ?? Self.maximumEmbeddingBytes + 1) > Self.maximumEmbeddingBytes
+        {
+            errors.append(
+                FieldError(prefix + "embedding", "base64 of at most \(Self.maximumEmbeddingBytes) bytes"))
+        }
+        if self.answer.utf8.count > Self.maximumAnswerBytes || !Self.isStorableJSONObject(self.answer) {
+            errors.append(
+                FieldError(prefix + "answer", "a JSON object of at most 256 KiB without U+0000, as a string"))
+        }
+        if !Self.ttlSeconds.contains(self.ttlSeconds) {
+            errors.append(
+                FieldError(
+                    prefix + "ttl_seconds", "\(Self.ttlSeconds.lowerBound) to \(Self.ttlSeconds.upperBound)"))
+        }
+        return errors
+    }
+
+    public static func isLowercaseHex(_ text: String, length: Int) -> Bool {
+        text.utf8.count == length && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    /// A JSON object that `jsonb` accepts: it cannot hold U+0000, which JSON can escape as `\u0000`.
+    static func isStorableJSONObject(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard !bytes.contains(0), (try? JSONSerialization.jsonObject(with: Data(bytes))) is [String: Any] else {
+            return false
+        }
+        // A backslash always starts an escape in valid JSON, so escapes are found by skipping them.
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "\\"), index + 1 < bytes.count {
+                if bytes[index + 1] == UInt8(ascii: "u"), index + 5 < bytes.count,
+                    bytes[(index + 2)...(index + 5)].elementsEqual("0000".utf8)
+                {
+                    return false
+                }
+                index += 2
+            } else {
+                index += 1
+            }
+        }
+        return true
+    }
+}
+
+/// The control plane's answer to a batch of `AnswerCacheRecord`s (200): how many it stored, and
+/// which it refused for good, by index in the batch, so the node drops those and nothing else.
+/// Entries of tenants that no longer exist are neither stored nor refused.
+public struct AnswerCacheStoreReply: Codable, Sendable, Equatable {
+    public struct Refused: Codable, Sendable, Equatable {
+        public var index: Int
+        public var reason: String
+
+        public init(index: Int, reason: String) {
+            self.index = index
+            self.reason = reason
+        }
+    }
+
+    public var stored: Int
+    public var refused: [Refused]
+
+    public init(stored: Int, refused: [Refused]) {
+        self.stored = stored
+        self.refused = refused
+    }
+}
