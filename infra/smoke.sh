@@ -27,8 +27,10 @@ assert h["config_version"] >= 0 and h["node_id"] == "data-1", h
 PY
 [ "$(status_of "$CONTROL_URL/healthz")" = 200 ] || fail "control plane /healthz"
 [ "$(status_of "$CONTROL_URL/nope")" = 404 ] || fail "unknown route is not 404"
-metrics=$(curl -fsS "$CONTROL_URL/metrics")
+# Metrics on their own loopback listener (HTTP port + 1000), never on the public port.
+metrics=$(curl -fsS "http://127.0.0.1:19400/metrics")
 grep -q '^hb_requests' <<<"$metrics" || fail "no hb_requests in /metrics"
+[ "$(status_of "$CONTROL_URL/metrics")" = 404 ] || fail "the control plane's public port serves /metrics"
 python3 - "$ZAAS_LOG_DIR/control.log" <<'PY' || fail "control log is not JSON lines"
 import json, sys
 lines = [l for l in open(sys.argv[1]) if l.strip()]
@@ -75,7 +77,9 @@ for url in $DATA_URLS; do
     for _ in $(seq 1 50); do [ "$(key_status "$url")" = 200 ] && break; sleep 0.1; done
     [ "$(key_status "$url")" = 200 ] || fail "demo key refused by $url"
 done
-node_metrics=$(curl -fsS "http://127.0.0.1:18401/metrics")
+node_metrics=$(curl -fsS "http://127.0.0.1:19401/metrics")
+[ "$(status_of "http://127.0.0.1:18401/metrics")" = 404 ] || fail "a node's public port serves /metrics"
+! grep -qE 'tenant="' <<<"$node_metrics" || fail "a tenant id is a metric label value"
 for metric in zaas_config_version zaas_control_plane_up zaas_config_staleness_seconds; do
     grep -q "^$metric" <<<"$node_metrics" || fail "no $metric in the node's /metrics"
 done

@@ -91,25 +91,34 @@ public final class BatchingEmbedder: Embedder, @unchecked Sendable {
     struct Job {
         let sequences: [[Int32]]
         let continuation: CheckedContinuation<[[Float]], any Error>
+        let queuedAt: ContinuousClock.Instant
     }
 
     public let model: SentenceModel
     public var dimension: Int { self.model.encoder.dimension }
     let batchWindow: Duration
     let maximumBatch: Int
+    /// At most this many sentences wait; past it a caller is refused at once (`overloaded`).
+    let maximumQueued: Int
+    /// A job that waited longer than this is refused (`timedOut`) rather than run late.
+    let maximumWait: Duration
     private let condition = NSCondition()
     private var queue: [Job] = []
+    private var queuedSequences = 0
     private var stopped = false
     private var threads: [Thread] = []
 
     /// - Parameters:
     ///   - threads: worker threads, each running whole batches (BLAS itself single-threaded).
     public init(
-        model: SentenceModel, threads: Int = 1, batchWindow: Duration = .microseconds(500), maximumBatch: Int = 32
+        model: SentenceModel, threads: Int = 1, batchWindow: Duration = .microseconds(500), maximumBatch: Int = 32,
+        maximumQueued: Int = 1024, maximumWait: Duration = .seconds(5)
     ) {
         self.model = model
         self.batchWindow = batchWindow
         self.maximumBatch = maximumBatch
+        self.maximumQueued = maximumQueued
+        self.maximumWait = maximumWait
         openblas_set_num_threads(1)
         for index in 0..<max(1, threads) {
             // The workers hold the embedder until `shutdown()` ends them.
@@ -128,6 +137,7 @@ public final class BatchingEmbedder: Embedder, @unchecked Sendable {
         self.stopped = true
         let pending = self.queue
         self.queue.removeAll()
+        self.queuedSequences = 0
         self.condition.broadcast()
         self.condition.unlock()
         for job in pending { job.continuation.resume(throwing: EmbedderError.shutDown) }
@@ -143,7 +153,13 @@ public final class BatchingEmbedder: Embedder, @unchecked Sendable {
                 continuation.resume(throwing: EmbedderError.shutDown)
                 return
             }
-            self.queue.append(Job(sequences: sequences, continuation: continuation))
+            guard self.queuedSequences + sequences.count <= max(self.maximumQueued, sequences.count) else {
+                self.condition.unlock()
+                continuation.resume(throwing: EmbedderError.overloaded)
+                return
+            }
+            self.queue.append(Job(sequences: sequences, continuation: continuation, queuedAt: .now))
+            self.queuedSequences += sequences.count
             self.condition.signal()
             self.condition.unlock()
         }
@@ -165,13 +181,22 @@ public final class BatchingEmbedder: Embedder, @unchecked Sendable {
                 if !self.condition.wait(until: deadline) { break }
             }
             var jobs: [Job] = []
+            var expired: [Job] = []
             var count = 0
+            let now = ContinuousClock.now
             while let job = self.queue.first, jobs.isEmpty || count + job.sequences.count <= self.maximumBatch {
-                jobs.append(self.queue.removeFirst())
-                count += job.sequences.count
+                self.queue.removeFirst()
+                self.queuedSequences -= job.sequences.count
+                if job.queuedAt.duration(to: now) > self.maximumWait {
+                    expired.append(job)
+                } else {
+                    jobs.append(job)
+                    count += job.sequences.count
+                }
             }
             self.condition.unlock()
-            self.run(jobs)
+            for job in expired { job.continuation.resume(throwing: EmbedderError.timedOut) }
+            if !jobs.isEmpty { self.run(jobs) }
         }
     }
 
@@ -198,4 +223,8 @@ public final class BatchingEmbedder: Embedder, @unchecked Sendable {
 
 public enum EmbedderError: Error, Equatable {
     case shutDown
+    /// The queue is full: the node is past what it can embed in time.
+    case overloaded
+    /// The job waited longer than the embedder's `maximumWait`.
+    case timedOut
 }

@@ -7,7 +7,7 @@ import Shared
 /// `AdminStore` has the SQL.
 struct AdminController: Sendable {
     let store: AdminStore
-    let hasher: Argon2id
+    let hasher: GatedHasher
 
     struct CreateAdmin: Decodable {
         let email: String

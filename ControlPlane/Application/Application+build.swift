@@ -28,13 +28,13 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
 
     var app = Application(
         router: router,
-        configuration: .init(
-            address: .hostname(configuration.server.host, port: configuration.server.port),
-            serverName: "zaas-control"
-        ),
+        server: configuration.server.serverBuilder,
+        configuration: configuration.server.applicationConfiguration(serverName: "zaas-control"),
         services: [postgres as any Service] + distribution.services + [
             builder,
             AnswerCacheSweeper(client: postgres, interval: configuration.cacheSweepInterval, logger: logger),
+            PrometheusMetrics.server(
+                settings: configuration.server, serverName: "zaas-control-metrics", logger: logger),
         ],
         logger: logger
     )
@@ -53,12 +53,13 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
 }
 
 func makeAuthService(postgres: PostgresClient, configuration: ControlPlaneConfiguration) async throws -> AuthService {
-    let hasher = Argon2id()
+    let hasher = GatedHasher(hasher: Argon2id(), gate: HashingGate())
     // A real hash with the same parameters, so an unknown email costs a full verification too.
     let dummyHash = try await hasher.hash(Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255) }))
     return AuthService(
         database: ScopedDatabase(client: postgres),
         hasher: hasher,
+        throttle: SignInThrottle(),
         dummyHash: dummyHash,
         sessionLifetime: configuration.sessionLifetime
     )
@@ -78,7 +79,6 @@ func buildRouter(
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: MetricsMiddleware())
-    router.addMetricsRoute()
     HealthController(postgres: postgres, timeout: .seconds(2)).addRoutes(to: router)
     // Before the session authenticator: nodes authenticate with their own credential.
     InternalRoutes(

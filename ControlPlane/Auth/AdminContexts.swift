@@ -19,9 +19,13 @@ public struct AdminRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var principal: Principal?
     public var sessionID: UUID?
+    /// The client's IP address as the connection shows it ("unknown" when there is none, as in
+    /// router tests), for sign-in throttling.
+    public let clientAddress: String
 
-    public init(source: Source) {
+    public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 
     /// Admin bodies are small; anything bigger is refused with 413 before it is read.

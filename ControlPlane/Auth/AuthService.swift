@@ -6,11 +6,15 @@ import Shared
 
 /// Signs admins and operators in and out, and resolves session tokens.
 struct AuthService: Sendable {
-    /// Failed sign-ins before the account is locked; each further failure doubles the lock (to an hour).
-    static let failuresBeforeLock = 5
+    /// Failed sign-ins before the account is locked in the database (the backstop shared by every
+    /// control-plane instance, behind the per-address and per-account `SignInThrottle`); each
+    /// further failure doubles the lock, to at most 15 minutes.
+    static let failuresBeforeLock = 20
+    static let longestLockMinutes = 15
 
     let database: ScopedDatabase
-    let hasher: Argon2id
+    let hasher: GatedHasher
+    let throttle: SignInThrottle
     /// Verified against when the email is unknown, so that case costs the same time as a wrong password.
     let dummyHash: String
     let sessionLifetime: Duration
@@ -21,10 +25,20 @@ struct AuthService: Sendable {
         let principal: Principal
     }
 
-    func signIn(email rawEmail: String, password: String, logger: Logger) async throws -> Session {
-        guard let email = EmailAddress(rawEmail), password.utf8.count <= 1024 else {
-            _ = try? await self.hasher.verify(password, against: self.dummyHash)
+    /// Signs in from `address` (the client's IP, for throttling). Unknown emails, wrong passwords,
+    /// disabled and locked accounts get the same 401 after the same Argon2 work; too many failures
+    /// from the address or for the account get 429 before any.
+    func signIn(email rawEmail: String, password: String, address: String, logger: Logger) async throws -> Session {
+        let account = rawEmail.trimmingCharacters(in: .whitespaces).lowercased()
+        try self.throttle.check(address: address, email: account)
+        func refuse(_ candidate: Candidate? = nil) async throws -> Never {
+            self.throttle.recordFailure(address: address, email: account)
+            if let candidate { try await self.recordFailure(candidate, logger: logger) }
             throw Problem.invalidCredentials
+        }
+        guard let email = EmailAddress(rawEmail), password.utf8.count <= 1024 else {
+            _ = try await self.verify(password, against: self.dummyHash)
+            try await refuse()
         }
         let candidates = try await self.database.unscoped(logger: logger) { connection in
             let rows = try await connection.query(
@@ -54,15 +68,15 @@ struct AuthService: Sendable {
                     "sign-in refused: the email names more than one account; an operator must resolve it",
                     metadata: ["accounts": "\(candidates.map(\.accountID))"])
             }
-            _ = try? await self.hasher.verify(password, against: self.dummyHash)
-            throw Problem.invalidCredentials
+            _ = try await self.verify(password, against: self.dummyHash)
+            try await refuse()
         }
-        let passwordMatches = (try? await self.hasher.verify(password, against: candidate.passwordHash)) ?? false
+        let passwordMatches = try await self.verify(password, against: candidate.passwordHash)
         guard passwordMatches, !candidate.isLocked, candidate.accountStatus == "active" else {
-            if !passwordMatches { try await self.recordFailure(candidate, logger: logger) }
             logger.notice("sign-in refused", metadata: ["account": "\(candidate.accountID)"])
-            throw Problem.invalidCredentials
+            try await refuse(passwordMatches ? nil : candidate)
         }
+        self.throttle.recordSuccess(email: account)
         if let status = candidate.tenantStatus, status != "active" {
             throw Problem.tenantNotActive(status)
         }
@@ -109,13 +123,25 @@ struct AuthService: Sendable {
         return Session(token: token, expiresAt: expiresAt, principal: principal)
     }
 
-    /// Counts a failure; from the fifth on, locks the account for 1, 2, 4 … up to 60 minutes.
+    /// An Argon2 verification; a malformed stored hash is a mismatch, while a refusal of the
+    /// hashing gate (busy) goes to the caller rather than counting as a wrong password.
+    private func verify(_ password: String, against hash: String) async throws -> Bool {
+        do {
+            return try await self.hasher.verify(password, against: hash)
+        } catch let problem as Problem {
+            throw problem
+        } catch {
+            return false
+        }
+    }
+
+    /// Counts a failure; from the twentieth on, locks the account for 1, 2, 4 … up to 15 minutes.
     private func recordFailure(_ candidate: Candidate, logger: Logger) async throws {
         let lock = """
             failed_logins = least(failed_logins + 1, 1000000),
             locked_until = CASE WHEN failed_logins + 1 >= \(Self.failuresBeforeLock)
                 THEN now() + make_interval(
-                    mins => (least(60, power(2, least(failed_logins + 1 - \(Self.failuresBeforeLock), 6))))::int)
+                    mins => (least(\(Self.longestLockMinutes), power(2, least(failed_logins + 1 - \(Self.failuresBeforeLock), 4))))::int)
                 ELSE locked_until END
             """
         if candidate.kind == "admin", let tenantID = candidate.tenantID {

@@ -48,7 +48,8 @@ struct SessionController: Sendable {
                 context: context,
                 allowedFields: ["email", "password"]
             )
-            let session = try await self.auth.signIn(email: body.email, password: body.password, logger: context.logger)
+            let session = try await self.auth.signIn(
+                email: body.email, password: body.password, address: context.clientAddress, logger: context.logger)
             return try StrictJSON.response(
                 SessionBody(
                     token: session.token.text, expiresAt: session.expiresAt, principal: .init(session.principal)),

@@ -21,11 +21,11 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
     node.watcher.loadFromDisk()
     return Application(
         router: buildRouter(node: node),
-        configuration: .init(
-            address: .hostname(configuration.server.host, port: configuration.server.port),
-            serverName: "zaas-data"
-        ),
-        services: node.services,
+        server: configuration.server.serverBuilder,
+        configuration: configuration.server.applicationConfiguration(serverName: "zaas-data"),
+        services: node.services + [
+            PrometheusMetrics.server(settings: configuration.server, serverName: "zaas-data-metrics", logger: logger)
+        ],
         logger: logger
     )
 }
@@ -49,15 +49,19 @@ public struct DataPlaneNode: Sendable {
     let cache: AnswerCache
     let sweeper: CacheSweeper
     let pipeline: QueryPipeline
+    /// Queries in progress on this node, bounded: past the bound the node sheds load.
+    let queriesInFlight: InFlightLimit
 
     public init(configuration: DataPlaneConfiguration, logger: Logger) throws {
         self.verifier = KeyVerifier(digester: try APIKeyDigester(pepper: configuration.keyPepper))
+        self.queriesInFlight = InFlightLimit(maximum: configuration.maximumQueriesInFlight)
         // The model before any client: a node without it cannot start, and nothing needs shutting down yet.
         let embeddings = configuration.embeddings
         do {
             self.embedder = BatchingEmbedder(
                 model: try SentenceModel(directory: embeddings.modelDirectory), threads: embeddings.threads,
-                batchWindow: embeddings.batchWindow, maximumBatch: embeddings.maximumBatch)
+                batchWindow: embeddings.batchWindow, maximumBatch: embeddings.maximumBatch,
+                maximumQueued: embeddings.maximumQueued, maximumWait: embeddings.maximumWait)
         } catch {
             throw ConfigurationError.invalid(
                 key: "embeddings.model_dir", value: embeddings.modelDirectory,
@@ -117,7 +121,6 @@ func buildRouter(node: DataPlaneNode) -> Router<DataPlaneRequestContext> {
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: MetricsMiddleware())
-    router.addMetricsRoute()
     HealthController(
         nodeID: node.nodeID, redis: node.redis, limiter: node.limiter, watcher: node.watcher, canon: node.canon
     )
@@ -131,7 +134,8 @@ func buildRouter(node: DataPlaneNode) -> Router<DataPlaneRequestContext> {
             .group(context: AuthenticatedRequestContext.self)
     }
     KeyInfoController().addRoutes(to: authenticated("/api/v1", scopes: []))
-    QueryController(pipeline: node.pipeline).addRoutes(to: authenticated("/api/v1/query", scopes: [.query]))
+    QueryController(pipeline: node.pipeline, inFlight: node.queriesInFlight).addRoutes(
+        to: authenticated("/api/v1/query", scopes: [.query]))
     CanonUpdateController(control: node.control).addRoutes(to: authenticated("/api/v1/canon", scopes: [.canonWrite]))
     return router
 }

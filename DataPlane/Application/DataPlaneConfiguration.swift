@@ -28,6 +28,8 @@ public struct DataPlaneConfiguration: Sendable {
     /// The cosine similarity a cached question must reach to be served for another
     /// (`cache.semantic_threshold`); nil when the semantic cache is off.
     public var semanticThreshold: Float?
+    /// Queries this node works on at once (`query.max_in_flight`); past it, 503 with Retry-After.
+    public var maximumQueriesInFlight: Int
 
     /// The in-process sentence-embedding model.
     public struct EmbeddingSettings: Sendable {
@@ -38,12 +40,19 @@ public struct DataPlaneConfiguration: Sendable {
         /// How long a worker waits to fill a batch once a request is queued.
         public var batchWindow: Duration
         public var maximumBatch: Int
+        /// Sentences that may wait for a worker (`embeddings.max_queued`); past it queries are shed (503).
+        public var maximumQueued: Int
+        /// The longest a sentence waits before it is refused rather than embedded late
+        /// (`embeddings.max_wait_ms`).
+        public var maximumWait: Duration
 
         init(reader: ConfigReader) throws {
             self.modelDirectory = try reader.setting("embeddings.model_dir")
             self.threads = try reader.setting("embeddings.threads", in: 1...64)
             self.batchWindow = .microseconds(try reader.setting("embeddings.batch_window_us", in: 0...100_000))
             self.maximumBatch = try reader.setting("embeddings.max_batch", in: 1...256)
+            self.maximumQueued = try reader.setting("embeddings.max_queued", in: 1...1_000_000)
+            self.maximumWait = .milliseconds(try reader.setting("embeddings.max_wait_ms", in: 10...600_000))
         }
     }
 
@@ -98,6 +107,7 @@ public struct DataPlaneConfiguration: Sendable {
             }
             self.semanticThreshold = value
         }
+        self.maximumQueriesInFlight = try reader.setting("query.max_in_flight", in: 1...1_000_000)
         self.rateLimit = RateLimiter.Settings(
             fallback: parsed,
             probeInterval: .milliseconds(try reader.setting("rate_limit.probe_interval_ms", in: 50...60_000)))
@@ -124,6 +134,9 @@ public struct DataPlaneConfiguration: Sendable {
                 "embeddings.threads": "1",
                 "embeddings.batch_window_us": "500",
                 "embeddings.max_batch": "32",
+                "embeddings.max_queued": "1024",
+                "embeddings.max_wait_ms": "5000",
+                "query.max_in_flight": "256",
                 "rate_limit.redis_fallback": "local",
                 "cache.semantic_threshold": "0.95",
                 "rate_limit.probe_interval_ms": "500",

@@ -19,6 +19,10 @@ final class AnswerCache: Sendable {
     private let semantic: SemanticAnswerCache?
     private let logger: Logger
     private let errors = Counter(label: "zaas_cache_errors_total")
+    private let lookups: [CacheOutcome: Counter] = Dictionary(
+        uniqueKeysWithValues: CacheOutcome.allCases.map {
+            ($0, Counter(label: "zaas_cache_lookups_total", dimensions: [("result", $0.rawValue)]))
+        })
 
     init(
         redis: RedisClient, persistent: PersistentAnswerCache? = nil, semantic: SemanticAnswerCache? = nil,
@@ -83,12 +87,10 @@ final class AnswerCache: Sendable {
         self.persistent?.enqueue(.init(key: key, answer: answer, embedding: semanticVector, ttlSeconds: ttlSeconds))
     }
 
-    /// Counts a lookup's outcome for the tenant: `zaas_cache_lookups_total{tenant, result}`.
-    func record(_ outcome: CacheOutcome, tenant: UUID) {
-        Counter(
-            label: "zaas_cache_lookups_total",
-            dimensions: [("tenant", tenant.lowercased), ("result", outcome.rawValue)]
-        ).increment()
+    /// Counts a lookup's outcome: `zaas_cache_lookups_total{result}`. No tenant label: tenant ids
+    /// are not metric label values (per-tenant figures belong to the usage records).
+    func record(_ outcome: CacheOutcome) {
+        self.lookups[outcome]?.increment()
     }
 
     // MARK: The exact tier in Redis

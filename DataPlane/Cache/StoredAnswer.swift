@@ -43,6 +43,6 @@ struct StoredAnswer: Sendable, Equatable {
 }
 
 /// Which cache answered (`X-ZaaS-Cache`).
-enum CacheOutcome: String, Sendable {
+enum CacheOutcome: String, Sendable, CaseIterable {
     case exact, semantic, miss
 }

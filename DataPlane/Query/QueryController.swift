@@ -9,6 +9,7 @@ struct QueryController: Sendable {
     static let maximumBody = 64 * 1024
 
     let pipeline: QueryPipeline
+    let inFlight: InFlightLimit
 
     func addRoutes(to group: RouterGroup<AuthenticatedRequestContext>) {
         group.post { request, context in
@@ -20,6 +21,8 @@ struct QueryController: Sendable {
         if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
             throw Problem.unsupportedMediaType("Send the query as application/json.")
         }
+        try self.inFlight.enter()
+        defer { self.inFlight.leave() }
         let body = try await request.collectBody(upTo: Self.maximumBody)
         let (answer, rateLimit) = try await self.pipeline.run(body, caller: context.caller)
         return Self.response(answer, rateLimit: rateLimit)

@@ -81,7 +81,7 @@ struct QueryPipeline: Sendable {
 
         // 4. Exact cache.
         if let cached = await self.cache.exact(key, prefetched: prefetched) {
-            self.cache.record(.exact, tenant: tenant.id)
+            self.cache.record(.exact)
             return (Answer(stored: cached, outcome: .exact, similarity: nil), decision)
         }
         let policy = caller.policy
@@ -89,7 +89,7 @@ struct QueryPipeline: Sendable {
             try await self.answerMissing(
                 query, key: key, layers: layers, ttl: policy.cacheTTLSeconds, threshold: policy.semanticCacheThreshold)
         }
-        self.cache.record(answer.outcome, tenant: tenant.id)
+        self.cache.record(answer.outcome)
         return (answer, decision)
     }
 
@@ -102,7 +102,12 @@ struct QueryPipeline: Sendable {
         if let recovered = await self.cache.recovered(key) {
             return Answer(stored: recovered, outcome: .exact, similarity: nil)
         }
-        let vector = try await self.embedder.embed([query.question])[0]
+        let vector: [Float]
+        do {
+            vector = try await self.embedder.embed([query.question])[0]
+        } catch EmbedderError.overloaded, EmbedderError.timedOut {
+            throw Problem.overloaded
+        }
         // 5. Semantic cache. Words the tenant's canon knows are key terms: a question differing in
         // one is another question.
         let isKeyTerm = { (term: String) in layers.contains { $0.index.documentFrequency(of: term) > 0 } }

@@ -144,7 +144,9 @@ struct AdminAPITests {
         }
     }
 
-    @Test("unknown email and wrong password get the same answer; repeated failures lock the account")
+    @Test(
+        "unknown email and wrong password get the same answer; five failures from one address throttle it (429, Retry-After) before any account is locked"
+    )
     func signInFailures() async throws {
         try await Self.withAPI { fixture in
             let unknown = try await Self.send(
@@ -162,29 +164,88 @@ struct AdminAPITests {
             second["request_id"] = nil
             #expect(NSDictionary(dictionary: first).isEqual(to: second))
 
-            for _ in 0..<4 {
-                _ = try await Self.send(
-                    fixture.client, .post, "/admin/v1/sessions",
-                    json: #"{"email": "admin@alpha.example", "password": "whatever-whatever"}"#
-                )
-            }
-            // Locked now: even the right password is refused, with the same answer.
-            let locked = try await Self.send(
-                fixture.client, .post, "/admin/v1/sessions",
-                json: #"{"email": "admin@alpha.example", "password": "\#(Self.password)"}"#
-            )
-            #expect(locked.status == .unauthorized)
-            #expect(try Self.problemType(locked) == Self.type("invalid-credentials"))
-            // Other accounts are unaffected.
-            _ = try await Self.signIn(fixture.client, "viewer@alpha.example")
-            // Many more failures (past where the lock doubling would overflow) stay plain 401s.
-            for _ in 0..<40 {
+            for _ in 0..<3 {
                 let response = try await Self.send(
                     fixture.client, .post, "/admin/v1/sessions",
                     json: #"{"email": "admin@alpha.example", "password": "whatever-whatever"}"#
                 )
                 #expect(response.status == .unauthorized)
             }
+            // Five failures from this address: it waits now, whatever the account or password.
+            for email in ["admin@alpha.example", "viewer@alpha.example"] {
+                let throttled = try await Self.send(
+                    fixture.client, .post, "/admin/v1/sessions",
+                    json: #"{"email": "\#(email)", "password": "\#(Self.password)"}"#
+                )
+                #expect(throttled.status == .tooManyRequests, "\(String(buffer: throttled.body))")
+                #expect(try Self.problemType(throttled) == Self.type("sign-in-throttled"))
+                let retry = Int(throttled.headers[.retryAfter] ?? "") ?? 0
+                #expect((1...60).contains(retry), "\(retry)")
+            }
+            // The account itself is not locked: the database counted four failures, far from its lock.
+            let failures = try await fixture.db.withTenant(fixture.tenantA, logger: Self.logger) { connection in
+                var value = -1
+                for try await (count, locked) in try await connection.query(
+                    "SELECT failed_logins, locked_until IS NOT NULL FROM admin_users WHERE email = 'admin@alpha.example'",
+                    logger: Self.logger
+                ).decode((Int, Bool).self) {
+                    value = locked ? -2 : count
+                }
+                return value
+            }
+            #expect(failures == 4)
+        }
+    }
+
+    @Test(
+        "twenty failures from many addresses lock the account in the database for every control plane, for at most 15 minutes"
+    )
+    func accountLockBackstop() async throws {
+        try await Self.withAPI { fixture in
+            let hasher = GatedHasher(hasher: Argon2id(), gate: HashingGate())
+            func service() async throws -> AuthService {
+                AuthService(
+                    database: fixture.db, hasher: hasher, throttle: SignInThrottle(),
+                    dummyHash: try await hasher.hash("dummy-dummy-dummy"), sessionLifetime: .seconds(3600))
+            }
+            let first = try await service()
+            for index in 0..<20 {
+                await #expect(throws: Problem.self) {
+                    try await first.signIn(
+                        email: "admin@alpha.example", password: "wrong-password-\(index)", address: "10.0.0.\(index)",
+                        logger: Self.logger)
+                }
+            }
+            // The account's own bucket is empty on this instance: 429.
+            do {
+                _ = try await first.signIn(
+                    email: "admin@alpha.example", password: Self.password, address: "10.0.1.1", logger: Self.logger)
+                Issue.record("signed in past the account's throttle")
+            } catch let problem as Problem {
+                #expect(problem.slug == "sign-in-throttled")
+            }
+            // Another instance (its own memory) still finds the account locked in the database.
+            do {
+                _ = try await try await service().signIn(
+                    email: "admin@alpha.example", password: Self.password, address: "10.0.1.2", logger: Self.logger)
+                Issue.record("signed in to a locked account")
+            } catch let problem as Problem {
+                #expect(problem.slug == "invalid-credentials")
+            }
+            let minutes = try await fixture.db.withTenant(fixture.tenantA, logger: Self.logger) { connection in
+                var value = 0.0
+                for try await minutes in try await connection.query(
+                    "SELECT (extract(epoch FROM locked_until - now()) / 60)::float8 FROM admin_users WHERE email = 'admin@alpha.example'",
+                    logger: Self.logger
+                ).decode(Double.self) {
+                    value = minutes
+                }
+                return value
+            }
+            #expect(minutes > 0 && minutes <= 15, "\(minutes)")
+            // Other accounts are unaffected.
+            _ = try await try await service().signIn(
+                email: "viewer@alpha.example", password: Self.password, address: "10.0.1.3", logger: Self.logger)
         }
     }
 

@@ -18,7 +18,7 @@ extension ProcessClusters {
 
         /// The sum of a counter's samples in a node's /metrics whose labels contain `labels`.
         static func counter(_ node: ServerProcess, _ name: String, labels: String = "") async throws -> Double {
-            let text = try await TestHTTP.send("GET", node.baseURL + "/metrics").text
+            let text = try await TestHTTP.send("GET", node.metricsURL).text
             return text.split(separator: "\n").filter { $0.hasPrefix(name) && (labels.isEmpty || $0.contains(labels)) }
                 .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
         }
@@ -136,7 +136,6 @@ extension ProcessClusters {
                 // the answer were each once a whole-batch refusal retried forever).
                 let internalURL = cluster.control.baseURL + "/internal/v1/cache"
                 let node = TestEnvironment.shared.nodeToken
-                let before = try await Self.persisted(cluster, tenant: tenant)
                 func entry(digest: Character, question: String = "q", answer: String = #"{\"a\": 1}"#, ttl: Int = 60)
                     -> String
                 {
@@ -162,7 +161,6 @@ extension ProcessClusters {
                 for field in ["digest", "scope", "question", "answer", "ttl_seconds"] {
                     #expect(firstReason.contains(field), "\(firstReason)")
                 }
-                #expect(try await Self.persisted(cluster, tenant: tenant) >= before + 2)
                 #expect(
                     try await Self.persisted(
                         cluster, tenant: tenant, digests: ["a", "1"].map { String(repeating: $0, count: 64) }) == 2)

@@ -56,9 +56,10 @@ struct RateLimiterTests {
             let refused = try await limiter.decide(buckets)
             #expect(!refused.admitted)
             #expect(refused.remaining == 0)
-            // One query comes back every 720 s; the bucket is full again after 5 of them.
-            #expect((715...720).contains(refused.retryAfter), "\(refused.retryAfter)")
-            #expect((3595...3600).contains(refused.reset), "\(refused.reset)")
+            // One query comes back every 720 s; the bucket is full again after 5 of them. (The
+            // seconds the five queries took count down both; a loaded machine takes several.)
+            #expect((700...720).contains(refused.retryAfter), "\(refused.retryAfter)")
+            #expect((3580...3600).contains(refused.reset), "\(refused.reset)")
             #expect(refused.headers[.retryAfter] == String(refused.retryAfter))
             #expect(refused.headers[.rateLimitRemaining] == "0")
             // The same script reads a key of the tenant when it admits (the answer cache), not when it refuses.

@@ -87,4 +87,43 @@ struct MiniLMTests {
         }
         #expect(try await embedder.embed([]).isEmpty)
     }
+
+    @Test("the embedder's queue is bounded and its waits have a deadline: callers past either are refused, not queued")
+    func boundedQueue() async throws {
+        let text = String(repeating: "a sentence long enough to take a while to embed ", count: 10)
+        let bounded = BatchingEmbedder(model: sharedModel, threads: 1, maximumBatch: 1, maximumQueued: 2)
+        defer { bounded.shutdown() }
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for _ in 0..<12 {
+                group.addTask {
+                    do {
+                        _ = try await bounded.embed([text])
+                        return "ok"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(outcomes.contains("ok") && outcomes.contains("overloaded"), "\(outcomes)")
+        #expect(outcomes.allSatisfy { $0 == "ok" || $0 == "overloaded" }, "\(outcomes)")
+
+        let hurried = BatchingEmbedder(model: sharedModel, threads: 1, maximumBatch: 1, maximumWait: .milliseconds(1))
+        defer { hurried.shutdown() }
+        let late = await withTaskGroup(of: String.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    do {
+                        _ = try await hurried.embed([text])
+                        return "ok"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(late.contains("timedOut"), "\(late)")
+    }
 }

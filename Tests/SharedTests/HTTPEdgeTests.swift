@@ -1,3 +1,4 @@
+import Configuration
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -158,5 +159,103 @@ struct HTTPEdgeTests {
         #expect(object["msg"] as? String == "quote \" backslash \\ newline \n tab \t nul \u{0}")
         #expect(object["tenant"] as? String == "t1")
         #expect(((object["nested"] as? [String: Any])?["n"] as? [String]) == ["x", "y"])
+    }
+
+    /// Sends `chunks` on a fresh connection to 127.0.0.1:`port`, pausing `pause` between them, and
+    /// returns what came back and whether the server closed the connection, within `wait`.
+    static func rawExchange(port: Int, chunks: [String], pause: Duration, wait: Duration) async throws
+        -> (reply: String, closed: Bool, after: Duration)
+    {
+        try await Task.detached {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard connected == 0 else { throw Boom() }
+            var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let clock = ContinuousClock()
+            let start = clock.now
+            var reply: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            func drain() -> Bool {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count == 0 { return true }
+                if count > 0 { reply += buffer[0..<count] }
+                return false
+            }
+            for chunk in chunks {
+                _ = chunk.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+                let until = clock.now + pause
+                while clock.now < until {
+                    if drain() { return (String(decoding: reply, as: UTF8.self), true, clock.now - start) }
+                }
+            }
+            while clock.now - start < wait {
+                if drain() { return (String(decoding: reply, as: UTF8.self), true, clock.now - start) }
+            }
+            return (String(decoding: reply, as: UTF8.self), false, clock.now - start)
+        }.value
+    }
+
+    @Test(
+        "slow clients are cut off: a head still incomplete after the head timeout, a body that never ends, an idle keep-alive"
+    )
+    func slowClients() async throws {
+        let settings = try ServerSettings(
+            reader: try await ConfigurationLoader.reader(
+                defaults: ServerSettings.defaults(port: 0),
+                environment: ["ZAAS_HTTP_HEAD_TIMEOUT_SECONDS": "1", "ZAAS_HTTP_BODY_TIMEOUT_SECONDS": "1"]))
+        let router = Router()
+        router.get("/ok") { _, _ in "ok" }
+        router.post("/upload") { request, _ -> String in
+            "\(try await request.collectBody(upTo: 1 << 20, what: "upload").readableBytes)"
+        }
+        let app = Application(
+            router: router, server: settings.serverBuilder,
+            configuration: settings.applicationConfiguration(serverName: "test"))
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            // One header line every 300 ms, never finished: closed after about a second.
+            let slowHead = try await Self.rawExchange(
+                port: port, chunks: ["GET /ok HTTP/1.1\r\n", "Host: x\r\n", "X-A: 1\r\n", "X-B: 1\r\n", "X-C: 1\r\n"],
+                pause: .milliseconds(300), wait: .seconds(4))
+            #expect(slowHead.closed && slowHead.reply.isEmpty, "\(slowHead)")
+            #expect(slowHead.after < .seconds(3), "\(slowHead.after)")
+            // A body announced but never sent: closed after about a second, nothing stored.
+            let slowBody = try await Self.rawExchange(
+                port: port, chunks: ["POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc"],
+                pause: .milliseconds(10), wait: .seconds(4))
+            #expect(slowBody.closed && !slowBody.reply.contains("200 OK"), "\(slowBody)")
+            #expect(slowBody.after < .seconds(3), "\(slowBody.after)")
+            // A prompt request is answered; then the idle keep-alive connection is closed.
+            let prompt = try await Self.rawExchange(
+                port: port, chunks: ["GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"], pause: .milliseconds(10),
+                wait: .seconds(4))
+            #expect(prompt.reply.hasPrefix("HTTP/1.1 200"), "\(prompt)")
+            #expect(prompt.closed && prompt.after < .seconds(3), "\(prompt.after)")
+        }
+    }
+
+    @Test("metrics are served on their own listener; a port's default is the HTTP port + 1000")
+    func metricsListenerSettings() async throws {
+        func settings(_ environment: [String: String]) async throws -> ServerSettings {
+            try ServerSettings(
+                reader: try await ConfigurationLoader.reader(
+                    defaults: ServerSettings.defaults(port: 8401), environment: environment))
+        }
+        #expect(try await settings([:]).metricsPort == 9401)
+        #expect(try await settings(["ZAAS_HTTP_PORT": "0"]).metricsPort == 0)
+        #expect(try await settings(["ZAAS_METRICS_PORT": "9999"]).metricsPort == 9999)
+        #expect(try await settings([:]).metricsHost == "127.0.0.1")
+        await #expect(throws: ConfigurationError.self) { _ = try await settings(["ZAAS_METRICS_PORT": "8401"]) }
+        await #expect(throws: ConfigurationError.self) { _ = try await settings(["ZAAS_HTTP_PORT": "65000"]) }
     }
 }

@@ -24,19 +24,31 @@ public final class RedisServerProcess: @unchecked Sendable {
         try? FileManager.default.removeItem(at: self.directory)
     }
 
+    /// Starts the server and waits until it accepts connections. When the port is taken for a
+    /// moment (by a client socket, or the previous server still closing), the start is retried
+    /// on the same port: clients are configured for it.
     public func start() async throws {
         let arguments = [
             "/usr/bin/redis-server", "--port", String(self.port), "--bind", "127.0.0.1",
             "--dir", self.directory.path, "--appendonly", "yes", "--save", "", "--daemonize", "no",
             "--loglevel", "warning", "--logfile", self.directory.appendingPathComponent("redis.log").path,
         ]
-        self.process = try ChildProcess(arguments: arguments, environment: ProcessInfo.processInfo.environment)
-        // Ready when it accepts connections.
-        for _ in 0..<100 {
-            if Self.canConnect(port: self.port) { return }
-            try await Task.sleep(for: .milliseconds(50))
+        for _ in 0..<20 {
+            let process = try ChildProcess(arguments: arguments, environment: ProcessInfo.processInfo.environment)
+            self.process = process
+            // Ready when it accepts connections; a server that exits (port in use) is started again.
+            for _ in 0..<100 {
+                if Self.canConnect(port: self.port) { return }
+                if !process.isRunning { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            process.stop()
+            self.process = nil
+            try await Task.sleep(for: .milliseconds(250))
         }
-        throw TestEnvironment.SetupError(message: "redis-server did not start on port \(self.port)")
+        let log = (try? String(contentsOf: self.directory.appendingPathComponent("redis.log"), encoding: .utf8)) ?? ""
+        throw TestEnvironment.SetupError(
+            message: "redis-server did not start on port \(self.port): \(log.suffix(500))")
     }
 
     /// Kills the server the hard way (SIGKILL), as a crash would.
@@ -66,24 +78,44 @@ public final class RedisServerProcess: @unchecked Sendable {
         }
     }
 
-    /// A port nothing listens on right now (bind to 0, read it, release it).
+    /// A port nothing listens on right now, outside the kernel's range for outgoing connections
+    /// (so no client socket of a parallel test can take it between now and the bind), and never
+    /// handed out twice in this process.
     public static func freePort() throws -> Int {
+        let ephemeralStart = Self.ephemeralRangeStart()
+        for _ in 0..<500 {
+            let candidate = Int.random(in: 10_000..<max(10_001, min(ephemeralStart, 65_536)))
+            guard Self.claim(candidate) else { continue }
+            if Self.canBind(port: candidate) { return candidate }
+        }
+        throw TestEnvironment.SetupError(message: "cannot find a free port below \(ephemeralStart)")
+    }
+
+    private static let claimedLock = NSLock()
+    nonisolated(unsafe) private static var claimed: Set<Int> = []
+
+    private static func claim(_ port: Int) -> Bool {
+        claimedLock.withLock { claimed.insert(port).inserted }
+    }
+
+    /// The first port of `net.ipv4.ip_local_port_range` (32768 when it cannot be read).
+    static func ephemeralRangeStart() -> Int {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        return text.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
+    }
+
+    static func canBind(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) { pointer in
+        return withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-        guard bound == 0 else { throw TestEnvironment.SetupError(message: "cannot bind a free port") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

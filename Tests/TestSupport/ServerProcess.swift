@@ -8,6 +8,8 @@ import Shared
 public final class ServerProcess: @unchecked Sendable {
     public let name: String
     public let port: Int
+    /// The metrics listener's port (`metrics.port`), a free one of its own.
+    public let metricsPort: Int
     public var environment: [String: String]
     public let logFile: String
     private let binary: String
@@ -24,6 +26,7 @@ public final class ServerProcess: @unchecked Sendable {
     public init(name: String, executable: String, settings: [String: String], port: Int, logDirectory: String) throws {
         self.name = name
         self.port = port
+        self.metricsPort = try RedisServerProcess.freePort()
         self.binary = Self.binaryDirectory + "/" + executable
         guard FileManager.default.isExecutableFile(atPath: self.binary) else {
             throw TestEnvironment.SetupError(message: "\(self.binary) missing: run `swift build --build-tests` first")
@@ -32,6 +35,7 @@ public final class ServerProcess: @unchecked Sendable {
         for (key, value) in settings { environment[ConfigurationError.environmentName(key)] = value }
         environment["ZAAS_HTTP_PORT"] = String(port)
         environment["ZAAS_HTTP_HOST"] = "127.0.0.1"
+        environment["ZAAS_METRICS_PORT"] = String(self.metricsPort)
         self.environment = environment
         self.logFile = logDirectory + "/\(name).log"
     }
@@ -39,6 +43,8 @@ public final class ServerProcess: @unchecked Sendable {
     deinit { self.process?.stop() }
 
     public var baseURL: String { "http://127.0.0.1:\(self.port)" }
+    /// `GET /metrics` (the metrics listener, not the public port).
+    public var metricsURL: String { "http://127.0.0.1:\(self.metricsPort)/metrics" }
     public var isRunning: Bool { self.process?.isRunning ?? false }
 
     /// Resident and peak resident memory in KiB, from /proc.
@@ -57,17 +63,29 @@ public final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts the process and waits until it accepts connections.
+    /// Starts the binary and waits until it listens. A start that fails because the port is
+    /// taken for a moment (a restart while the old socket closes) is retried on the same port.
     public func start(timeout: Duration = .seconds(60)) async throws {
-        self.process = try ChildProcess(arguments: [self.binary], environment: self.environment, logFile: self.logFile)
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if RedisServerProcess.canConnect(port: self.port) { return }
-            guard self.process?.isRunning == true else {
-                throw TestEnvironment.SetupError(message: "\(self.name) exited at start:\n\(self.logTail())")
+        var attempts = 0
+        while true {
+            attempts += 1
+            let logged = self.log().utf8.count
+            self.process = try ChildProcess(
+                arguments: [self.binary], environment: self.environment, logFile: self.logFile)
+            while ContinuousClock.now < deadline {
+                if RedisServerProcess.canConnect(port: self.port) { return }
+                guard self.process?.isRunning == true else { break }
+                try await Task.sleep(for: .milliseconds(50))
             }
-            try await Task.sleep(for: .milliseconds(50))
+            let output = String(self.log().utf8.dropFirst(logged)) ?? ""
+            let portTaken = output.contains("Address already in use") || output.contains("EADDRINUSE")
+            guard portTaken, attempts < 20, ContinuousClock.now < deadline else {
+                let why = self.process?.isRunning == true ? "did not listen on \(self.port)" : "exited at start"
+                throw TestEnvironment.SetupError(message: "\(self.name) \(why):\n\(self.logTail())")
+            }
+            try await Task.sleep(for: .milliseconds(250))
         }
-        throw TestEnvironment.SetupError(message: "\(self.name) did not listen on \(self.port):\n\(self.logTail())")
     }
 
     public func kill() { self.process?.kill() }

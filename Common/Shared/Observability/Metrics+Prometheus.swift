@@ -1,7 +1,9 @@
 import Hummingbird
+import Logging
 import Metrics
 import NIOCore
 import Prometheus
+import ServiceLifecycle
 
 /// The process's Prometheus registry. swift-metrics can be bootstrapped once per process, so the
 /// registry is created and installed on first use and shared by every application in the process
@@ -43,5 +45,19 @@ extension Router {
     /// root (`PrometheusMetrics.bootstrap()`), before any metric is made.
     public func addMetricsRoute() {
         self.get("/metrics") { _, _ in PrometheusMetrics.render() }
+    }
+}
+
+extension PrometheusMetrics {
+    /// The metrics listener: `GET /metrics` and nothing else, on its own address (loopback by
+    /// default), run as one of the server's services. Public traffic never reaches it.
+    public static func server(settings: ServerSettings, serverName: String, logger: Logger) -> some Service {
+        let router = Router()
+        router.addMetricsRoute()
+        return Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(settings.metricsHost, port: settings.metricsPort), serverName: serverName),
+            logger: logger)
     }
 }

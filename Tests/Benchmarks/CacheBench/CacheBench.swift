@@ -249,7 +249,7 @@ func hitBenchmark() async throws {
         print(
             "  cache-hit rate / no-op rate per round: \(ratios.map { String(format: "%.0f %%", $0 * 100) }.joined(separator: ", ")); median \(String(format: "%.0f", percentile(ratios, 50) * 100)) % (target ≥ 35 %)"
         )
-        let memory = try await TestHTTP.send("GET", node.baseURL + "/metrics").text.split(separator: "\n")
+        let memory = try await TestHTTP.send("GET", node.metricsURL).text.split(separator: "\n")
             .filter { $0.hasPrefix("zaas_cache_lookups_total") }
         print("  node metrics: \(memory.joined(separator: "; "))")
     }
