@@ -60,7 +60,9 @@ final class AnswerCache: Sendable {
     ) async -> (StoredAnswer, similarity: Float)? {
         guard !key.hasContext, let semantic = self.semantic else { return nil }
         for _ in 0..<4 {
-            guard let hit = await semantic.lookup(key, vector: vector, threshold: threshold, isKeyTerm: isKeyTerm)
+            guard
+                let hit = await semantic.lookup(
+                    key, vector: vector, threshold: threshold, ttlSeconds: ttlSeconds, isKeyTerm: isKeyTerm)
             else { return nil }
             let neighbour = QueryCacheKey.redisKey(tenant: key.tenant, canonTag: key.canonTag, digest: hit.digest)
             guard let answer = await self.exact(redisKey: neighbour) else {

@@ -15,7 +15,11 @@ import Synchronization
 /// memory (`SemanticCacheIndex`) and, before each lookup, reads what other nodes appended since
 /// its last read (one `XRANGE`, usually empty). A hit is served from the exact cache under the
 /// neighbour's digest; if that answer has expired the neighbour is forgotten. Streams are
-/// trimmed to the tier's TTL and expire with it; indexes unused for 15 minutes leave memory.
+/// trimmed to the tier's TTL and expire with it. In memory, each question expires with its
+/// answer's TTL, a scope holds at most `maximumPerScope` questions (the oldest go first), space of
+/// removed questions is reclaimed (`compact`) every 30 s or once a quarter of a scope is dead,
+/// and indexes unused for 15 minutes leave memory; `zaas_semantic_cache_bytes` and
+/// `zaas_semantic_cache_questions` export the size.
 final class SemanticAnswerCache: Service, Sendable {
     struct Hit: Sendable {
         let digest: String
@@ -32,6 +36,8 @@ final class SemanticAnswerCache: Service, Sendable {
 
     static let idleScope: Duration = .seconds(15 * 60)
     static let readBatch = 5000
+    /// Questions one scope keeps in memory at most.
+    let maximumPerScope: Int
 
     let redis: RedisClient
     let threshold: Float
@@ -41,12 +47,16 @@ final class SemanticAnswerCache: Service, Sendable {
     private let bytesGauge = Gauge(label: "zaas_semantic_cache_bytes")
     private let questionsGauge = Gauge(label: "zaas_semantic_cache_questions")
     private let errors = Counter(label: "zaas_semantic_cache_errors_total")
+    private let evicted = Counter(label: "zaas_semantic_cache_evicted_total")
 
-    init(redis: RedisClient, threshold: Float, logger: Logger) {
+    init(redis: RedisClient, threshold: Float, maximumPerScope: Int = 20_000, logger: Logger) {
         self.redis = redis
         self.threshold = threshold
+        self.maximumPerScope = maximumPerScope
         self.logger = logger
     }
+
+    static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     static func streamKey(_ key: QueryCacheKey) -> String {
         "zaas:{t:\(key.tenant.lowercased)}:sc:\(key.canonTag):\(key.scope)"
@@ -54,15 +64,17 @@ final class SemanticAnswerCache: Service, Sendable {
 
     /// The best cached question that clears the threshold and the guard, if any.
     func lookup(
-        _ key: QueryCacheKey, vector: [Float], threshold: Float? = nil, isKeyTerm: (String) -> Bool
+        _ key: QueryCacheKey, vector: [Float], threshold: Float? = nil, ttlSeconds: UInt32,
+        isKeyTerm: (String) -> Bool
     ) async -> Hit? {
-        await self.synchronize(key, dimensions: vector.count)
+        await self.synchronize(key, dimensions: vector.count, ttlSeconds: ttlSeconds)
         let now = self.clock.now
+        let wallNow = Self.nowMilliseconds
         let candidates = self.scopes.withLock { scopes -> [Hit] in
             guard var scope = scopes[Self.streamKey(key)] else { return [] }
             scope.lastUsed = now
             scopes[Self.streamKey(key)] = scope
-            return scope.index.nearest(vector, limit: 4).map {
+            return scope.index.nearest(vector, limit: 4, now: wallNow).map {
                 Hit(
                     digest: scope.index.ids[$0.index], question: scope.index.questions[$0.index],
                     similarity: $0.similarity)
@@ -104,16 +116,26 @@ final class SemanticAnswerCache: Service, Sendable {
             self.errors.increment()
             self.logger.debug("semantic cache write failed", metadata: ["error": "\(error)"])
         }
+        let expiresAt = Self.nowMilliseconds + Int64(ttlSeconds) * 1000
         self.scopes.withLock { scopes in
-            scopes[
-                stream, default: Scope(index: SemanticCacheIndex(dimensions: vector.count), lastUsed: self.clock.now)
-            ]
-            .index.add(id: key.digest, question: key.question, quantised: quantised, scale: scale)
+            var scope =
+                scopes[stream] ?? Scope(index: SemanticCacheIndex(dimensions: vector.count), lastUsed: self.clock.now)
+            scope.index.add(
+                id: key.digest, question: key.question, quantised: quantised, scale: scale, expiresAt: expiresAt)
+            self.bound(&scope.index)
+            scopes[stream] = scope
         }
     }
 
+    /// The per-scope cap (oldest out first), and compaction once a quarter is dead.
+    private func bound(_ index: inout SemanticCacheIndex) {
+        let evicted = index.evictOldest(keeping: self.maximumPerScope)
+        if evicted > 0 { self.evicted.increment(by: evicted) }
+        if index.deadCount > 64, index.deadCount * 4 > index.count { index.compact() }
+    }
+
     /// Reads what the scope's stream gained since this node last read it.
-    private func synchronize(_ key: QueryCacheKey, dimensions: Int) async {
+    private func synchronize(_ key: QueryCacheKey, dimensions: Int, ttlSeconds: UInt32) async {
         let stream = Self.streamKey(key)
         while true {
             let after = self.scopes.withLock { $0[stream]?.lastID ?? "0-0" }
@@ -134,9 +156,13 @@ final class SemanticAnswerCache: Service, Sendable {
                 var scope =
                     scopes[stream] ?? Scope(index: SemanticCacheIndex(dimensions: dimensions), lastUsed: self.clock.now)
                 for entry in parsed {
+                    // A stream id starts with the milliseconds it was added at.
+                    let added = Int64(entry.id.split(separator: "-").first ?? "") ?? Self.nowMilliseconds
                     scope.index.add(
-                        id: entry.digest, question: entry.question, quantised: entry.vector, scale: entry.scale)
+                        id: entry.digest, question: entry.question, quantised: entry.vector, scale: entry.scale,
+                        expiresAt: added + Int64(ttlSeconds) * 1000)
                 }
+                self.bound(&scope.index)
                 if Self.isAfter(last, scope.lastID) { scope.lastID = last }
                 scopes[stream] = scope
             }
@@ -145,9 +171,11 @@ final class SemanticAnswerCache: Service, Sendable {
     }
 
     private static func parse(_ entry: RESPValue, dimensions: Int) -> (
-        digest: String, question: String, vector: [Int8], scale: Float
+        id: String, digest: String, question: String, vector: [Int8], scale: Float
     )? {
-        guard let parts = entry.array, parts.count == 2, let fields = parts[1].array else { return nil }
+        guard let parts = entry.array, parts.count == 2, let id = parts[0].string, let fields = parts[1].array else {
+            return nil
+        }
         var digest: String?
         var question: String?
         var payload: [UInt8]?
@@ -165,7 +193,7 @@ final class SemanticAnswerCache: Service, Sendable {
         let scale = payload[dimensions...].withUnsafeBytes {
             Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)))
         }
-        return (digest, question, payload[..<dimensions].map { Int8(bitPattern: $0) }, scale)
+        return (id, digest, question, payload[..<dimensions].map { Int8(bitPattern: $0) }, scale)
     }
 
     /// Stream ids compare as (milliseconds, sequence).
@@ -190,8 +218,15 @@ final class SemanticAnswerCache: Service, Sendable {
 
     func evictIdle() {
         let now = self.clock.now
+        let wallNow = Self.nowMilliseconds
         let (bytes, questions) = self.scopes.withLock { scopes in
             scopes = scopes.filter { now - $0.value.lastUsed < Self.idleScope }
+            for key in Array(scopes.keys) {
+                guard var scope = scopes.removeValue(forKey: key) else { continue }
+                scope.index.expire(now: wallNow)
+                scope.index.compact()
+                if scope.index.count > 0 { scopes[key] = scope }
+            }
             return scopes.values.reduce((0, 0)) { ($0.0 + $1.index.byteCount, $0.1 + $1.index.count) }
         }
         self.bytesGauge.record(bytes)

@@ -20,33 +20,43 @@ public struct SemanticCacheIndex: Sendable {
     public private(set) var ids: [String] = []
     public private(set) var questions: [String] = []
     private var live: [Bool] = []
+    /// When each question's answer expires (milliseconds since 1970; `Int64.max`: never).
+    private var expiries: [Int64] = []
     private var positions: [String: Int] = [:]
+    /// Questions removed or replaced but still taking space until `compact`.
+    public private(set) var deadCount = 0
 
     public init(dimensions: Int) {
         precondition(dimensions % 64 == 0, "sketches are whole 64-bit words")
         self.dimensions = dimensions
     }
 
-    /// Questions held (removed ones included until `compacted()`).
+    /// Questions held (removed ones included until `compact`).
     public var count: Int { self.ids.count }
+
+    /// Questions that can still be returned (expiry aside).
+    public var liveCount: Int { self.ids.count - self.deadCount }
 
     /// Bytes held by the vectors, sketches, ids and questions.
     public var byteCount: Int {
         self.vectors.count + self.scales.count * 4 + self.sketches.count * 8 + self.live.count
+            + self.expiries.count * 8
             + self.ids.reduce(0) { $0 + $1.utf8.count + 16 } + self.questions.reduce(0) { $0 + $1.utf8.count + 16 }
     }
 
     /// Adds a question by its unit-length embedding; a question already held is replaced.
-    public mutating func add(id: String, question: String, vector: [Float]) {
+    public mutating func add(id: String, question: String, vector: [Float], expiresAt: Int64 = .max) {
         precondition(vector.count == self.dimensions)
         let (quantised, scale) = Self.quantise(vector)
-        self.add(id: id, question: question, quantised: quantised, scale: scale)
+        self.add(id: id, question: question, quantised: quantised, scale: scale, expiresAt: expiresAt)
     }
 
     /// Adds a question by its embedding as `quantise` gives it.
-    public mutating func add(id: String, question: String, quantised: [Int8], scale: Float) {
+    public mutating func add(id: String, question: String, quantised: [Int8], scale: Float, expiresAt: Int64 = .max) {
         precondition(quantised.count == self.dimensions)
         if let position = self.positions[id] {
+            if !self.live[position] { self.deadCount -= 1 }
+            self.expiries[position] = expiresAt
             let base = position * self.dimensions
             self.vectors.replaceSubrange(base..<(base + self.dimensions), with: quantised)
             self.scales[position] = scale
@@ -64,15 +74,65 @@ public struct SemanticCacheIndex: Sendable {
         self.ids.append(id)
         self.questions.append(question)
         self.live.append(true)
+        self.expiries.append(expiresAt)
     }
 
     /// Forgets a question (its answer expired): it is never returned again.
     public mutating func remove(id: String) {
-        if let position = self.positions[id] { self.live[position] = false }
+        if let position = self.positions[id], self.live[position] {
+            self.live[position] = false
+            self.deadCount += 1
+        }
+    }
+
+    /// Marks questions expired at `now` (ms since 1970) as removed; how many.
+    @discardableResult
+    public mutating func expire(now: Int64) -> Int {
+        var expired = 0
+        for index in self.ids.indices where self.live[index] && self.expiries[index] <= now {
+            self.live[index] = false
+            expired += 1
+        }
+        self.deadCount += expired
+        return expired
+    }
+
+    /// Removes the oldest questions until at most `keeping` remain; how many went.
+    @discardableResult
+    public mutating func evictOldest(keeping: Int) -> Int {
+        var excess = self.liveCount - keeping
+        guard excess > 0 else { return 0 }
+        let evicted = excess
+        for index in self.ids.indices where excess > 0 && self.live[index] {
+            self.live[index] = false
+            excess -= 1
+        }
+        self.deadCount += evicted
+        return evicted
+    }
+
+    /// Frees the space of removed questions (the arrays are rebuilt without them).
+    public mutating func compact() {
+        guard self.deadCount > 0 else { return }
+        var next = SemanticCacheIndex(dimensions: self.dimensions)
+        let words = self.dimensions / 64
+        for index in self.ids.indices where self.live[index] {
+            next.positions[self.ids[index]] = next.ids.count
+            next.vectors.append(contentsOf: self.vectors[(index * self.dimensions)..<((index + 1) * self.dimensions)])
+            next.scales.append(self.scales[index])
+            next.sketches.append(contentsOf: self.sketches[(index * words)..<((index + 1) * words)])
+            next.ids.append(self.ids[index])
+            next.questions.append(self.questions[index])
+            next.live.append(true)
+            next.expiries.append(self.expiries[index])
+        }
+        self = next
     }
 
     /// The questions nearest to a unit-length query, best first, with their cosine similarity.
-    public func nearest(_ query: [Float], limit: Int = 4, candidates: Int = 64) -> [(index: Int, similarity: Float)] {
+    public func nearest(_ query: [Float], limit: Int = 4, candidates: Int = 64, now: Int64 = .min) -> [(
+        index: Int, similarity: Float
+    )] {
         precondition(query.count == self.dimensions)
         let count = self.ids.count
         guard count > 0, limit > 0 else { return [] }
@@ -90,7 +150,8 @@ public struct SemanticCacheIndex: Sendable {
         // The `candidates` smallest distances among live questions: a histogram of distances
         // gives the cut-off in one pass, a second pass collects.
         var histogram = [Int](repeating: 0, count: self.dimensions + 1)
-        for index in 0..<count where self.live[index] { histogram[Int(distances[index])] += 1 }
+        let isLive = { (index: Int) in self.live[index] && self.expiries[index] > now }
+        for index in 0..<count where isLive(index) { histogram[Int(distances[index])] += 1 }
         var cutoff = 0
         var taken = 0
         while cutoff < histogram.count {
@@ -100,7 +161,7 @@ public struct SemanticCacheIndex: Sendable {
         }
         var chosen: [UInt32] = []
         chosen.reserveCapacity(min(count, candidates * 2))
-        for index in 0..<count where self.live[index] && Int(distances[index]) <= cutoff {
+        for index in 0..<count where isLive(index) && Int(distances[index]) <= cutoff {
             chosen.append(UInt32(index))
         }
         var scores = [Float](repeating: 0, count: chosen.count)

@@ -147,5 +147,29 @@ struct SemanticCacheTests {
         #expect(index.nearest(query, limit: 1).first?.index == 1234)
         #expect(index.questions[1234] == "again" && index.count == 5000)
         #expect(index.byteCount > 5000 * (dimensions + 48))
+
+        // Bounded: questions expire with their answers, the oldest go past a cap, and the space
+        // of removed questions comes back when compacted; what remains is still found.
+        var bounded = SemanticCacheIndex(dimensions: dimensions)
+        for (number, vector) in vectors.prefix(3000).enumerated() {
+            bounded.add(
+                id: "q\(number)", question: "q\(number)", vector: vector, expiresAt: number < 1000 ? 1_000 : 10_000)
+        }
+        let full = bounded.byteCount
+        #expect(bounded.nearest(vectors[10], limit: 1, now: 500).first?.index == 10)
+        #expect(bounded.nearest(vectors[10], limit: 1, now: 2_000).first?.index != 10)  // expired
+        #expect(bounded.expire(now: 2_000) == 1000)
+        #expect(bounded.evictOldest(keeping: 1500) == 500)  // q1000…q1499, the oldest left
+        #expect(bounded.liveCount == 1500 && bounded.count == 3000)
+        bounded.compact()
+        #expect(bounded.count == 1500 && bounded.deadCount == 0)
+        #expect(bounded.byteCount < full / 2 + 4096)
+        let kept = bounded.nearest(vectors[2500], limit: 1, now: 2_000)
+        #expect(kept.first.map { bounded.ids[$0.index] } == "q2500")
+        #expect(bounded.nearest(vectors[1200], limit: 1, now: 2_000).first.map { bounded.ids[$0.index] } != "q1200")
+        // Re-adding a removed question brings it back, once.
+        bounded.add(id: "q1200", question: "back", vector: vectors[1200], expiresAt: 10_000)
+        #expect(bounded.nearest(vectors[1200], limit: 1, now: 2_000).first.map { bounded.ids[$0.index] } == "q1200")
+        #expect(bounded.liveCount == 1501)
     }
 }

@@ -30,7 +30,11 @@ public final class RedisServerProcess: @unchecked Sendable {
     public func start() async throws {
         let arguments = [
             "/usr/bin/redis-server", "--port", String(self.port), "--bind", "127.0.0.1",
-            "--dir", self.directory.path, "--appendonly", "yes", "--save", "", "--daemonize", "no",
+            // fsync every write: tests kill this server with SIGKILL and count on what it had
+            // acknowledged (with the default `everysec` the last second can be lost, a real
+            // Redis trade-off, but not what these tests are about).
+            "--dir", self.directory.path, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            "--daemonize", "no",
             "--loglevel", "warning", "--logfile", self.directory.appendingPathComponent("redis.log").path,
         ]
         for _ in 0..<20 {
