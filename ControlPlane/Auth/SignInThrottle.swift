@@ -39,9 +39,8 @@ final class SignInThrottle: Sendable {
     func check(address: String, email: String) throws {
         let now = ContinuousClock.now
         let wait = self.buckets.withLock { buckets -> Duration? in
-            let keys = [("a:" + address, self.limits.addressFailures), ("e:" + email, self.limits.accountFailures)]
             var longest: Duration?
-            for (key, capacity) in keys {
+            for (key, capacity) in self.buckets(address: address, email: email) {
                 guard let bucket = buckets[key] else { continue }
                 let allowance = self.refilled(bucket, capacity: capacity, now: now)
                 if allowance < 1 {
@@ -58,9 +57,7 @@ final class SignInThrottle: Sendable {
     func recordFailure(address: String, email: String) {
         let now = ContinuousClock.now
         self.buckets.withLock { buckets in
-            for (key, capacity) in [
-                ("a:" + address, self.limits.addressFailures), ("e:" + email, self.limits.accountFailures),
-            ] {
+            for (key, capacity) in self.buckets(address: address, email: email) {
                 let allowance = buckets[key].map { self.refilled($0, capacity: capacity, now: now) } ?? Double(capacity)
                 buckets[key] = Bucket(allowance: max(0, allowance - 1), updated: now)
             }
@@ -74,6 +71,11 @@ final class SignInThrottle: Sendable {
     /// Forgets the account's failures after a successful sign-in (the address's stay).
     func recordSuccess(email: String) {
         _ = self.buckets.withLock { $0.removeValue(forKey: "e:" + email) }
+    }
+
+    /// The address's and the account's bucket names, with their capacities.
+    private func buckets(address: String, email: String) -> [(key: String, capacity: Int)] {
+        [("a:" + address, self.limits.addressFailures), ("e:" + email, self.limits.accountFailures)]
     }
 
     private func refilled(_ bucket: Bucket, capacity: Int, now: ContinuousClock.Instant) -> Double {

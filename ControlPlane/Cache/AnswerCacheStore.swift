@@ -23,7 +23,7 @@ struct AnswerCacheStore: Sendable {
         guard !entries.isEmpty else { return PutOutcome() }
         do {
             return PutOutcome(stored: try await self.write(entries, logger: logger))
-        } catch let error as PSQLError where error.isDataRefusal && entries.count > 1 {
+        } catch let error as PSQLError where error.isDataRefusal {
             var outcome = PutOutcome()
             for (index, entry) in entries.enumerated() {
                 do {
@@ -33,8 +33,6 @@ struct AnswerCacheStore: Sendable {
                 }
             }
             return outcome
-        } catch let error as PSQLError where error.isDataRefusal {
-            return PutOutcome(refused: [(0, "refused by the database (SQLSTATE \(error.sqlState ?? "?"))")])
         }
     }
 

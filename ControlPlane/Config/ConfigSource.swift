@@ -20,7 +20,10 @@ public struct ConfigSource: Sendable {
     /// How long a document built now may be accepted by nodes.
     let validity: Duration
 
-    public init(client: PostgresClient, settings: DataPlaneSettings, validity: Duration = .seconds(86_400)) {
+    public init(
+        client: PostgresClient, settings: DataPlaneSettings,
+        validity: Duration = .seconds(Int64(ConfigValidity.defaultSeconds))
+    ) {
         self.client = client
         self.settings = settings
         self.validity = validity

@@ -59,7 +59,7 @@ struct AnswerCacheController: Sendable {
         }
         group.get(RouterPath(InternalAPI.cache + "/{tenant}/{digest}")) { request, context in
             guard let tenant = context.parameters.get("tenant").flatMap(UUID.init(uuidString:)),
-                let digest = context.parameters.get("digest"), AnswerCacheRecord.isLowercaseHex(digest, length: 64)
+                let digest = context.parameters.get("digest"), Hex.isLowercase(digest, count: 64)
             else { throw Problem.notFound() }
             guard let (answer, ttl) = try await self.store.get(tenant: tenant, digest: digest, logger: context.logger)
             else { throw Problem.notFound() }

@@ -26,8 +26,7 @@ struct InternalCanonController: Sendable {
 
     func addRoutes(to group: RouterGroup<some RequestContext>) {
         group.get(RouterPath(InternalAPI.canonArtifacts + "/:sha256")) { request, context in
-            guard let sha256 = context.parameters.get("sha256"), sha256.utf8.count == 64,
-                sha256.utf8.allSatisfy({ Hex.value($0) != nil })
+            guard let sha256 = context.parameters.get("sha256"), Hex.isLowercase(sha256, count: 64)
             else { throw Problem.notFound("No such artifact.") }
             guard let bytes = try await self.store.artifact(sha256: sha256, logger: context.logger) else {
                 throw Problem.notFound("No such artifact.")

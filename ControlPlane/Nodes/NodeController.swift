@@ -45,12 +45,13 @@ struct NodeController: Sendable {
             }
             let body = try await StrictJSON.decode(
                 Advance.self, from: request, context: context, allowedFields: ["past"], maximumBytes: 1024)
+            let limit = Int64.max / 2
+            if let past = body.past, !(0..<limit).contains(past) {
+                throw Problem.validation([FieldError("past", "must be from 0 to \(limit - 1)")])
+            }
             // Past what every registered node holds, unless the operator names a larger number.
             let nodes = try await self.registry.list(logger: context.logger)
             let past = max(body.past ?? 0, nodes.map(\.configVersion).max() ?? 0)
-            guard past >= 0, past < Int64.max / 2 else {
-                throw Problem.validation([FieldError("past", "must be from 0 to \(Int64.max / 2 - 1)")])
-            }
             let version = try await self.source.advance(past: past, logger: context.logger)
             context.logger.notice(
                 "configuration version advanced",

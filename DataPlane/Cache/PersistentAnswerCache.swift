@@ -33,8 +33,8 @@ final class PersistentAnswerCache: Service, Sendable {
     private let interval: Duration
     private let isReachable: @Sendable () -> Bool
     private let logger: Logger
-    /// Records waiting to go out, by digest.
-    private let pending = Mutex<[String: AnswerCacheRecord]>([:])
+    /// Answers waiting to go out, by digest.
+    private let pending = Mutex<[String: Entry]>([:])
     private let stored = Counter(label: "zaas_persistent_cache_writes_total", dimensions: [("outcome", "stored")])
     private let dropped = Counter(label: "zaas_persistent_cache_writes_total", dimensions: [("outcome", "dropped")])
     private let refused = Counter(label: "zaas_persistent_cache_writes_total", dimensions: [("outcome", "refused")])
@@ -53,21 +53,11 @@ final class PersistentAnswerCache: Service, Sendable {
 
     var pendingCount: Int { self.pending.withLock { $0.count } }
 
+    /// Queues an answer (on the query path: a dictionary insert, nothing more).
     func enqueue(_ entry: Entry) {
-        let record = AnswerCacheRecord(
-            tenantId: entry.key.tenant, digest: entry.key.digest, scope: entry.key.scope,
-            question: entry.key.question, embedding: entry.embedding.map(Self.encode),
-            answer: String(decoding: entry.answer.json, as: UTF8.self), ttlSeconds: Int(entry.ttlSeconds))
-        let problems = record.problems()
-        guard problems.isEmpty else {
-            self.refused.increment()
-            self.logger.debug(
-                "answer not kept in the persistent cache", metadata: ["problems": "\(problems.map(\.message))"])
-            return
-        }
         let accepted = self.pending.withLock { pending in
-            guard pending.count < Self.maximumPending || pending[record.digest] != nil else { return false }
-            pending[record.digest] = record
+            guard pending.count < Self.maximumPending || pending[entry.key.digest] != nil else { return false }
+            pending[entry.key.digest] = entry
             return true
         }
         if !accepted { self.dropped.increment() }
@@ -86,17 +76,34 @@ final class PersistentAnswerCache: Service, Sendable {
         await self.flush()
     }
 
-    /// Sends everything queued, in batches. A batch that fails for a transient reason goes back
-    /// in the queue and ends this round (false); entries refused for good are dropped.
+    /// Sends everything queued, in batches. Each answer is turned into its record and checked
+    /// here, off the request path: what the control plane would refuse for good is dropped
+    /// without asking. A batch that fails for a transient reason goes back in the queue and ends
+    /// this round (false); entries the control plane refuses for good are dropped.
     @discardableResult
     func flush() async -> Bool {
         while true {
-            let batch = self.pending.withLock { pending -> [AnswerCacheRecord] in
+            let taken = self.pending.withLock { pending -> [Entry] in
                 let taken = Array(pending.values.prefix(Self.batchSize))
-                for record in taken { pending.removeValue(forKey: record.digest) }
+                for entry in taken { pending.removeValue(forKey: entry.key.digest) }
                 return taken
             }
-            guard !batch.isEmpty else { return true }
+            guard !taken.isEmpty else { return true }
+            var entries: [Entry] = []
+            var batch: [AnswerCacheRecord] = []
+            for entry in taken {
+                let record = Self.record(entry)
+                let problems = record.problems()
+                guard problems.isEmpty else {
+                    self.refused.increment()
+                    self.logger.debug(
+                        "answer not kept in the persistent cache", metadata: ["problems": "\(problems.map(\.message))"])
+                    continue
+                }
+                entries.append(entry)
+                batch.append(record)
+            }
+            guard !batch.isEmpty else { continue }
             do {
                 let reply = try await self.control.store(batch)
                 self.stored.increment(by: batch.count - reply.refused.count)
@@ -117,8 +124,8 @@ final class PersistentAnswerCache: Service, Sendable {
                     "cannot store answers in the persistent cache; keeping them for the next round",
                     metadata: ["error": "\(error)", "answers": "\(batch.count)"])
                 self.pending.withLock { pending in
-                    for record in batch where pending[record.digest] == nil && pending.count < Self.maximumPending {
-                        pending[record.digest] = record
+                    for entry in entries where pending[entry.key.digest] == nil && pending.count < Self.maximumPending {
+                        pending[entry.key.digest] = entry
                     }
                 }
                 return false
@@ -148,6 +155,14 @@ final class PersistentAnswerCache: Service, Sendable {
             self.logger.debug("persistent cache lookup failed", metadata: ["error": "\(error)"])
             return nil
         }
+    }
+
+    /// The wire form of a queued answer.
+    static func record(_ entry: Entry) -> AnswerCacheRecord {
+        AnswerCacheRecord(
+            tenantId: entry.key.tenant, digest: entry.key.digest, scope: entry.key.scope,
+            question: entry.key.question, embedding: entry.embedding.map(Self.encode),
+            answer: String(decoding: entry.answer.json, as: UTF8.self), ttlSeconds: Int(entry.ttlSeconds))
     }
 
     /// Little-endian float32, base64.

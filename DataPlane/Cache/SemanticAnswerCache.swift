@@ -222,10 +222,9 @@ final class SemanticAnswerCache: Service, Sendable {
         let (bytes, questions) = self.scopes.withLock { scopes in
             scopes = scopes.filter { now - $0.value.lastUsed < Self.idleScope }
             for key in Array(scopes.keys) {
-                guard var scope = scopes.removeValue(forKey: key) else { continue }
-                scope.index.expire(now: wallNow)
-                scope.index.compact()
-                if scope.index.count > 0 { scopes[key] = scope }
+                scopes[key]?.index.expire(now: wallNow)
+                scopes[key]?.index.compact()
+                if scopes[key]?.index.count == 0 { scopes[key] = nil }
             }
             return scopes.values.reduce((0, 0)) { ($0.0 + $1.index.byteCount, $0.1 + $1.index.count) }
         }

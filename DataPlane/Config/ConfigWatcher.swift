@@ -201,28 +201,25 @@ public final class ConfigWatcher: Service, Sendable {
         }
     }
 
+    /// Replay: an expired document, or a snapshot older than what this node holds, is refused
+    /// (a revoked key must not come back); the node keeps what it has and says why in health.
+    private func requireFresh(_ update: ConfigUpdate) throws(ConfigValidity.Refusal) {
+        switch update {
+        case .full(let snapshot):
+            try ConfigValidity.check(createdAt: snapshot.createdAt, validUntil: snapshot.validUntil)
+            if let holding = self.store.current?.version, snapshot.version < holding {
+                throw .older(version: snapshot.version, holding: holding)
+            }
+        case .delta(let delta):
+            try ConfigValidity.check(createdAt: delta.createdAt, validUntil: delta.validUntil)
+        }
+    }
+
     private func apply(_ document: [UInt8]) -> Outcome {
         let update: ConfigUpdate
         do {
             update = try SignedConfigDocument.decode(document, verifyingWith: self.settings.verificationKey)
-        } catch {
-            self.refusedUpdates.increment()
-            self.logger.error("config document refused", metadata: ["reason": "\(error)"])
-            self.setReachability(.unhealthy("sent a config document this node refuses: \(error)"))
-            return .failed
-        }
-        // Replay: an expired document, or a snapshot older than what this node holds, is refused
-        // (a revoked key must not come back); the node keeps what it has and says why in health.
-        do {
-            switch update {
-            case .full(let snapshot):
-                try ConfigValidity.check(createdAt: snapshot.createdAt, validUntil: snapshot.validUntil)
-                if let holding = self.store.current?.version, snapshot.version < holding {
-                    throw ConfigValidity.Refusal.older(version: snapshot.version, holding: holding)
-                }
-            case .delta(let delta):
-                try ConfigValidity.check(createdAt: delta.createdAt, validUntil: delta.validUntil)
-            }
+            try self.requireFresh(update)
         } catch {
             self.refusedUpdates.increment()
             self.logger.error("config document refused", metadata: ["reason": "\(error)"])

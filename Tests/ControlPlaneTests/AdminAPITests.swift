@@ -304,6 +304,34 @@ struct AdminAPITests {
         }
     }
 
+    @Test(
+        "the persistent cache store: when PostgreSQL refuses a batch's data, each entry is written on its own and only the refused ones are lost"
+    )
+    func answerCacheStoreFallback() async throws {
+        try await Self.withAPI { fixture in
+            let store = AnswerCacheStore(client: fixture.db.client)
+            func record(_ digest: String, question: String = "q") -> AnswerCacheRecord {
+                AnswerCacheRecord(
+                    tenantId: fixture.tenantA, digest: digest, scope: String(repeating: "0", count: 32),
+                    question: question, embedding: nil, answer: #"{"a": 1}"#, ttlSeconds: 60)
+            }
+            // What the rules refuse before the database, sent past them: a digest the column's
+            // check refuses, and U+0000, which PostgreSQL cannot hold in text.
+            let outcome = try await store.put(
+                [
+                    record("xyz"), record(String(repeating: "a", count: 64)),
+                    record(String(repeating: "b", count: 64), question: "nul \u{0} inside"),
+                    record(String(repeating: "c", count: 64)),
+                ], logger: Self.logger)
+            #expect(outcome.stored == 2)
+            #expect(outcome.refused.map(\.index) == [0, 2])
+            #expect(outcome.refused.allSatisfy { $0.reason.hasPrefix("refused by the database (SQLSTATE 2") })
+            #expect(
+                try await store.get(
+                    tenant: fixture.tenantA, digest: String(repeating: "c", count: 64), logger: Self.logger) != nil)
+        }
+    }
+
     @Test("malformed, oversized, mistyped and unknown-field bodies get precise problems")
     func badBodies() async throws {
         try await Self.withAPI { fixture in

@@ -65,6 +65,7 @@ final class Cluster: @unchecked Sendable {
         try await TestDatabase.withFresh { database in
             let cluster = try Cluster(
                 database: database, nodeCount: nodeCount, nodeSettings: nodeSettings, controlSettings: controlSettings)
+            var failure: (any Error)?
             do {
                 try await cluster.startControl()
                 for node in cluster.nodes { try await cluster.start(node) }
@@ -73,9 +74,13 @@ final class Cluster: @unchecked Sendable {
                 for process in [cluster.control] + cluster.nodes {
                     print("--- \(process.name) log ---\n\(process.logTail(40))")
                 }
-                throw error
+                failure = error
             }
-            for process in [cluster.control] + cluster.nodes { process.stop() }
+            // Stopped together, each awaited without holding a thread.
+            await withTaskGroup(of: Void.self) { group in
+                for process in [cluster.control] + cluster.nodes { group.addTask { await process.terminate() } }
+            }
+            if let failure { throw failure }
             try? FileManager.default.removeItem(atPath: cluster.directory)
         }
     }
@@ -264,6 +269,10 @@ extension ProcessClusters {
                 let tenantAdmin = try await TestHTTP.send(
                     "POST", cluster.control.baseURL + "/admin/v1/nodes/config-version", bearer: token, json: "{}")
                 #expect(tenantAdmin.status == 403)
+                let negative = try await TestHTTP.send(
+                    "POST", cluster.control.baseURL + "/admin/v1/nodes/config-version", bearer: ops,
+                    json: #"{"past": -1}"#)
+                #expect(negative.status == 422, "\(negative.text)")
                 let advanced = try await TestHTTP.send(
                     "POST", cluster.control.baseURL + "/admin/v1/nodes/config-version", bearer: ops, json: "{}")
                 #expect(advanced.status == 200, "\(advanced.text)")
@@ -302,7 +311,7 @@ extension ProcessClusters {
 
                 // A node restarted while the control plane is down serves from its disk copy.
                 let node1 = cluster.nodes[0]
-                #expect(node1.stop() == 0)
+                #expect(await node1.terminate() == 0)
                 try await cluster.start(node1)
                 #expect(try await cluster.keyStatus(key.text, on: node1) == 200)
                 let restarted = try await cluster.health(node1)
@@ -312,7 +321,7 @@ extension ProcessClusters {
 
                 // A corrupt disk copy with no control plane: refused with a logged reason, not ready.
                 let node2 = cluster.nodes[1]
-                #expect(node2.stop() == 0)
+                #expect(await node2.terminate() == 0)
                 let snapshotPath = node2.environment["ZAAS_NODE_STATE_DIR"]! + "/config.snapshot"
                 let saved = try Data(contentsOf: URL(fileURLWithPath: snapshotPath))
                 try saved.prefix(saved.count / 2).write(to: URL(fileURLWithPath: snapshotPath))
@@ -336,7 +345,7 @@ extension ProcessClusters {
                 }
 
                 // A control plane signing with another key: nodes refuse its documents and keep theirs.
-                cluster.control.stop()
+                await cluster.control.terminate()
                 cluster.control.environment["ZAAS_CONFIG_SIGNING_KEY"] = ConfigSigningKey().hexSeed
                 try await cluster.startControl()
                 let rogue = try await cluster.createKey(token: token)

@@ -32,6 +32,15 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Nothing else of the test process goes to the child: NIO accepts sockets without
+        // close-on-exec, so a child started while an in-process test server holds a connection
+        // would keep that connection open after the server closes it (and likewise listening
+        // sockets, database and Redis connections).
+        // (glibc 2.34+; Swift does not see the declaration, which needs _GNU_SOURCE.)
+        guard let closeFrom = Self.addCloseFrom else {
+            throw TestEnvironment.SetupError(message: "posix_spawn_file_actions_addclosefrom_np missing (glibc < 2.34)")
+        }
+        _ = closeFrom(&actions, 3)
         if let logFile {
             posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
@@ -45,6 +54,11 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     deinit { self.stop() }
+
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: AddCloseFrom.self)
+    }
 
     public var processID: Int32? { self.lock.withLock { self.pid } }
 
@@ -72,25 +86,53 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// SIGTERM, and SIGKILL if it has not exited within `grace`. Returns the exit status when the
-    /// process exited on its own (nil when it had to be killed or was not running).
+    /// process exited on its own (nil when it had to be killed or was not running). Blocks the
+    /// calling thread: from async code use `terminate`, which leaves the thread to other tasks.
     @discardableResult
     public func stop(grace: Duration = .seconds(5)) -> Int32? {
+        guard let pid = self.signal(SIGTERM) else { return nil }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline {
+            if let exited = self.reap(pid) { return exited }
+            usleep(10_000)
+        }
+        self.kill()
+        return nil
+    }
+
+    /// `stop` for async callers: the wait for the exit is a sleep, not a blocked thread (the
+    /// test process's concurrency pool has as many threads as cores, and a process shutting
+    /// down can take seconds).
+    @discardableResult
+    public func terminate(grace: Duration = .seconds(5)) async -> Int32? {
+        guard let pid = self.signal(SIGTERM) else { return nil }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline {
+            if let exited = self.reap(pid) { return exited }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        self.kill()
+        return nil
+    }
+
+    /// Sends `signal` to the running process; its pid, nil when none is running.
+    private func signal(_ signal: Int32) -> pid_t? {
         self.lock.withLock {
             guard let pid = self.pid else { return nil }
-            Glibc.kill(pid, SIGTERM)
+            Glibc.kill(pid, signal)
+            return pid
+        }
+    }
+
+    /// nil while `pid` runs; once it has exited, its exit status (`.some(nil)` when a signal
+    /// ended it).
+    private func reap(_ pid: pid_t) -> Int32?? {
+        self.lock.withLock {
+            guard self.pid == pid else { return .some(nil) }
             var status: Int32 = 0
-            let deadline = ContinuousClock.now + grace
-            while ContinuousClock.now < deadline {
-                if waitpid(pid, &status, WNOHANG) == pid {
-                    self.pid = nil
-                    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : nil
-                }
-                usleep(10_000)
-            }
-            Glibc.kill(pid, SIGKILL)
-            waitpid(pid, &status, 0)
+            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
             self.pid = nil
-            return nil
+            return .some((status & 0x7f) == 0 ? (status >> 8) & 0xff : nil)
         }
     }
 }

@@ -93,6 +93,10 @@ public final class ServerProcess: @unchecked Sendable {
     @discardableResult
     public func stop() -> Int32? { self.process?.stop() }
 
+    /// `stop` without holding a thread (see `ChildProcess.terminate`).
+    @discardableResult
+    public func terminate() async -> Int32? { await self.process?.terminate() }
+
     public func log() -> String { (try? String(contentsOfFile: self.logFile, encoding: .utf8)) ?? "" }
 
     public func logTail(_ lines: Int = 30) -> String {

@@ -262,7 +262,7 @@ extension ByteBuffer {
         let versionID = try self.readUUID()
         let label = try self.readShortString()
         let sha256 = try self.readShortString()
-        guard sha256.utf8.count == 64, sha256.utf8.allSatisfy({ Hex.value($0) != nil && !(0x41...0x46).contains($0) })
+        guard Hex.isLowercase(sha256, count: 64)
         else { throw .malformed("canon artifact hash is not 64 lower-case hex digits") }
         return CanonReference(versionID: versionID, label: label, sha256: sha256, byteCount: try self.read())
     }

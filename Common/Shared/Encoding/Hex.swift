@@ -25,6 +25,11 @@ public enum Hex {
         return bytes
     }
 
+    /// Whether `text` is exactly `count` lower-case hex digits (a digest's one spelling).
+    public static func isLowercase(_ text: some StringProtocol, count: Int) -> Bool {
+        text.utf8.count == count && text.utf8.allSatisfy { Self.value($0) != nil }
+    }
+
     /// The value of one lower-case hex digit, or nil.
     @inline(__always)
     public static func value(_ digit: UInt8) -> UInt8? {

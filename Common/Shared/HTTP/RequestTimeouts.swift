@@ -3,11 +3,16 @@ import HummingbirdCore
 import NIOCore
 import NIOHTTPTypes
 
-/// Cuts slow clients off: a request's head must arrive within `headTimeout` of the connection
-/// opening or of the previous response ending (which also ends idle keep-alive connections), and
-/// its body within `bodyTimeout` of the head. A client that sends one header byte a second, or a
-/// body that never ends, holds a connection for seconds, not forever. The connection is closed
-/// without an answer: nothing useful can be said to a client that is not sending.
+/// Cuts slow clients off: a new connection's first request head must arrive within
+/// `headTimeout`, each body within `bodyTimeout` of its head, and the next head within
+/// `idleTimeout` of the previous response (an idle keep-alive connection ends then). A client
+/// that sends one header byte a second, or a body that never ends, holds a connection for
+/// seconds, not forever. The connection is closed without an answer: nothing useful can be said
+/// to a client that is not sending.
+///
+/// The idle timeout is longer than the head timeout (75 s by default, as nginx): HTTP clients
+/// keep idle connections pooled for up to a minute, and a server that closes them sooner races
+/// the client's next request on them.
 final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -16,13 +21,15 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private let headTimeout: TimeAmount
     private let bodyTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
     private var deadline: Scheduled<Void>?
     /// Requests read whose response has not ended yet (no head deadline meanwhile).
     private var inFlight = 0
 
-    init(headTimeout: TimeAmount, bodyTimeout: TimeAmount) {
+    init(headTimeout: TimeAmount, bodyTimeout: TimeAmount, idleTimeout: TimeAmount) {
         self.headTimeout = headTimeout
         self.bodyTimeout = bodyTimeout
+        self.idleTimeout = idleTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -52,7 +59,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
             break
         case .end:
             // The body is in: no deadline while the server works on the answer. (The answer may
-            // already have ended, when the handler did not wait for the body: then the head
+            // already have ended, when the handler did not wait for the body: then the idle
             // deadline for the next request stays armed.)
             if self.inFlight > 0 { self.disarm() }
         }
@@ -62,7 +69,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = self.unwrapOutboundIn(data) {
             self.inFlight = max(0, self.inFlight - 1)
-            if self.inFlight == 0 { self.arm(context, after: self.headTimeout) }
+            if self.inFlight == 0 { self.arm(context, after: self.idleTimeout) }
         }
         context.write(data, promise: promise)
     }
@@ -84,11 +91,14 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
 extension ServerSettings {
     /// The HTTP/1.1 server both planes run: slow clients cut off (`RequestTimeoutHandler`).
     public var serverBuilder: HTTPServerBuilder {
-        let head = TimeAmount.milliseconds(Int64(self.headTimeout.components.seconds * 1000))
-        let body = TimeAmount.milliseconds(Int64(self.bodyTimeout.components.seconds * 1000))
+        let (head, body, idle) = (
+            TimeAmount(self.headTimeout), TimeAmount(self.bodyTimeout), TimeAmount(self.idleTimeout)
+        )
         return .http1(
             configuration: .init(
-                additionalChannelHandlers: [RequestTimeoutHandler(headTimeout: head, bodyTimeout: body)]))
+                additionalChannelHandlers: [
+                    RequestTimeoutHandler(headTimeout: head, bodyTimeout: body, idleTimeout: idle)
+                ]))
     }
 
     /// Where the server listens, and how many connections it holds at once (past that, new

@@ -39,41 +39,35 @@ extension AnswerCacheRecord {
     /// "do not cache" and is never sent.
     public static let ttlSeconds: ClosedRange<Int> = 1...2_592_000
 
-    /// Why the control plane would refuse this record for good (the same would fail again),
-    /// by field under `prefix`; empty when it would store it. Nodes check before queueing,
-    /// the control plane before writing, with this one definition.
-    public func problems(field prefix: String = "") -> [FieldError] {
+    /// Why the control plane would refuse this record for good (the same would fail again), by
+    /// field; empty when it would store it. Nodes check before sending, the control plane before
+    /// writing, with this one definition.
+    public func problems() -> [FieldError] {
         var errors: [FieldError] = []
-        if !Self.isLowercaseHex(self.digest, length: 64) {
-            errors.append(FieldError(prefix + "digest", "64 hex digits"))
-        }
-        if !Self.isLowercaseHex(self.scope, length: 32) { errors.append(FieldError(prefix + "scope", "32 hex digits")) }
+        if !Hex.isLowercase(self.digest, count: 64) { errors.append(FieldError("digest", "64 hex digits")) }
+        if !Hex.isLowercase(self.scope, count: 32) { errors.append(FieldError("scope", "32 hex digits")) }
         if self.question.isEmpty || self.question.unicodeScalars.count > Self.maximumQuestion
             || self.question.utf8.contains(0)
         {
             errors.append(
-                FieldError(prefix + "question", "1 to \(Self.maximumQuestion) code points, without U+0000"))
+                FieldError("question", "1 to \(Self.maximumQuestion) code points, without U+0000"))
         }
         if let embedding = self.embedding,
             (Data(base64Encoded: embedding)?.count ?? Self.maximumEmbeddingBytes + 1) > Self.maximumEmbeddingBytes
         {
             errors.append(
-                FieldError(prefix + "embedding", "base64 of at most \(Self.maximumEmbeddingBytes) bytes"))
+                FieldError("embedding", "base64 of at most \(Self.maximumEmbeddingBytes) bytes"))
         }
         if self.answer.utf8.count > Self.maximumAnswerBytes || !Self.isStorableJSONObject(self.answer) {
             errors.append(
-                FieldError(prefix + "answer", "a JSON object of at most 256 KiB without U+0000, as a string"))
+                FieldError("answer", "a JSON object of at most 256 KiB without U+0000, as a string"))
         }
         if !Self.ttlSeconds.contains(self.ttlSeconds) {
             errors.append(
                 FieldError(
-                    prefix + "ttl_seconds", "\(Self.ttlSeconds.lowerBound) to \(Self.ttlSeconds.upperBound)"))
+                    "ttl_seconds", "\(Self.ttlSeconds.lowerBound) to \(Self.ttlSeconds.upperBound)"))
         }
         return errors
-    }
-
-    public static func isLowercaseHex(_ text: String, length: Int) -> Bool {
-        text.utf8.count == length && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     /// A JSON object that `jsonb` accepts: it cannot hold U+0000, which JSON can escape as `\u0000`.

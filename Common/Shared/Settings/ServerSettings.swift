@@ -12,11 +12,13 @@ public struct ServerSettings: Sendable, Equatable {
     /// port is 0).
     public var metricsHost: String
     public var metricsPort: Int
-    /// A request's head must arrive within this of the connection opening or the previous
-    /// response (`http.head_timeout_seconds`); its body within `bodyTimeout` of the head
-    /// (`http.body_timeout_seconds`). Slower clients are disconnected.
+    /// A new connection's request head must arrive within this (`http.head_timeout_seconds`), a
+    /// body within `bodyTimeout` of its head (`http.body_timeout_seconds`), the next head within
+    /// `idleTimeout` of the previous response (`http.idle_timeout_seconds`). Slower clients are
+    /// disconnected.
     public var headTimeout: Duration
     public var bodyTimeout: Duration
+    public var idleTimeout: Duration
     /// Connections held at once (`http.max_connections`).
     public var maximumConnections: Int
 
@@ -25,6 +27,7 @@ public struct ServerSettings: Sendable, Equatable {
         self.port = try reader.setting("http.port", in: 0...65535)
         self.headTimeout = .seconds(try reader.setting("http.head_timeout_seconds", in: 1...3600))
         self.bodyTimeout = .seconds(try reader.setting("http.body_timeout_seconds", in: 1...3600))
+        self.idleTimeout = .seconds(try reader.setting("http.idle_timeout_seconds", in: 1...3600))
         self.maximumConnections = try reader.setting("http.max_connections", in: 1...1_000_000)
         self.metricsHost = try reader.setting("metrics.host")
         if reader.optionalSetting("metrics.port") != nil {
@@ -59,6 +62,7 @@ public struct ServerSettings: Sendable, Equatable {
             "metrics.host": "127.0.0.1",
             "http.head_timeout_seconds": "10",
             "http.body_timeout_seconds": "60",
+            "http.idle_timeout_seconds": "75",
             "http.max_connections": "4096",
             "http.port": .init(stringLiteral: String(port)),
             "log.level": "info",

@@ -18,12 +18,8 @@ public enum TextRules {
     }
 
     /// Whether `text` holds a control character (see `isControl`).
-    public static func containsControlCharacters(_ text: Substring, multiline: Bool) -> Bool {
+    public static func containsControlCharacters(_ text: some StringProtocol, multiline: Bool) -> Bool {
         text.unicodeScalars.contains { Self.isControl($0, multiline: multiline) }
-    }
-
-    public static func containsControlCharacters(_ text: String, multiline: Bool) -> Bool {
-        Self.containsControlCharacters(text[...], multiline: multiline)
     }
 
     /// What is wrong with `text` as a value of `length` code points, nil when nothing is.
