@@ -37,22 +37,31 @@ start control \
     ZAAS_POSTGRES_USER="$ZAAS_DB_APP" ZAAS_POSTGRES_PASSWORD="$ZAAS_DB_APP_PASSWORD" \
     ZAAS_POSTGRES_OWNER_USER="$ZAAS_DB_OWNER" ZAAS_POSTGRES_OWNER_PASSWORD="$ZAAS_DB_OWNER_PASSWORD" \
     ZAAS_KEYS_PEPPER="$ZAAS_KEY_PEPPER" \
-    ZAAS_CONFIG_SIGNING_KEY="$ZAAS_CONFIG_SIGNING_KEY" ZAAS_NODES_TOKEN="$ZAAS_NODE_TOKEN" \
+    ZAAS_CONFIG_SIGNING_KEY="$ZAAS_CONFIG_SIGNING_KEY" \
     ZAAS_BOOTSTRAP_OPERATOR_EMAIL="$ZAAS_OPERATOR_EMAIL" ZAAS_BOOTSTRAP_OPERATOR_PASSWORD="$ZAAS_OPERATOR_PASSWORD" \
     ZAAS_EMBEDDINGS_MODEL_DIR="$ZAAS_HOME/models/all-MiniLM-L6-v2" \
     "$BIN/zaas-control"
 wait_healthy "http://127.0.0.1:$ZAAS_CONTROL_PORT/healthz" control
 [ "$only" = control ] && exit 0
 
+# Each node gets a credential of its own, issued by the operator; a restart issues a fresh one and
+# revokes the node's old ones (--replace), so no token outlives the process it was given to.
+control_url="http://127.0.0.1:$ZAAS_CONTROL_PORT"
+ctl() { "$BIN/zaasctl" "$@" --url "$control_url"; }
+ops=$(ZAAS_PASSWORD="$ZAAS_OPERATOR_PASSWORD" ctl login --email "$ZAAS_OPERATOR_EMAIL") || {
+    log "the bootstrap operator could not sign in to issue node credentials"; exit 1; }
+
 data_urls=()
 index=0
 for port in $ZAAS_DATA_PORTS; do
     index=$((index + 1))
+    node_token=$(ctl nodes issue --node-id "data-$index" --replace --token "$ops") || {
+        log "issuing a credential for data-$index failed"; exit 1; }
     start "data-$index" \
         ZAAS_HTTP_PORT="$port" ZAAS_NODE_ID="data-$index" \
         ZAAS_REDIS_PORT="$ZAAS_REDIS_PORT" ZAAS_REDIS_PASSWORD="$ZAAS_REDIS_PASSWORD" \
         ZAAS_CONTROL_URL="http://127.0.0.1:$ZAAS_CONTROL_PORT" \
-        ZAAS_NODES_TOKEN="$ZAAS_NODE_TOKEN" ZAAS_CONFIG_PUBLIC_KEY="$ZAAS_CONFIG_PUBLIC_KEY" \
+        ZAAS_NODES_TOKEN="$node_token" ZAAS_CONFIG_PUBLIC_KEY="$ZAAS_CONFIG_PUBLIC_KEY" \
         ZAAS_KEYS_PEPPER="$ZAAS_KEY_PEPPER" ZAAS_EMBEDDINGS_MODEL_DIR="$ZAAS_HOME/models/all-MiniLM-L6-v2" \
         ZAAS_NODE_STATE_DIR="$ZAAS_HOME/node-state/data-$index-$port" \
         "$BIN/zaas-data"

@@ -23,14 +23,16 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
     let builder = CanonBuildWorker(
         postgres: postgres, modelDirectory: configuration.canon.modelDirectory,
         threads: configuration.canon.buildThreads, logger: logger)
+    let probe = DatabaseProbe(configuration: configuration.database.probeClient, logger: logger)
     let router = try buildRouter(
-        postgres: postgres, auth: auth, distribution: distribution, builder: builder, configuration: configuration)
+        postgres: postgres, auth: auth, distribution: distribution, builder: builder, configuration: configuration,
+        probe: probe)
 
     var app = Application(
         router: router,
         server: configuration.server.serverBuilder,
         configuration: configuration.server.applicationConfiguration(serverName: "zaas-control"),
-        services: [postgres as any Service] + distribution.services + [
+        services: [postgres as any Service, probe] + distribution.services + [
             builder,
             AnswerCacheSweeper(client: postgres, interval: configuration.cacheSweepInterval, logger: logger),
             PrometheusMetrics.server(
@@ -71,20 +73,25 @@ func buildRouter(
     auth: AuthService,
     distribution: ConfigDistribution,
     builder: CanonBuildWorker,
-    configuration: ControlPlaneConfiguration
+    configuration: ControlPlaneConfiguration,
+    probe: DatabaseProbe? = nil
 ) throws -> Router<AdminRequestContext> {
     let database = ScopedDatabase(client: postgres)
-    let canonStore = CanonStore(database: database)
+    let canonStore = CanonStore(database: database, limits: configuration.canon.limits)
+    let uploads = UploadGate(maximumPerTenant: configuration.canon.limits.maximumConcurrentUploads)
     let router = Router(context: AdminRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
-    router.add(middleware: ProblemMiddleware())
+    router.add(middleware: ProblemMiddleware(translate: Problem.databaseUnavailability))
     router.add(middleware: MetricsMiddleware())
     HealthController(postgres: postgres, timeout: .seconds(2)).addRoutes(to: router)
+    // Everything after health needs the database: 503 at once while it is out of reach.
+    if let probe { router.add(middleware: DatabaseAvailabilityMiddleware(probe: probe)) }
     // Before the session authenticator: nodes authenticate with their own credential.
     InternalRoutes(
-        credential: NodeCredential(token: configuration.distribution.nodeToken),
+        credentials: distribution.credentials,
         distribution: distribution,
-        canon: InternalCanonController(store: canonStore, builder: builder, settings: configuration.canon),
+        canon: InternalCanonController(
+            store: canonStore, builder: builder, settings: configuration.canon, uploads: uploads),
         cache: AnswerCacheController(store: AnswerCacheStore(client: postgres))
     ).addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
@@ -95,7 +102,8 @@ func buildRouter(
         store: KeyStore(database: database, digester: try APIKeyDigester(pepper: configuration.keyPepper))
     ).addRoutes(to: router)
     distribution.nodeController.addRoutes(to: router)
-    CanonController(store: canonStore, builder: builder, settings: configuration.canon).addRoutes(to: router)
+    CanonController(store: canonStore, builder: builder, settings: configuration.canon, uploads: uploads)
+        .addRoutes(to: router)
     return router
 }
 

@@ -49,10 +49,15 @@ public struct ControlPlaneConfiguration: Sendable {
                 "config.change_log_retention_hours": "168",
                 "config.document_validity_seconds": "86400",
                 "nodes.stale_after_seconds": "90",
+                "nodes.max_credentials": "256",
                 "embeddings.model_dir": ".zaas/models/all-MiniLM-L6-v2",
                 "canon.build_threads": "2",
                 "canon.max_upload_mib": "64",
                 "canon.max_file_mib": "4",
+                "canon.max_pending_builds_per_tenant": "2",
+                "canon.max_versions_per_hour": "60",
+                "canon.keep_unpublished_versions": "20",
+                "canon.max_concurrent_uploads_per_tenant": "2",
                 "cache.sweep_interval_seconds": "60",
             ]) { $1 }
     }

@@ -19,6 +19,8 @@ public struct AdminRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var principal: Principal?
     public var sessionID: UUID?
+    /// The data-plane node calling the internal API, once `NodeAuthenticator` verified its credential.
+    public var node: NodeIdentity?
     /// The client's IP address as the connection shows it ("unknown" when there is none, as in
     /// router tests), for sign-in throttling.
     public let clientAddress: String

@@ -14,6 +14,7 @@ struct CanonController: Sendable {
     let store: CanonStore
     let builder: CanonBuildWorker
     let settings: CanonSettings
+    let uploads: UploadGate
 
     func addRoutes(to router: Router<AdminRequestContext>) {
         let own = router.group("/admin/v1/canon", context: TenantAdminContext.self)
@@ -100,6 +101,12 @@ struct CanonController: Sendable {
     /// The body is the upload itself; its media type says how to read it. `?publish=true`
     /// publishes the version as soon as it is built.
     func upload(_ request: Request, owner: CanonOwner, logger: Logger) async throws -> Response {
+        try await self.uploads.withPlace(tenant: owner.tenantID) {
+            try await self.readUpload(request, owner: owner, logger: logger)
+        }
+    }
+
+    private func readUpload(_ request: Request, owner: CanonOwner, logger: Logger) async throws -> Response {
         let publish = try Self.flag(request, "publish")
         let contentType = (request.headers[.contentType] ?? "").split(separator: ";").first.map {
             $0.trimmingCharacters(in: .whitespaces).lowercased()

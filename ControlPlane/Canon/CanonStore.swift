@@ -71,6 +71,7 @@ struct CanonDiff: Encodable, Sendable {
 /// tenant sees the base canon and its own versions, never another tenant's.
 struct CanonStore: Sendable {
     let database: ScopedDatabase
+    var limits: CanonLimits = .standard
 
     func scoped<Result: Sendable>(
         _ owner: CanonOwner, logger: Logger, _ body: (PostgresConnection) async throws -> Result
@@ -99,6 +100,10 @@ struct CanonStore: Sendable {
             // One version number at a time per owner.
             let lockKey = "canon:" + (owner.tenantID?.uuidString ?? "base")
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(lockKey)))", logger: logger)
+            if let tenantID = owner.tenantID {
+                try await Self.requireRoom(
+                    tenantID: tenantID, limits: self.limits, connection: connection, logger: logger)
+            }
             let prefix: String
             if let tenantID = owner.tenantID {
                 var slug: String?
@@ -128,10 +133,37 @@ struct CanonStore: Sendable {
                 logger: logger)
             try await Self.insert(
                 entries: entries, version: id, tenantID: tenantID, connection: connection, logger: logger)
+            try await connection.query(
+                "SELECT zaas_canon_prune(\(tenantID), \(Int32(self.limits.keptUnpublishedVersions)))", logger: logger)
             guard let body = try await Self.fetch(id: id, connection: connection, logger: logger) else {
                 throw CanonStoreError.vanished
             }
             return body
+        }
+    }
+
+    /// A tenant's new version must fit its share: not too many builds waiting, not too many
+    /// versions this hour (counted in the database, so exact across control-plane replicas; the
+    /// caller holds the owner's advisory lock).
+    static func requireRoom(
+        tenantID: UUID, limits: CanonLimits, connection: PostgresConnection, logger: Logger
+    ) async throws {
+        let rows = try await connection.query(
+            """
+            SELECT count(*) FILTER (WHERE state IN ('queued', 'building'))::int8,
+                   count(*) FILTER (WHERE created_at > now() - interval '1 hour')::int8,
+                   ceil(extract(epoch FROM min(created_at) FILTER (WHERE created_at > now() - interval '1 hour')
+                        + interval '1 hour' - now()))::int8
+            FROM canon_versions WHERE tenant_id = \(tenantID)
+            """,
+            logger: logger)
+        for try await (pending, lastHour, wait) in rows.decode((Int, Int, Int?).self) {
+            guard pending < limits.maximumPendingBuilds else {
+                throw Problem.canonBuildsPending(pending: pending)
+            }
+            guard lastHour < limits.maximumVersionsPerHour else {
+                throw Problem.canonVersionRate(limits.maximumVersionsPerHour, retryAfter: max(1, wait ?? 60))
+            }
         }
     }
 
@@ -409,6 +441,15 @@ struct CanonStore: Sendable {
         return nil
     }
 
+    /// Whether `key` may act for `tenant` with `scope` now: "ok", or why not ("unknown",
+    /// "inactive-key", "missing-scope", "inactive-tenant"); see `zaas_key_may_act`.
+    func keyMayAct(tenant: UUID, key: UUID, scope: String, logger: Logger) async throws -> String {
+        let rows = try await self.database.client.query(
+            "SELECT zaas_key_may_act(\(tenant), \(key), \(scope))", logger: logger)
+        for try await verdict in rows.decode(String.self) { return verdict }
+        return "unknown"
+    }
+
     /// Whether the tenant's tier or quota policy allows canon updates (Enterprise).
     func canonUpdatesAllowed(tenantID: UUID, logger: Logger) async throws -> Bool {
         try await self.database.withTenant(tenantID, logger: logger) { connection in
@@ -432,6 +473,27 @@ enum CanonStoreError: Error {
 }
 
 extension Problem {
+    static func canonBuildsPending(pending: Int) -> Problem {
+        Problem(
+            slug: "canon-builds-pending", title: "Too Many Requests", status: .tooManyRequests,
+            detail: "\(pending) versions of this tenant are still queued or building; try again when one is done.",
+            headers: [.retryAfter: "30"])
+    }
+
+    static func canonVersionRate(_ limit: Int, retryAfter seconds: Int) -> Problem {
+        Problem(
+            slug: "canon-update-rate", title: "Too Many Requests", status: .tooManyRequests,
+            detail: "At most \(limit) canon versions per tenant per hour (uploads and updates together).",
+            headers: [.retryAfter: String(seconds)])
+    }
+
+    static var canonUploadsBusy: Problem {
+        Problem(
+            slug: "canon-uploads-busy", title: "Too Many Requests", status: .tooManyRequests,
+            detail: "This tenant already has uploads being read; send the next when they are done.",
+            headers: [.retryAfter: "5"])
+    }
+
     /// An upload with problems: every one listed, with file and line; nothing stored.
     static func canonInvalid(_ problems: [CanonProblem]) -> Problem {
         let shown = problems.prefix(1000)

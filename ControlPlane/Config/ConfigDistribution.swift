@@ -11,6 +11,7 @@ public struct ConfigDistribution: Sendable {
     let notifier: ConfigChangeNotifier
     let documents: ConfigDocumentCache
     let registry: NodeRegistry
+    let credentials: NodeCredentialCache
     let settings: DistributionSettings
     let services: [any Service]
 
@@ -23,6 +24,9 @@ public struct ConfigDistribution: Sendable {
         self.documents = ConfigDocumentCache(
             source: source, signingKey: settings.signingKey, refreshAfter: settings.documentValidity / 4)
         self.registry = NodeRegistry(client: postgres, staleAfter: settings.nodeStaleAfter)
+        self.credentials = NodeCredentialCache(
+            store: NodeCredentialStore(
+                database: ScopedDatabase(client: postgres), maximumActive: settings.maximumNodeCredentials))
         self.settings = settings
         self.services = [
             ConfigChangeListener(
@@ -38,6 +42,8 @@ public struct ConfigDistribution: Sendable {
             maximumWait: self.settings.maximumWait)
     }
 
-    /// `GET /admin/v1/nodes`.
-    var nodeController: NodeController { NodeController(registry: self.registry, source: self.source) }
+    /// `/admin/v1/nodes`: the registry, node credentials, the configuration version.
+    var nodeController: NodeController {
+        NodeController(registry: self.registry, credentials: self.credentials, source: self.source)
+    }
 }

@@ -5,8 +5,9 @@ import Shared
 public struct DistributionSettings: Sendable {
     /// Signs every config document (Ed25519; `config.signing_key`, the 32-byte seed in hex).
     public var signingKey: ConfigSigningKey
-    /// The credential nodes present on the internal API (`nodes.token`, at least 32 characters).
-    public var nodeToken: String
+    /// At most this many node credentials are active at once (`nodes.max_credentials`): each
+    /// node presents its own (`zaasctl nodes issue`), so this bounds how many nodes can register.
+    public var maximumNodeCredentials: Int
     /// The longest a watch request is held open when nothing changes.
     public var maximumWait: Duration
     /// Handed to nodes: how often they report last-used times.
@@ -34,11 +35,7 @@ public struct DistributionSettings: Sendable {
         } catch let error as ConfigKeyError {
             throw ConfigurationError.invalid(key: "config.signing_key", value: "(hidden)", expected: "\(error)")
         }
-        self.nodeToken = try reader.setting("nodes.token", isSecret: true)
-        guard self.nodeToken.utf8.count >= 32 else {
-            throw ConfigurationError.invalid(
-                key: "nodes.token", value: "(hidden)", expected: "at least 32 characters")
-        }
+        self.maximumNodeCredentials = try reader.setting("nodes.max_credentials", in: 1...100_000)
         self.maximumWait = .seconds(try reader.setting("config.watch_max_wait_seconds", in: 1...300))
         self.usageReportInterval = .milliseconds(
             try reader.setting("config.usage_report_interval_ms", in: 100...3_600_000))

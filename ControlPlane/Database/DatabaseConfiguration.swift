@@ -85,6 +85,13 @@ public struct DatabaseConfiguration: Sendable {
         return configuration
     }
 
+    /// A pool of one connection as the application role, for the availability probe.
+    public var probeClient: PostgresClient.Configuration {
+        var configuration = self.clientConfiguration(user: self.user, password: self.password, poolSize: 1)
+        configuration.options.connectTimeout = .seconds(2)
+        return configuration
+    }
+
     static func isPlainIdentifier(_ name: String) -> Bool {
         guard let first = name.utf8.first, name.utf8.count <= 63, first >= 0x61 && first <= 0x7A || first == 0x5F else {
             return false

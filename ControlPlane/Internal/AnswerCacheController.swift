@@ -22,7 +22,7 @@ struct AnswerCacheController: Sendable {
         let entries: [AnswerCacheRecord]
     }
 
-    func addRoutes(to group: RouterGroup<some RequestContext>) {
+    func addRoutes(to group: RouterGroup<NodeContext>) {
         group.post(RouterPath(InternalAPI.cache)) { request, context in
             let batch = try await StrictJSON.decode(
                 Batch.self, from: request, context: context, allowedFields: ["entries"], maximumBytes: Self.maximumBody)

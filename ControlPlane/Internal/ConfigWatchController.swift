@@ -19,9 +19,9 @@ struct ConfigWatchController: Sendable {
     let maximumWait: Duration
     let documentBytes = Counter(label: "zaas_config_document_bytes_total")
 
-    func addRoutes(to group: RouterGroup<some RequestContext>) {
+    func addRoutes(to group: RouterGroup<NodeContext>) {
         group.get(RouterPath(InternalAPI.config)) { request, context in
-            try await self.watch(request, logger: context.logger)
+            try await self.watch(request, node: context.node, logger: context.logger)
         }
     }
 
@@ -30,7 +30,8 @@ struct ConfigWatchController: Sendable {
         let wait: Duration
         let node: NodeRegistry.Report
 
-        init(_ request: Request, maximumWait: Duration) throws {
+        /// `node_id` is the credential's node id (absent: that one; another: 403).
+        init(_ request: Request, node: NodeIdentity, maximumWait: Duration) throws {
             let query = request.uri.queryParameters
             var errors: [FieldError] = []
             var since: Int64?
@@ -47,9 +48,11 @@ struct ConfigWatchController: Sendable {
                         FieldError("wait", "must be whole seconds from 0 to \(maximumWait.components.seconds)"))
                 }
             }
-            let nodeID = query["node_id"].map(String.init) ?? ""
+            let nodeID = query["node_id"].map(String.init) ?? node.nodeID
             if !NodeRegistry.isValidNodeID(nodeID) {
                 errors.append(FieldError("node_id", "1 to 200 characters of letters, digits and . _ : -"))
+            } else if nodeID != node.nodeID {
+                throw Problem.nodeMismatch(nodeID, node)
             }
             let address = query["address"].map(String.init) ?? ""
             if let error = FieldError("address", text: address, length: 0...500) { errors.append(error) }
@@ -62,8 +65,8 @@ struct ConfigWatchController: Sendable {
         }
     }
 
-    func watch(_ request: Request, logger: Logger) async throws -> Response {
-        let watch = try WatchRequest(request, maximumWait: self.maximumWait)
+    func watch(_ request: Request, node: NodeIdentity, logger: Logger) async throws -> Response {
+        let watch = try WatchRequest(request, node: node, maximumWait: self.maximumWait)
         let liveNodes = try await self.registry.register(watch.node, logger: logger)
         var head = try await self.source.head(logger: logger)
         if let since = watch.since, since == head.version {

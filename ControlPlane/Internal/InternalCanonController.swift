@@ -18,13 +18,14 @@ struct InternalCanonController: Sendable {
     let store: CanonStore
     let builder: CanonBuildWorker
     let settings: CanonSettings
+    let uploads: UploadGate
 
     struct UpdateRequest: Decodable {
         let publish: Bool?
         let delete: [String]?
     }
 
-    func addRoutes(to group: RouterGroup<some RequestContext>) {
+    func addRoutes(to group: RouterGroup<NodeContext>) {
         group.get(RouterPath(InternalAPI.canonArtifacts + "/:sha256")) { request, context in
             guard let sha256 = context.parameters.get("sha256"), Hex.isLowercase(sha256, count: 64)
             else { throw Problem.notFound("No such artifact.") }
@@ -40,11 +41,13 @@ struct InternalCanonController: Sendable {
                 body: .init(byteBuffer: bytes))
         }
         group.post(RouterPath(InternalAPI.canonUpdate)) { request, context in
-            let (tenantID, keyID) = try Self.caller(request)
-            return try await self.update(request, tenantID: tenantID, keyID: keyID, logger: context.logger)
+            let (tenantID, keyID) = try await self.caller(request, logger: context.logger)
+            return try await self.uploads.withPlace(tenant: tenantID) {
+                try await self.update(request, tenantID: tenantID, keyID: keyID, logger: context.logger)
+            }
         }
         group.get(RouterPath(InternalAPI.canonVersions + "/:id")) { request, context in
-            let (tenantID, keyID) = try Self.caller(request)
+            let (tenantID, keyID) = try await self.caller(request, logger: context.logger)
             return try StrictJSON.response(
                 try await self.store.version(
                     owner: .key(tenant: tenantID, key: keyID), id: try CanonController.id(context.parameters),
@@ -52,12 +55,24 @@ struct InternalCanonController: Sendable {
         }
     }
 
-    /// The tenant and key a node acts for (the node has authenticated the key).
-    static func caller(_ request: Request) throws -> (UUID, UUID) {
+    /// The tenant and key a node acts for. The node has authenticated the key, but a node is not
+    /// trusted to have done so: the key must be the tenant's, active and hold `canon:write`, the
+    /// tenant active and its tier or policy must allow canon updates, as of now in the database.
+    func caller(_ request: Request, logger: Logger) async throws -> (UUID, UUID) {
         let query = request.uri.queryParameters
         guard let tenant = query["tenant_id"].flatMap({ UUID(uuidString: String($0)) }),
             let key = query["key_id"].flatMap({ UUID(uuidString: String($0)) })
         else { throw Problem.validation([FieldError("tenant_id", "and key_id are required UUIDs")]) }
+        switch try await self.store.keyMayAct(tenant: tenant, key: key, scope: "canon:write", logger: logger) {
+        case "ok": break
+        case "missing-scope": throw Problem.forbidden("This key does not hold the canon:write scope.")
+        case "inactive-tenant": throw Problem.forbidden("This tenant is suspended.")
+        case "inactive-key": throw Problem.forbidden("This key is revoked or expired.")
+        default: throw Problem.notFound("No such key for this tenant.")
+        }
+        guard try await self.store.canonUpdatesAllowed(tenantID: tenant, logger: logger) else {
+            throw Problem.canonUpdatesNotAllowed
+        }
         return (tenant, key)
     }
 

@@ -1,16 +1,17 @@
 import Hummingbird
 import Shared
 
-/// Everything data-plane nodes call (`InternalAPI`), behind one check of the node credential.
+/// Everything data-plane nodes call (`InternalAPI`), behind one check of the node's credential.
 /// Added before the admin session authenticator: nodes do not sign in as admins.
 struct InternalRoutes: Sendable {
-    let credential: NodeCredential
+    let credentials: NodeCredentialCache
     let distribution: ConfigDistribution
     let canon: InternalCanonController
     let cache: AnswerCacheController
 
-    func addRoutes(to router: Router<some RequestContext>) {
-        let group = router.group().add(middleware: NodeAuthenticator(credential: self.credential))
+    func addRoutes(to router: Router<AdminRequestContext>) {
+        let group = router.group().add(middleware: NodeAuthenticator(credentials: self.credentials))
+            .group(context: NodeContext.self)
         self.distribution.watchController.addRoutes(to: group)
         KeyUsageController(registry: self.distribution.registry).addRoutes(to: group)
         self.canon.addRoutes(to: group)

@@ -5,10 +5,11 @@ import Shared
 struct KeyUsageController: Sendable {
     let registry: NodeRegistry
 
-    func addRoutes(to group: RouterGroup<some RequestContext>) {
+    func addRoutes(to group: RouterGroup<NodeContext>) {
         group.post(RouterPath(InternalAPI.usage)) { request, context in
             let report = try await StrictJSON.decode(
                 KeyUsageReport.self, from: request, context: context, allowedFields: ["node_id", "keys"])
+            guard report.nodeId == context.node.nodeID else { throw Problem.nodeMismatch(report.nodeId, context.node) }
             guard report.keys.count <= KeyUsageReport.maximumKeys else {
                 throw Problem.validation([FieldError("keys", "at most \(KeyUsageReport.maximumKeys) per report")])
             }

@@ -32,6 +32,8 @@ public enum Migrations {
         Migration(version: 11, name: "tenant_wide_buckets_and_key_caps", statements: TierLimitsSchema.statements),
         Migration(version: 12, name: "canon_artifacts_definer_only", statements: ArtifactScopeSchema.statements),
         Migration(version: 13, name: "config_version_advance", statements: ConfigAdvanceSchema.statements),
+        Migration(version: 14, name: "node_credentials", statements: NodeCredentialSchema.statements),
+        Migration(version: 15, name: "canon_fair_builds_and_pruning", statements: CanonLimitsSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

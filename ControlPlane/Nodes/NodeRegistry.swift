@@ -26,7 +26,9 @@ struct NodeRegistry: Sendable {
     }
 
     /// Records the report and returns how many nodes are live now, this one included: nodes
-    /// share a rate limit by this count while Redis is unreachable.
+    /// share a rate limit by this count while Redis is unreachable. Only nodes that hold an
+    /// active credential count, and a node reports only under its credential's id, so the count
+    /// is bounded by the credentials operators issued.
     func register(_ report: Report, logger: Logger) async throws -> Int {
         let staleSeconds = Double(self.staleAfter.components.seconds)
         // The CTE's insert is not visible to the count (one snapshot): others are counted, plus one.
@@ -40,8 +42,9 @@ struct NodeRegistry: Sendable {
                     last_seen_at = now()
                 RETURNING id
             )
-            SELECT (count(*) + 1)::int8 FROM data_plane_nodes
-            WHERE id <> \(report.id) AND last_seen_at > now() - make_interval(secs => \(staleSeconds))
+            SELECT (count(*) + 1)::int8 FROM data_plane_nodes d
+            WHERE d.id <> \(report.id) AND d.last_seen_at > now() - make_interval(secs => \(staleSeconds))
+              AND EXISTS (SELECT 1 FROM node_credentials c WHERE c.node_id = d.id AND c.revoked_at IS NULL)
             """,
             logger: logger
         )
@@ -59,6 +62,8 @@ struct NodeRegistry: Sendable {
         let firstSeenAt: Date
         let lastSeenAt: Date
         let isStale: Bool
+        /// No active credential: the node can no longer call the control plane.
+        let isRevoked: Bool
     }
 
     /// Every node that ever registered, by id.
@@ -66,20 +71,21 @@ struct NodeRegistry: Sendable {
         let rows = try await self.client.query(
             """
             SELECT id, address, software_version, config_version, first_seen_at, last_seen_at,
-                   extract(epoch FROM now() - last_seen_at)::float8
-            FROM data_plane_nodes ORDER BY id
+                   extract(epoch FROM now() - last_seen_at)::float8,
+                   NOT EXISTS (SELECT 1 FROM node_credentials c WHERE c.node_id = d.id AND c.revoked_at IS NULL)
+            FROM data_plane_nodes d ORDER BY id
             """,
             logger: logger
         )
         let staleSeconds = Double(self.staleAfter.components.seconds)
         var nodes: [Node] = []
-        for try await (id, address, software, version, firstSeen, lastSeen, age) in rows.decode(
-            (String, String, String, Int64, Date, Date, Double).self)
+        for try await (id, address, software, version, firstSeen, lastSeen, age, revoked) in rows.decode(
+            (String, String, String, Int64, Date, Date, Double, Bool).self)
         {
             nodes.append(
                 Node(
                     id: id, address: address, softwareVersion: software, configVersion: version,
-                    firstSeenAt: firstSeen, lastSeenAt: lastSeen, isStale: age > staleSeconds))
+                    firstSeenAt: firstSeen, lastSeenAt: lastSeen, isStale: age > staleSeconds, isRevoked: revoked))
         }
         return nodes
     }

@@ -74,8 +74,16 @@ public struct DataPlaneConfiguration: Sendable {
                 expected: "an https URL, or http on loopback (set control.allow_insecure_http=true to allow plain HTTP)"
             )
         }
+        // This node's own credential (`zaasctl nodes issue --node-id …`): checked for its form here,
+        // so a pasted shared secret or a truncated token stops the node at start, not in a 401 loop.
+        let token: String = try reader.setting("nodes.token", isSecret: true)
+        guard token.hasPrefix("znode_"), Hex.isLowercase(String(token.dropFirst(6)), count: 64) else {
+            throw ConfigurationError.invalid(
+                key: "nodes.token", value: "(hidden)",
+                expected: "this node's credential from `zaasctl nodes issue` (znode_ and 64 hex digits)")
+        }
         self.controlPlane = ControlPlaneClient.Settings(
-            url: url, nodeToken: try reader.setting("nodes.token", isSecret: true),
+            url: url, nodeToken: token,
             timeout: .milliseconds(try reader.setting("control.timeout_ms", in: 50...60_000)))
         self.watchWait = .seconds(try reader.setting("control.watch_wait_seconds", in: 1...300))
         self.maximumBackoff = .milliseconds(try reader.setting("control.max_backoff_ms", in: 100...60_000))

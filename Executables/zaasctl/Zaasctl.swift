@@ -349,8 +349,9 @@ struct Keys: AsyncParsableCommand {
 
 struct Nodes: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Data-plane nodes, the configuration version each holds and its lag (operators).",
-        subcommands: [List.self, AdvanceConfig.self],
+        abstract:
+            "Data-plane nodes, the configuration version each holds and its lag, and their credentials (operators).",
+        subcommands: [List.self, Issue.self, Credentials.self, Revoke.self, AdvanceConfig.self],
         defaultSubcommand: List.self
     )
 
@@ -376,6 +377,59 @@ struct Nodes: AsyncParsableCommand {
 }
 
 extension Nodes {
+    struct Issue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a node its own credential for the internal API; the token is printed once.",
+            discussion: "Give it to the node as nodes.token (ZAAS_NODES_TOKEN), with node.id set to the same id.")
+        @OptionGroup var connection: Connection
+        @Option(help: "The node's id (its node.id setting).") var nodeId: String
+        @Flag(help: "Revoke the node's other credentials (rotation without overlap, or a fresh start).")
+        var replace = false
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                let issued = try await connection.client.send(
+                    .POST, "/admin/v1/nodes/credentials", body: ["node_id": nodeId, "replace": replace])
+                try connection.output(issued) { field($0, "token") }
+            }
+        }
+    }
+
+    struct Credentials: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List node credentials (never their tokens).")
+        @OptionGroup var connection: Connection
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                let listed = try await connection.client.send(.GET, "/admin/v1/nodes/credentials")
+                try connection.output(listed) { value in
+                    items(value).map {
+                        "\(field($0, "id"))  \(field($0, "node_id"))  \(field($0, "status"))"
+                            + "  issued \(field($0, "created_at"))  last used \(field($0, "last_used_at"))"
+                    }.joined(separator: "\n")
+                }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Revoke a node credential: the node is refused from its next call (within 10 s on other replicas).")
+        @OptionGroup var connection: Connection
+        @Argument(help: "The credential's id (`zaasctl nodes credentials`).") var id: String
+
+        func run() async throws {
+            try connection.requireToken()
+            try await zaasctl.run {
+                let revoked = try await connection.client.send(.DELETE, "/admin/v1/nodes/credentials/\(id)")
+                try connection.output(revoked) { "\(field($0, "id"))  \(field($0, "node_id"))  \(field($0, "status"))" }
+            }
+        }
+    }
+
     struct AdvanceConfig: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "advance-config",

@@ -27,6 +27,9 @@ struct AdminAPITests {
         let operatorID: UUID = UUID()
     }
 
+    /// The node ids whose credentials `withAPI` issues (`TestEnvironment.nodeToken(for:)`).
+    static let nodeIDs = ["node-a", "node-b", "node-current", "node-behind"]
+
     /// A migrated database with tenants A and B, each with an admin and a viewer, and a bootstrap operator.
     static func withAPI(_ body: @escaping @Sendable (Fixture) async throws -> Void) async throws {
         try await TestDatabase.withFresh { database in
@@ -34,6 +37,7 @@ struct AdminAPITests {
                 try await Migrator(applicationRole: TestEnvironment.shared.appUser, logger: logger).migrate(
                     client: owner)
             }
+            try await database.enrollNodes(Self.nodeIDs)
             var environment: [String: String] = ["ZAAS_HTTP_PORT": "0", "ZAAS_MIGRATIONS_ON_START": "false"]
             for (key, value) in TestEnvironment.shared.controlPlaneSettings(database: database.name) {
                 environment[ConfigurationError.environmentName(key)] = value

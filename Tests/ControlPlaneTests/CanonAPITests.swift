@@ -199,15 +199,34 @@ struct CanonAPITests {
                 try await API.send(client, .post, "/admin/v1/canon/versions/\(v1ID)/publish", token: betaAdmin).status
                     == .forbidden)  // Pro: no canon updates at all
 
-            // A node's update for the tenant: applied to the published overlay (v1), published when built.
-            let update = try await client.execute(
-                uri: "/internal/v1/canon/update?tenant_id=\(fixture.tenantA)&key_id=\(UUID())", method: .post,
-                headers: [.authorization: "Bearer \(ConfigDistributionTests.nodeToken)"],
-                body: ByteBuffer(
-                    string: """
-                        {"upsert": [{"id": "lab.pump", "kind": "experiment", "title": "Pump", "body": "Turbo pump.", "status": "Narrative"}],
-                         "delete": ["lab.cryostat"]}
-                        """))
+            // A node's update for the tenant is re-checked against the database: the key must be
+            // the tenant's, active and hold canon:write (a node is not trusted to have checked).
+            let writer = try await ConfigDistributionTests.createKey(
+                client, token: admin, scopes: #"["query", "canon:write"]"#)
+            let reader = try await ConfigDistributionTests.createKey(client, token: admin)
+            let betaKey = try await ConfigDistributionTests.createKey(client, token: betaAdmin)
+            func nodeUpdate(key: String, tenant: UUID = fixture.tenantA, _ body: String) async throws -> TestResponse {
+                try await client.execute(
+                    uri: "/internal/v1/canon/update?tenant_id=\(tenant)&key_id=\(key)", method: .post,
+                    headers: [.authorization: "Bearer \(ConfigDistributionTests.nodeToken)"],
+                    body: ByteBuffer(string: body))
+            }
+            let pump = """
+                {"upsert": [{"id": "lab.pump", "kind": "experiment", "title": "Pump", "body": "Turbo pump.", "status": "Narrative"}],
+                 "delete": ["lab.cryostat"]}
+                """
+            #expect(try await nodeUpdate(key: UUID().uuidString, pump).status == .notFound)
+            #expect(try await nodeUpdate(key: betaKey.id, pump).status == .notFound)  // another tenant's key
+            #expect(try await nodeUpdate(key: betaKey.id, tenant: fixture.tenantB, pump).status == .forbidden)  // Pro
+            let withoutScope = try await nodeUpdate(key: reader.id, pump)
+            #expect(withoutScope.status == .forbidden)
+            #expect(String(buffer: withoutScope.body).contains("canon:write"))
+            #expect(
+                (try API.json(try await API.send(client, .get, "/admin/v1/canon/versions", token: admin))["items"]
+                    as? [Any])?.count == 2)
+
+            // Applied to the published overlay (v1), published when built.
+            let update = try await nodeUpdate(key: writer.id, pump)
             #expect(update.status == .accepted, "\(String(buffer: update.body))")
             let v3ID = try #require(try API.json(update)["id"] as? String)
             let v3 = try await Self.built(client, "/admin/v1/canon", token: admin, id: v3ID)
@@ -215,12 +234,19 @@ struct CanonAPITests {
             let v3Diff = try API.json(
                 try await API.send(client, .get, "/admin/v1/canon/versions/\(v3ID)/diff?against=\(v1ID)", token: admin))
             #expect(v3Diff["added"] as? [String] == ["lab.pump"] && v3Diff["removed"] as? [String] == ["lab.cryostat"])
-            let badDelete = try await client.execute(
-                uri: "/internal/v1/canon/update?tenant_id=\(fixture.tenantA)&key_id=\(UUID())", method: .post,
-                headers: [.authorization: "Bearer \(ConfigDistributionTests.nodeToken)"],
-                body: ByteBuffer(string: #"{"delete": ["not.there"]}"#))
+            let badDelete = try await nodeUpdate(key: writer.id, #"{"delete": ["not.there"]}"#)
             #expect(badDelete.status == .unprocessableContent)
             #expect(try API.problemType(badDelete) == API.type("canon-invalid"))
+
+            // A revoked key acts no more, whatever a node still believes.
+            #expect(
+                try await API.send(client, .delete, "/admin/v1/keys/\(writer.id)", token: admin).status == .noContent)
+            #expect(try await nodeUpdate(key: writer.id, pump).status == .forbidden)
+            let poll = try await client.execute(
+                uri: "/internal/v1/canon/versions/\(v3ID)?tenant_id=\(fixture.tenantA)&key_id=\(writer.id)",
+                method: .get,
+                headers: [.authorization: "Bearer \(ConfigDistributionTests.nodeToken)"])
+            #expect(poll.status == .forbidden)
         }
     }
 }

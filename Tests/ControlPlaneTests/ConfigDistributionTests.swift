@@ -14,7 +14,9 @@ import Testing
 struct ConfigDistributionTests {
     typealias API = AdminAPITests
 
-    static let nodeToken = TestEnvironment.shared.nodeToken
+    /// Node `node-a`'s credential; every node id a test uses is enrolled by `AdminAPITests.withAPI`.
+    static let nodeToken = token("node-a")
+    static func token(_ node: String) -> String { TestEnvironment.shared.nodeToken(for: node) }
     static let verifier = try! ConfigVerificationKey(hex: TestEnvironment.shared.configPublicKey)
 
     static func watch(
@@ -22,7 +24,7 @@ struct ConfigDistributionTests {
     ) async throws -> TestResponse {
         var uri = "/internal/v1/config?node_id=\(node)&address=http://10.0.0.1:8401&wait=\(wait)"
         if let since { uri += "&since=\(since)" }
-        return try await client.execute(uri: uri, method: .get, headers: [.authorization: "Bearer \(nodeToken)"])
+        return try await client.execute(uri: uri, method: .get, headers: [.authorization: "Bearer \(token(node))"])
     }
 
     static func update(_ response: TestResponse) throws -> ConfigUpdate {
@@ -58,8 +60,10 @@ struct ConfigDistributionTests {
             let asOperator = try await API.send(fixture.client, .get, "/internal/v1/config?node_id=n", token: ops)
             #expect(asOperator.status == .unauthorized)
 
-            for query in ["node_id=", "node_id=a%20b", "node_id=n&since=-1", "node_id=n&since=x", "node_id=n&wait=301"]
-            {
+            for query in [
+                "node_id=", "node_id=a%20b", "node_id=node-a&since=-1", "node_id=node-a&since=x",
+                "node_id=node-a&wait=301",
+            ] {
                 let response = try await fixture.client.execute(
                     uri: "/internal/v1/config?\(query)", method: .get,
                     headers: [.authorization: "Bearer \(Self.nodeToken)"])
@@ -205,7 +209,7 @@ struct ConfigDistributionTests {
             // The test client has one connection; hold the watch on a connection of its own.
             let port = try #require(fixture.client.port)
             async let held = TestHTTP.send(
-                "GET", "http://127.0.0.1:\(port)/internal/v1/config?node_id=n&since=\(base)&wait=20",
+                "GET", "http://127.0.0.1:\(port)/internal/v1/config?node_id=node-a&since=\(base)&wait=20",
                 bearer: Self.nodeToken, timeout: .seconds(30))
             try await Task.sleep(for: .milliseconds(300))
             // Measured from the admin API's answer (the commit), not from sending the request: a
@@ -250,6 +254,85 @@ struct ConfigDistributionTests {
             let forbidden = try await API.send(fixture.client, .get, "/admin/v1/nodes", token: admin)
             #expect(forbidden.status == .forbidden)
             #expect(try await API.send(fixture.client, .get, "/admin/v1/nodes").status == .unauthorized)
+        }
+    }
+
+    @Test(
+        "each node has its own credential: operators issue, list and revoke it; a node reports only under its own id, and only credentialed nodes count as live"
+    )
+    func nodeCredentials() async throws {
+        try await API.withAPI { fixture in
+            let client = fixture.client
+            let ops = try await API.signIn(client, "ops@zaas.example")
+            let admin = try await API.signIn(client, "admin@alpha.example")
+            func issue(_ body: String, token: String) async throws -> TestResponse {
+                try await API.send(client, .post, "/admin/v1/nodes/credentials", token: token, json: body)
+            }
+            #expect(try await issue(#"{"node_id": "node-x"}"#, token: admin).status == .forbidden)
+            for bad in [#"{"node_id": "a b"}"#, #"{"node_id": ""}"#, #"{"node_id": "x", "extra": 1}"#, #"{}"#] {
+                #expect(try await issue(bad, token: ops).status == .unprocessableContent, "\(bad)")
+            }
+            let issued = try await issue(#"{"node_id": "node-x"}"#, token: ops)
+            #expect(issued.status == .created)
+            let token = try #require(try API.json(issued)["token"] as? String)
+            let credential = try #require(try API.json(issued)["credential"] as? [String: Any])
+            let credentialID = try #require(credential["id"] as? String)
+            #expect(token.hasPrefix("znode_") && token.count == 70 && credential["status"] as? String == "active")
+
+            func watch(_ node: String, _ token: String) async throws -> TestResponse {
+                try await client.execute(
+                    uri: "/internal/v1/config?node_id=\(node)&wait=0", method: .get,
+                    headers: [.authorization: "Bearer \(token)"])
+            }
+            // node-a and node-x are live; a credential cannot report as another node.
+            #expect(try await watch("node-a", Self.nodeToken).headers[.zaasLiveNodes] == "1")
+            let asX = try await watch("node-x", token)
+            #expect(asX.status == .ok && asX.headers[.zaasLiveNodes] == "2")
+            let impostor = try await watch("node-a", token)
+            #expect(impostor.status == .forbidden)
+            #expect(try API.problemType(impostor) == API.type("node-id-mismatch"))
+            let usage = try await client.execute(
+                uri: "/internal/v1/usage", method: .post,
+                headers: [.authorization: "Bearer \(token)", .contentType: "application/json"],
+                body: ByteBuffer(string: #"{"node_id": "node-a", "keys": []}"#))
+            #expect(usage.status == .forbidden)
+
+            let listed = try API.json(try await API.send(client, .get, "/admin/v1/nodes/credentials", token: ops))
+            let items = try #require(listed["items"] as? [[String: Any]])
+            #expect(items.contains { $0["id"] as? String == credentialID && $0["node_id"] as? String == "node-x" })
+            #expect(!String(describing: listed).contains(token))  // never shown again
+
+            // Revoked: refused at once, listed as revoked, no longer counted as live.
+            let revoked = try await API.send(client, .delete, "/admin/v1/nodes/credentials/\(credentialID)", token: ops)
+            #expect(revoked.status == .ok)
+            #expect(try API.json(revoked)["status"] as? String == "revoked")
+            #expect(try await watch("node-x", token).status == .unauthorized)
+            #expect(try await watch("node-a", Self.nodeToken).headers[.zaasLiveNodes] == "1")
+            let nodes = try #require(
+                try API.json(try await API.send(client, .get, "/admin/v1/nodes", token: ops))["items"]
+                    as? [[String: Any]])
+            #expect(nodes.first { $0["id"] as? String == "node-x" }?["status"] as? String == "revoked")
+            #expect(
+                try await API.send(client, .delete, "/admin/v1/nodes/credentials/\(UUID())", token: ops).status
+                    == .notFound)
+
+            // `replace` rotates in one step: the node's other credentials are revoked.
+            let first = try #require(
+                try API.json(try await issue(#"{"node_id": "node-y"}"#, token: ops))["token"] as? String)
+            let second = try await issue(#"{"node_id": "node-y", "replace": true}"#, token: ops)
+            let secondToken = try #require(try API.json(second)["token"] as? String)
+            #expect(try await watch("node-y", first).status == .unauthorized)
+            #expect(try await watch("node-y", secondToken).status == .ok)
+
+            // Registrations are bounded by the active credentials (nodes.max_credentials, 256).
+            var active = AdminAPITests.nodeIDs.count + 1
+            while active < 256 {
+                #expect(try await issue(#"{"node_id": "bulk-\#(active)"}"#, token: ops).status == .created)
+                active += 1
+            }
+            let over = try await issue(#"{"node_id": "one-too-many"}"#, token: ops)
+            #expect(over.status == .conflict)
+            #expect(try API.problemType(over) == API.type("node-credential-limit"))
         }
     }
 

@@ -119,7 +119,6 @@ struct ControlPlaneConfigurationTests {
         var environment = [
             "ZAAS_POSTGRES_PASSWORD": "x", "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
             "ZAAS_CONFIG_SIGNING_KEY": String(repeating: "cd", count: 32),
-            "ZAAS_NODES_TOKEN": String(repeating: "n", count: 32),
         ]
         environment.merge(overrides) { $1 }
         return try ControlPlaneConfiguration(
@@ -141,11 +140,12 @@ struct ControlPlaneConfigurationTests {
         await #expect(throws: ConfigurationError.self) {
             _ = try await Self.configuration(["ZAAS_SESSIONS_LIFETIME_SECONDS": "10"])
         }
-        // The config-signing key and the node credential: present and well formed, or no start.
+        // The config-signing key: present and well formed, or no start.
         for (key, value) in [
             ("ZAAS_CONFIG_SIGNING_KEY", ""), ("ZAAS_CONFIG_SIGNING_KEY", "abcd"),
             ("ZAAS_CONFIG_SIGNING_KEY", String(repeating: "CD", count: 32)),
-            ("ZAAS_NODES_TOKEN", ""), ("ZAAS_NODES_TOKEN", "short"),
+            ("ZAAS_NODES_MAX_CREDENTIALS", "0"), ("ZAAS_CANON_MAX_PENDING_BUILDS_PER_TENANT", "0"),
+            ("ZAAS_CANON_KEEP_UNPUBLISHED_VERSIONS", "x"),
             ("ZAAS_CONFIG_WATCH_MAX_WAIT_SECONDS", "0"),
         ] {
             await #expect(throws: ConfigurationError.self, "\(key)=\(value)") {

@@ -135,7 +135,7 @@ extension ProcessClusters {
                 // column's limit in code points, a TTL of 0 or past the maximum, a NUL escape in
                 // the answer were each once a whole-batch refusal retried forever).
                 let internalURL = cluster.control.baseURL + "/internal/v1/cache"
-                let node = TestEnvironment.shared.nodeToken
+                let node = TestEnvironment.shared.nodeToken(for: "node-1")
                 func entry(digest: Character, question: String = "q", answer: String = #"{\"a\": 1}"#, ttl: Int = 60)
                     -> String
                 {

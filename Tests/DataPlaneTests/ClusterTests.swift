@@ -91,6 +91,8 @@ final class Cluster: @unchecked Sendable {
             (try? await TestHTTP.send("GET", self.control.baseURL + "/healthz"))?.status == 200
         }
         guard ready != nil else { throw TestEnvironment.SetupError(message: "control plane not healthy") }
+        // Each node's own credential, as an operator issues them (`zaasctl nodes issue`).
+        try await self.database.enrollNodes(self.nodes.map(\.name))
     }
 
     /// Starts a node and waits until it answers health (any status: it may rightly be not ready).

@@ -177,7 +177,7 @@ struct ConfigStateTests {
 struct DataPlaneConfigurationTests {
     static func configuration(_ overrides: [String: String]) async throws -> DataPlaneConfiguration {
         var environment = [
-            "ZAAS_NODES_TOKEN": String(repeating: "n", count: 32),
+            "ZAAS_NODES_TOKEN": "znode_" + String(repeating: "0a", count: 32),
             "ZAAS_CONFIG_PUBLIC_KEY": ConfigSigningKey().verificationKey.hex,
             "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
             "ZAAS_EMBEDDINGS_MODEL_DIR": TestEnvironment.modelDirectory,
@@ -196,7 +196,11 @@ struct DataPlaneConfigurationTests {
         for (key, value) in [
             ("ZAAS_CONFIG_PUBLIC_KEY", ""), ("ZAAS_CONFIG_PUBLIC_KEY", "abcd"),
             ("ZAAS_CONFIG_PUBLIC_KEY", String(repeating: "AB", count: 32)), ("ZAAS_KEYS_PEPPER", "ab"),
-            ("ZAAS_NODES_TOKEN", ""), ("ZAAS_CONTROL_WATCH_WAIT_SECONDS", "0"), ("ZAAS_CONTROL_URL", "ftp://x"),
+            // A node's own credential, as `zaasctl nodes issue` prints it: not a shared secret.
+            ("ZAAS_NODES_TOKEN", ""), ("ZAAS_NODES_TOKEN", String(repeating: "n", count: 40)),
+            ("ZAAS_NODES_TOKEN", "znode_" + String(repeating: "0A", count: 32)),
+            ("ZAAS_NODES_TOKEN", "znode_" + String(repeating: "0a", count: 31)),
+            ("ZAAS_CONTROL_WATCH_WAIT_SECONDS", "0"), ("ZAAS_CONTROL_URL", "ftp://x"),
             // The node credential in the clear over a network: refused unless explicitly allowed.
             ("ZAAS_CONTROL_URL", "http://10.0.0.5:8400"), ("ZAAS_CONTROL_URL", "http://control.example:8400"),
             ("ZAAS_CONTROL_URL", "http://127.0.0.1.example:8400"),

@@ -58,6 +58,7 @@ struct DataPlaneHealthTests {
                     defaults: ControlPlane.ControlPlaneConfiguration.defaults, environment: environment)
             )
             try await control.test(.live) { client in
+                try await database.enrollNodes(["test-node", "probe"])
                 try await body("http://127.0.0.1:\(client.port!)")
             }
         }
@@ -109,7 +110,8 @@ struct DataPlaneHealthTests {
                 #expect(body["node_id"] as? String == "test-node")
                 // The version the control plane is at (a fresh database holds what migrations logged).
                 let current = try await TestHTTP.send(
-                    "GET", controlURL + "/internal/v1/config?node_id=probe", bearer: TestEnvironment.shared.nodeToken)
+                    "GET", controlURL + "/internal/v1/config?node_id=probe",
+                    bearer: TestEnvironment.shared.nodeToken(for: "probe"))
                 #expect(current.status == 200)
                 #expect(body["config_version"] as? Int == Int(current.headers["zaas-config-version"] ?? ""))
                 #expect(body["config_age_seconds"] is Double)
@@ -127,7 +129,7 @@ struct DataPlaneHealthTests {
             let configuration = try await Self.configuration(
                 [
                     "control.url": controlURL,
-                    "nodes.token": String(repeating: "w", count: 40),
+                    "nodes.token": "znode_" + String(repeating: "0", count: 64),
                 ], stateDirectory: try Self.savedState())
             try await Self.makeApp(configuration).test(.router) { client in
                 var body: [String: Any] = [:]

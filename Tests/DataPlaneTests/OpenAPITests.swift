@@ -68,10 +68,10 @@ struct OpenAPITests {
             reader: ConfigurationLoader.reader(
                 defaults: DataPlaneConfiguration.defaults,
                 environment: [
-                    "ZAAS_NODES_TOKEN": String(repeating: "t", count: 32),
                     "ZAAS_CONFIG_PUBLIC_KEY": signingKey.verificationKey.hex,
                     "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
                     "ZAAS_EMBEDDINGS_MODEL_DIR": TestEnvironment.modelDirectory,
+                    "ZAAS_NODES_TOKEN": TestEnvironment.shared.nodeToken(for: "openapi"),
                 ])
         )
         let node = try DataPlaneNode(configuration: data, logger: logger)
@@ -84,7 +84,6 @@ struct OpenAPITests {
                 environment: [
                     "ZAAS_POSTGRES_PASSWORD": "unused", "ZAAS_KEYS_PEPPER": String(repeating: "ab", count: 32),
                     "ZAAS_CONFIG_SIGNING_KEY": signingKey.hexSeed,
-                    "ZAAS_NODES_TOKEN": String(repeating: "t", count: 32),
                 ]
             )
         )

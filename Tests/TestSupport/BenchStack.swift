@@ -44,6 +44,7 @@ public final class BenchStack: @unchecked Sendable {
             _ = try await TestHTTP.waitUntil(timeout: .seconds(60)) {
                 (try? await TestHTTP.send("GET", control.baseURL + "/healthz"))?.status == 200
             }
+            try await database.enrollNodes(nodes.map(\.name))
             for node in nodes {
                 try await node.start()
                 _ = try await TestHTTP.waitUntil(timeout: .seconds(60)) {

@@ -9,7 +9,13 @@ import Logging
 /// map to the matching problem; anything else is logged with its cause and shown to the caller as a
 /// bare `internal-error`, so no internals leak.
 public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
-    public init() {}
+    /// A plane's own errors that have a problem of their own (the control plane: the database
+    /// out of reach is 503 `database-unavailable`, not an internal error).
+    let translate: @Sendable (any Error) -> Problem?
+
+    public init(translate: @escaping @Sendable (any Error) -> Problem? = { _ in nil }) {
+        self.translate = translate
+    }
 
     public func handle(
         _ request: Request,
@@ -19,12 +25,19 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch {
-            let problem = Self.problem(for: error, logger: context.logger)
+            let problem = Self.problem(for: error, translate: self.translate, logger: context.logger)
             return problem.response(instance: request.uri.path, requestID: request.headers[.requestID])
         }
     }
 
-    static func problem(for error: any Error, logger: Logger) -> Problem {
+    static func problem(
+        for error: any Error, translate: (any Error) -> Problem? = { _ in nil }, logger: Logger
+    ) -> Problem {
+        if !(error is Problem), let problem = translate(error) {
+            logger.warning(
+                "request failed", metadata: ["problem": "\(problem.slug)", "error": "\(String(reflecting: error))"])
+            return problem
+        }
         switch error {
         case let problem as Problem:
             if problem.status.kind == .serverError {

@@ -107,6 +107,7 @@ func snapshotBenchmark() async throws {
             try await Migrator(applicationRole: TestEnvironment.shared.appUser, logger: benchLogger).migrate(
                 client: owner)
         }
+        try await database.enrollNodes(["node-baseline", "node-fresh"] + ["bench"])
         let directory = ConfigFixtures.temporaryDirectory()
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -179,7 +180,7 @@ func snapshotBenchmark() async throws {
         }
         let url = control.baseURL + "/internal/v1/config?node_id=bench&wait=0"
         let (transferTimes, fetched) = try await timed(runs: 6) {
-            try await TestHTTP.send("GET", url, bearer: testEnvironment.nodeToken, timeout: .seconds(120))
+            try await TestHTTP.send("GET", url, bearer: testEnvironment.nodeToken(for: "bench"), timeout: .seconds(120))
         }
         precondition(fetched.status == 200)
         let verification = signingKey.verificationKey

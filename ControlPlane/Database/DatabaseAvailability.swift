@@ -1,0 +1,150 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Shared
+import Synchronization
+import _ConnectionPoolModule
+
+/// Whether PostgreSQL answers, checked once a second on a pool of one connection of its own (not
+/// the requests' pool, so a pool busy with slow requests is not taken for an outage).
+///
+/// While PostgreSQL is down the pool keeps new requests waiting for a connection for up to a
+/// minute before failing; with this, the control plane answers them at once with 503
+/// `database-unavailable` and `Retry-After` instead (`DatabaseAvailabilityMiddleware`).
+final class DatabaseProbe: Service, Sendable {
+    let client: PostgresClient
+    let interval: Duration
+    let timeout: Duration
+    let logger: Logger
+    private let state = Mutex<Bool>(true)
+
+    init(
+        configuration: PostgresClient.Configuration, interval: Duration = .seconds(1),
+        timeout: Duration = .seconds(2), logger: Logger
+    ) {
+        self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.interval = interval
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    /// The last probe's verdict (true until the first probe has failed).
+    var isReachable: Bool { self.state.withLock { $0 } }
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.client.run() }
+            try? await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    do {
+                        let (client, logger) = (self.client, self.logger)
+                        try await withTimeout(self.timeout) { try await client.query("SELECT 1", logger: logger) }
+                        self.record(reachable: true)
+                    } catch {
+                        self.record(reachable: false, error: error)
+                    }
+                    try await Task.sleep(for: self.interval)
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func record(reachable: Bool, error: (any Error)? = nil) {
+        let reason = error.map(HealthController.describe) ?? "no answer"
+        let changed = self.state.withLock { state in
+            defer { state = reachable }
+            return state != reachable
+        }
+        guard changed else { return }
+        if reachable {
+            self.logger.notice("PostgreSQL reachable again")
+        } else {
+            self.logger.error(
+                "PostgreSQL unreachable: answering 503 database-unavailable",
+                metadata: ["error": "\(reason)"])
+        }
+    }
+}
+
+/// Answers 503 `database-unavailable` at once while the probe finds PostgreSQL down, rather than
+/// holding the request until the pool gives up (a minute). A request already running when the
+/// database goes away is cancelled as soon as the probe notices (its transaction rolls back) and
+/// answered the same way. Health and metrics are not behind it.
+struct DatabaseAvailabilityMiddleware<Context: RequestContext>: RouterMiddleware {
+    let probe: DatabaseProbe
+    /// Requests that finish sooner are never watched.
+    var watchAfter: Duration = .milliseconds(500)
+    var pollInterval: Duration = .milliseconds(200)
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        guard self.probe.isReachable else { throw Problem.databaseUnavailable }
+        // The task group ends both children before it returns, so `next` does not outlive this call.
+        return try await withoutActuallyEscaping(next) { next in
+            let handler = UncheckedSendable(next)
+            return try await withThrowingTaskGroup(of: Response?.self) { group in
+                group.addTask { try await handler.value(request, context) }
+                group.addTask {
+                    try await Task.sleep(for: self.watchAfter)
+                    while self.probe.isReachable { try await Task.sleep(for: self.pollInterval) }
+                    return nil
+                }
+                defer { group.cancelAll() }
+                // The handler's response, or nil from the watcher: the database went away meanwhile.
+                let first: Response? = try await group.next() ?? nil
+                guard let response = first else { throw Problem.databaseUnavailable }
+                return response
+            }
+        }
+    }
+}
+
+/// A value the compiler cannot prove safe to share, shared where the code above shows it is.
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+extension Problem {
+    static var databaseUnavailable: Problem {
+        Problem(
+            slug: "database-unavailable", title: "Service Unavailable", status: .serviceUnavailable,
+            detail: "The control plane's database cannot be reached; nothing was changed. Try again shortly.",
+            headers: [.retryAfter: "5"])
+    }
+
+    /// Errors that mean the database could not be reached or went away mid-request: retrying
+    /// later may succeed, so the caller sees 503, never a 500 with the driver's internals. A
+    /// transaction that failed this way was rolled back by PostgreSQL.
+    static func databaseUnavailability(_ error: any Error) -> Problem? {
+        switch error {
+        case let error as PSQLError:
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown:
+                return .databaseUnavailable
+            case .server:
+                // 08: connection exception; 57P01-57P03: shutting down, crashed, cannot connect now;
+                // 53300: too many connections.
+                guard let state = error.sqlState else { return nil }
+                return state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(state)
+                    ? .databaseUnavailable : nil
+            default:
+                return nil
+            }
+        case let error as PostgresTransactionError:
+            for inner in [error.beginError, error.closureError, error.commitError, error.rollbackError] {
+                if let inner, let problem = Self.databaseUnavailability(inner) { return problem }
+            }
+            return nil
+        case let error as ConnectionPoolError where error == .connectionCreationCircuitBreakerTripped:
+            return .databaseUnavailable
+        default:
+            return nil
+        }
+    }
+}
