@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "bench-embeddings", targets: ["bench-embeddings"]),
         .executable(name: "bench-canon", targets: ["bench-canon"]),
         .executable(name: "bench-cache", targets: ["bench-cache"]),
+        .executable(name: "bench-soak", targets: ["bench-soak"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -318,6 +319,12 @@ let package = Package(
             name: "bench-cache",
             dependencies: ["Canon", "Shared", "DataPlane", "TestSupport"],
             path: "Tests/Benchmarks/CacheBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bench-soak",
+            dependencies: ["Canon", "TestSupport"],
+            path: "Tests/Benchmarks/SoakBench",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -47,7 +47,7 @@ for t in json.load(sys.stdin)["items"]:
     echo "$id"
 }
 
-key_file="$ZAAS_HOME/demo-key.env"
+key_file="${ZAAS_DEMO_KEY_FILE:-$ZAAS_HOME/demo-key.env}"
 # shellcheck disable=SC1090
 [ -f "$key_file" ] && . "$key_file"
 # ensure_key VARIABLE SLUG SCOPE…: the tenant's demo key in VARIABLE, made anew if the kept one is not active.

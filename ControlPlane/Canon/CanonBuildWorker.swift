@@ -131,7 +131,16 @@ final class CanonBuildWorker: Service, Sendable {
                     "bytes": "\(artifact.count)", "sha256": "\(sha256)", "seconds": "\(seconds)",
                 ])
         } catch is CancellationError {
-            // Left 'building'; its lease runs out and the queue hands it out again.
+            // Stopping: hand the build back at once (a lease of zero seconds), so the next control
+            // plane to look (this one restarted, or another replica) takes it up without waiting
+            // for the lease to run out. Run outside this cancelled task; a crash leaves the lease
+            // to expire instead.
+            let (postgres, logger) = (self.postgres, logger)
+            await Task {
+                _ = try? await postgres.query(
+                    "SELECT zaas_canon_build_progress(\(id), 0, 0, 0)", logger: logger)
+            }.value
+            logger.notice("canon build handed back on shutdown")
             throw CancellationError()
         } catch {
             logger.error("canon build failed", metadata: ["error": "\(String(reflecting: error))"])

@@ -155,3 +155,28 @@ public enum TestHTTP {
         return try await condition() ? clock.now - start : nil
     }
 }
+
+extension TestHTTP {
+    /// `send`, but given up after `timeout` without waiting for the request to notice: for a
+    /// server killed mid-request, where a request the client still holds must not hold the test.
+    /// nil when there was no answer in time (or the connection failed).
+    public static func sendAbandoningAfter(
+        _ timeout: Duration, _ method: String = "GET", _ url: String, bearer: String? = nil, json: String? = nil
+    ) async -> Reply? {
+        let outcome = AsyncStream<Reply?>.makeStream()
+        let request = Task {
+            let reply = try? await TestHTTP.send(method, url, bearer: bearer, json: json, timeout: timeout)
+            outcome.continuation.yield(reply)
+        }
+        let timer = Task {
+            try? await Task.sleep(for: timeout + .seconds(1))
+            outcome.continuation.yield(nil)
+        }
+        defer {
+            request.cancel()
+            timer.cancel()
+        }
+        for await reply in outcome.stream { return reply }
+        return nil
+    }
+}

@@ -40,8 +40,12 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         switch error {
         case let problem as Problem:
-            if problem.status.kind == .serverError {
+            // A 500 is a defect; other 5xx (overload shed, a dependency down) are expected outcomes
+            // that their own metrics and state changes report, and would flood the log per request.
+            if problem.status == .internalServerError {
                 logger.error("request failed", metadata: ["problem": "\(problem.slug)"])
+            } else if problem.status.kind == .serverError {
+                logger.debug("request refused", metadata: ["problem": "\(problem.slug)"])
             }
             return problem
         case let httpError as HTTPError:
