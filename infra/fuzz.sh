@@ -31,6 +31,9 @@ trap 'bash "$(dirname "$0")/stop-stack.sh" >/dev/null 2>&1 || true' EXIT
 
 # A fresh database each run: what one run's fuzzing left behind never shapes the next.
 bash "$(dirname "$0")/stop-stack.sh" >/dev/null 2>&1 || true
+# The node's saved configuration too: a fuzzed `config-version` advance leaves it ahead of any
+# fresh database, and it would rightly refuse the new one's snapshots as replays.
+for port in $ZAAS_DATA_PORTS; do rm -rf "$ZAAS_HOME"/node-state/data-*-"$port"; done
 pg_super -c "DROP DATABASE IF EXISTS $ZAAS_DB_NAME"
 pg_super -c "CREATE DATABASE $ZAAS_DB_NAME OWNER $ZAAS_DB_OWNER"
 pg_super -d "$ZAAS_DB_NAME" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC; ALTER SCHEMA public OWNER TO $ZAAS_DB_OWNER;"
@@ -46,17 +49,19 @@ tenant_admin=$(ZAAS_PASSWORD="$ZAAS_DEMO_ADMIN_PASSWORD" ctl login --email "admi
 node_token=$(ctl nodes issue --node-id fuzz-node --token "$operator")
 
 seed="${ZAAS_FUZZ_SEED:-20261202}"
-examples="${ZAAS_FUZZ_EXAMPLES:-12}"
+examples="${ZAAS_FUZZ_EXAMPLES:-25}"
 report="$ZAAS_RUN_DIR/report"
 mkdir -p "$report"
 failed=0
 # fuzz NAME URL BEARER PATH-REGEX: one schemathesis run over the operations whose path matches.
+# Not fuzzed: sign-in and sign-out (a fuzzed sign-out would end the session the run uses) and
+# operations the contract marks `x-zaas-status: planned` (stats).
 fuzz() {
     local name="$1" url="$2" bearer="$3" paths="$4"
     log "fuzz: $name ($paths)"
     if ! "$ST/bin/schemathesis" run "$ZAAS_ROOT/docs/openapi.yaml" --url "$url" \
         --header "Authorization: Bearer $bearer" --include-path-regex "$paths" \
-        --exclude-path-regex '^/admin/v1/sessions' \
+        --exclude-path-regex '^/admin/v1/sessions' --exclude-operation-id stats \
         --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
         --phases examples,coverage,fuzzing --max-examples "$examples" --seed "$seed" --workers 1 \
         --request-timeout 30 --no-shrink --warnings off --suppress-health-check all \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: build, every Swift test against the running PostgreSQL and Redis, then
-# the end-to-end smoke test of the real executables. Ends with one summary line.
+# the end-to-end smoke test of the real executables, then the contract fuzzing of both planes
+# (infra/fuzz.sh). Ends with one summary line.
 source "$(dirname "$0")/common.sh"
 cd "$ZAAS_ROOT"
 mkdir -p "$ZAAS_HOME/logs"
@@ -21,4 +22,5 @@ if [ "$status" -ne 0 ] || [ -z "$tests" ] || [ "${tests:-0}" -eq 0 ]; then
 fi
 
 bash "$(dirname "$0")/smoke.sh"
-echo "tests: $((tests + 1)) passed, 0 failed"
+bash "$(dirname "$0")/fuzz.sh"
+echo "tests: $((tests + 2)) passed, 0 failed"
