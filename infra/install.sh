@@ -15,6 +15,8 @@ command -v openssl >/dev/null || need+=(openssl)
 compgen -G "/usr/include/*/cblas.h" >/dev/null || [ -f /usr/include/cblas.h ] || need+=(libopenblas-dev)
 command -v python3 >/dev/null || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+# The contract fuzzing (infra/fuzz.sh) installs schemathesis into a virtual environment.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v runuser >/dev/null || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -38,23 +38,49 @@ final class DatabaseProbe: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.client.run() }
             try? await cancelWhenGracefulShutdown {
+                // One attempt at a time, never awaited past the timeout: a lease or connect that
+                // does not notice cancellation must not hold the verdict (it stays "unreachable"
+                // until that attempt ends and a later one succeeds).
+                var attempt: Task<Bool, Never>?
                 while !Task.isCancelled {
-                    do {
+                    if attempt == nil {
                         let (client, logger) = (self.client, self.logger)
-                        try await withTimeout(self.timeout) { try await client.query("SELECT 1", logger: logger) }
-                        self.record(reachable: true)
-                    } catch {
-                        self.record(reachable: false, error: error)
+                        attempt = Task {
+                            (try? await client.query("SELECT 1", logger: logger)) != nil
+                        }
+                    }
+                    let reachable = await Self.outcome(of: attempt!, within: self.timeout)
+                    if let reachable {
+                        attempt = nil
+                        self.record(reachable: reachable)
+                    } else {
+                        self.record(reachable: false)
                     }
                     try await Task.sleep(for: self.interval)
                 }
+                attempt?.cancel()
             }
             group.cancelAll()
         }
     }
 
-    private func record(reachable: Bool, error: (any Error)? = nil) {
-        let reason = error.map(HealthController.describe) ?? "no answer"
+    /// The attempt's result, or nil when it has not ended within `timeout` (it keeps running).
+    static func outcome(of attempt: Task<Bool, Never>, within timeout: Duration) async -> Bool? {
+        let (stream, continuation) = AsyncStream<Bool?>.makeStream()
+        let waiter = Task { continuation.yield(await attempt.value) }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            continuation.yield(nil)
+        }
+        defer {
+            waiter.cancel()
+            timer.cancel()
+        }
+        for await result in stream { return result }
+        return nil
+    }
+
+    private func record(reachable: Bool) {
         let changed = self.state.withLock { state in
             defer { state = reachable }
             return state != reachable
@@ -63,9 +89,7 @@ final class DatabaseProbe: Service, Sendable {
         if reachable {
             self.logger.notice("PostgreSQL reachable again")
         } else {
-            self.logger.error(
-                "PostgreSQL unreachable: answering 503 database-unavailable",
-                metadata: ["error": "\(reason)"])
+            self.logger.error("PostgreSQL unreachable (no answer to the probe): answering 503 database-unavailable")
         }
     }
 }

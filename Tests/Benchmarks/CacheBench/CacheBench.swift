@@ -169,7 +169,8 @@ func hitBenchmark() async throws {
         try await stack.publishBaseCanon(String(decoding: try JSONEncoder().encode(entries), as: UTF8.self))
         // A custom Enterprise policy large enough that the run never meets the limit.
         let (_, key) = try await stack.makeTenantKey(
-            slug: "bench", tier: "enterprise", quotaPolicy: #"{"queries_per_hour": 10000000}"#)
+            slug: "bench", tier: "enterprise",
+            quotaPolicy: #"{"queries_per_hour": 10000000, "tenant_queries_per_hour": 10000000}"#)
         let body = #"{"question": "What does Noether's theorem state?"}"#
         let ready = try await TestHTTP.waitUntil(timeout: .seconds(120)) {
             let reply = try await TestHTTP.send(
