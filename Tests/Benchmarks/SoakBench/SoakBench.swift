@@ -62,6 +62,12 @@ struct SoakBench {
             while clock.now < end {
                 let elapsed = Double((clock.now - start).components.seconds)
                 samples.append((elapsed, stack.nodes.map { $0.memory?.residentKiB ?? 0 }))
+                // What the bounded caches hold at the same moment (every 60 s), to tell filling from leaking.
+                if Int(elapsed) % 60 < 10 {
+                    for node in stack.nodes {
+                        print("    \(Int(elapsed))s \(node.name): \(await cacheGauges(node))")
+                    }
+                }
                 try? await Task.sleep(for: .seconds(10))
             }
             samples.append((Double(seconds), stack.nodes.map { $0.memory?.residentKiB ?? 0 }))
@@ -114,6 +120,16 @@ struct SoakBench {
         }
         print("  \(passed ? "PASS" : "FAIL"): memory growth under 10 % on both nodes, only 200 and 429 answers")
         return passed
+    }
+
+    /// The node's semantic-index and persistent-queue gauges from its metrics listener.
+    static func cacheGauges(_ node: ServerProcess) async -> String {
+        guard let reply = try? await TestHTTP.send("GET", node.metricsURL) else { return "metrics unavailable" }
+        return reply.text.split(separator: "\n").filter {
+            !$0.hasPrefix("#")
+                && ($0.hasPrefix("zaas_semantic_cache_questions") || $0.hasPrefix("zaas_semantic_cache_bytes")
+                    || $0.hasPrefix("zaas_persistent_cache"))
+        }.joined(separator: "; ")
     }
 
     static func query(_ node: ServerProcess, key: String, _ question: String) async throws -> TestHTTP.Reply {
