@@ -441,13 +441,21 @@ struct CanonStore: Sendable {
         return nil
     }
 
-    /// Whether `key` may act for `tenant` with `scope` now: "ok", or why not ("unknown",
-    /// "inactive-key", "missing-scope", "inactive-tenant"); see `zaas_key_may_act`.
-    func keyMayAct(tenant: UUID, key: UUID, scope: String, logger: Logger) async throws -> String {
+    /// Whether a key may act for a tenant now (`zaas_key_may_act`, migration 14).
+    enum KeyVerdict: String {
+        case ok
+        case unknown
+        case inactiveKey = "inactive-key"
+        case missingScope = "missing-scope"
+        case inactiveTenant = "inactive-tenant"
+    }
+
+    /// Whether `key` may act for `tenant` with `scope` now, or why not.
+    func keyMayAct(tenant: UUID, key: UUID, scope: String, logger: Logger) async throws -> KeyVerdict {
         let rows = try await self.database.client.query(
             "SELECT zaas_key_may_act(\(tenant), \(key), \(scope))", logger: logger)
-        for try await verdict in rows.decode(String.self) { return verdict }
-        return "unknown"
+        for try await verdict in rows.decode(String.self) { return KeyVerdict(rawValue: verdict) ?? .unknown }
+        return .unknown
     }
 
     /// Whether the tenant's tier or quota policy allows canon updates (Enterprise).

@@ -49,7 +49,7 @@ final class DatabaseProbe: Service, Sendable {
                             (try? await client.query("SELECT 1", logger: logger)) != nil
                         }
                     }
-                    let reachable = await Self.outcome(of: attempt!, within: self.timeout)
+                    let reachable = await result(of: attempt!, within: self.timeout)
                     if let reachable {
                         attempt = nil
                         self.record(reachable: reachable)
@@ -62,22 +62,6 @@ final class DatabaseProbe: Service, Sendable {
             }
             group.cancelAll()
         }
-    }
-
-    /// The attempt's result, or nil when it has not ended within `timeout` (it keeps running).
-    static func outcome(of attempt: Task<Bool, Never>, within timeout: Duration) async -> Bool? {
-        let (stream, continuation) = AsyncStream<Bool?>.makeStream()
-        let waiter = Task { continuation.yield(await attempt.value) }
-        let timer = Task {
-            try? await Task.sleep(for: timeout)
-            continuation.yield(nil)
-        }
-        defer {
-            waiter.cancel()
-            timer.cancel()
-        }
-        for await result in stream { return result }
-        return nil
     }
 
     private func record(reachable: Bool) {

@@ -64,11 +64,11 @@ struct InternalCanonController: Sendable {
             let key = query["key_id"].flatMap({ UUID(uuidString: String($0)) })
         else { throw Problem.validation([FieldError("tenant_id", "and key_id are required UUIDs")]) }
         switch try await self.store.keyMayAct(tenant: tenant, key: key, scope: "canon:write", logger: logger) {
-        case "ok": break
-        case "missing-scope": throw Problem.forbidden("This key does not hold the canon:write scope.")
-        case "inactive-tenant": throw Problem.forbidden("This tenant is suspended.")
-        case "inactive-key": throw Problem.forbidden("This key is revoked or expired.")
-        default: throw Problem.notFound("No such key for this tenant.")
+        case .ok: break
+        case .missingScope: throw Problem.forbidden("This key does not hold the canon:write scope.")
+        case .inactiveTenant: throw Problem.forbidden("This tenant is suspended.")
+        case .inactiveKey: throw Problem.forbidden("This key is revoked or expired.")
+        case .unknown: throw Problem.notFound("No such key for this tenant.")
         }
         guard try await self.store.canonUpdatesAllowed(tenantID: tenant, logger: logger) else {
             throw Problem.canonUpdatesNotAllowed

@@ -163,20 +163,8 @@ extension TestHTTP {
     public static func sendAbandoningAfter(
         _ timeout: Duration, _ method: String = "GET", _ url: String, bearer: String? = nil, json: String? = nil
     ) async -> Reply? {
-        let outcome = AsyncStream<Reply?>.makeStream()
-        let request = Task {
-            let reply = try? await TestHTTP.send(method, url, bearer: bearer, json: json, timeout: timeout)
-            outcome.continuation.yield(reply)
-        }
-        let timer = Task {
-            try? await Task.sleep(for: timeout + .seconds(1))
-            outcome.continuation.yield(nil)
-        }
-        defer {
-            request.cancel()
-            timer.cancel()
-        }
-        for await reply in outcome.stream { return reply }
-        return nil
+        let request = Task { try? await TestHTTP.send(method, url, bearer: bearer, json: json, timeout: timeout) }
+        defer { request.cancel() }
+        return await result(of: request, within: timeout + .seconds(1)) ?? nil
     }
 }

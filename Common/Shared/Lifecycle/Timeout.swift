@@ -19,3 +19,22 @@ public func withTimeout<Result: Sendable>(
         return try await group.next()!
     }
 }
+
+/// The task's result, or nil when it has not ended within `duration`. Unlike `withTimeout`, the
+/// task is neither awaited past the deadline nor cancelled: for work that may not notice
+/// cancellation (a connection lease, a request to a server that died mid-answer), whose caller
+/// must not be held by it. The caller decides whether to cancel it or keep waiting later.
+public func result<Success: Sendable>(of task: Task<Success, Never>, within duration: Duration) async -> Success? {
+    let (stream, continuation) = AsyncStream<Success?>.makeStream()
+    let waiter = Task { continuation.yield(await task.value) }
+    let timer = Task {
+        try? await Task.sleep(for: duration)
+        continuation.yield(nil)
+    }
+    defer {
+        waiter.cancel()
+        timer.cancel()
+    }
+    for await outcome in stream { return outcome }
+    return nil
+}
