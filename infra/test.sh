@@ -14,7 +14,7 @@ status=${PIPESTATUS[0]}
 set -e
 summary=$(grep -aE 'Test run with [0-9]+ tests? in [0-9]+ suites? (passed|failed)' "$report" | tail -1 | sed 's/\x1b\[[0-9;]*m//g')
 tests=$(sed -nE 's/.*Test run with ([0-9]+) tests?.*/\1/p' <<<"$summary")
-failed=$(grep -acE '✘ Test .* failed after' "$report" || true)
+failed=$(grep -acE '✘ Test ".*" failed after' "$report" || true)
 if [ "$status" -ne 0 ] || [ -z "$tests" ] || [ "${tests:-0}" -eq 0 ]; then
     echo "swift test: ${tests:-0} run, exit status $status"
     echo "tests: $(( ${tests:-0} - failed )) passed, $(( failed > 0 ? failed : 1 )) failed"

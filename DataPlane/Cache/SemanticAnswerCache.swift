@@ -71,9 +71,8 @@ final class SemanticAnswerCache: Service, Sendable {
         let now = self.clock.now
         let wallNow = Self.nowMilliseconds
         let candidates = self.scopes.withLock { scopes -> [Hit] in
-            guard var scope = scopes[Self.streamKey(key)] else { return [] }
-            scope.lastUsed = now
-            scopes[Self.streamKey(key)] = scope
+            guard let scope = scopes[Self.streamKey(key)] else { return [] }
+            scopes[Self.streamKey(key)]?.lastUsed = now
             return scope.index.nearest(vector, limit: 4, now: wallNow).map {
                 Hit(
                     digest: scope.index.ids[$0.index], question: scope.index.questions[$0.index],
@@ -117,13 +116,22 @@ final class SemanticAnswerCache: Service, Sendable {
             self.logger.debug("semantic cache write failed", metadata: ["error": "\(error)"])
         }
         let expiresAt = Self.nowMilliseconds + Int64(ttlSeconds) * 1000
-        self.scopes.withLock { scopes in
-            var scope =
-                scopes[stream] ?? Scope(index: SemanticCacheIndex(dimensions: vector.count), lastUsed: self.clock.now)
+        self.withScope(stream, dimensions: vector.count) { scope in
             scope.index.add(
                 id: key.digest, question: key.question, quantised: quantised, scale: scale, expiresAt: expiresAt)
             self.bound(&scope.index)
-            scopes[stream] = scope
+        }
+    }
+
+    /// Changes a scope's index where it is held (creating it if new). Copying the scope out of
+    /// the dictionary and back would copy its arrays on every change: megabytes per question
+    /// for a scope near its cap.
+    private func withScope(_ stream: String, dimensions: Int, _ body: (inout Scope) -> Void) {
+        self.scopes.withLock { scopes in
+            body(
+                &scopes[
+                    stream, default: Scope(index: SemanticCacheIndex(dimensions: dimensions), lastUsed: self.clock.now)]
+            )
         }
     }
 
@@ -152,9 +160,7 @@ final class SemanticAnswerCache: Service, Sendable {
             let entries = reply.array ?? []
             let parsed = entries.compactMap { Self.parse($0, dimensions: dimensions) }
             guard let last = entries.last?.array?.first?.string else { return }
-            self.scopes.withLock { scopes in
-                var scope =
-                    scopes[stream] ?? Scope(index: SemanticCacheIndex(dimensions: dimensions), lastUsed: self.clock.now)
+            self.withScope(stream, dimensions: dimensions) { scope in
                 for entry in parsed {
                     // A stream id starts with the milliseconds it was added at.
                     let added = Int64(entry.id.split(separator: "-").first ?? "") ?? Self.nowMilliseconds
@@ -164,7 +170,6 @@ final class SemanticAnswerCache: Service, Sendable {
                 }
                 self.bound(&scope.index)
                 if Self.isAfter(last, scope.lastID) { scope.lastID = last }
-                scopes[stream] = scope
             }
             if entries.count < Self.readBatch { return }
         }

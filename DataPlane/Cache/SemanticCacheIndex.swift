@@ -23,8 +23,10 @@ public struct SemanticCacheIndex: Sendable {
     /// When each question's answer expires (milliseconds since 1970; `Int64.max`: never).
     private var expiries: [Int64] = []
     private var positions: [String: Int] = [:]
-    /// Questions removed or replaced but still taking space until `compact`.
+    /// Questions removed but still taking space until `compact`.
     public private(set) var deadCount = 0
+    /// Every question before this position is dead (where the next eviction starts looking).
+    private var evictionCursor = 0
 
     public init(dimensions: Int) {
         precondition(dimensions % 64 == 0, "sketches are whole 64-bit words")
@@ -44,6 +46,13 @@ public struct SemanticCacheIndex: Sendable {
             + self.ids.reduce(0) { $0 + $1.utf8.count + 16 } + self.questions.reduce(0) { $0 + $1.utf8.count + 16 }
     }
 
+    /// Bytes the fixed-size arrays have reserved (their capacity, used or not): what the index
+    /// costs in memory beyond the strings.
+    public var reservedBytes: Int {
+        self.vectors.capacity + self.scales.capacity * 4 + self.sketches.capacity * 8 + self.live.capacity
+            + self.expiries.capacity * 8 + (self.ids.capacity + self.questions.capacity) * 16
+    }
+
     /// Adds a question by its unit-length embedding; a question already held is replaced.
     public mutating func add(id: String, question: String, vector: [Float], expiresAt: Int64 = .max) {
         precondition(vector.count == self.dimensions)
@@ -51,11 +60,11 @@ public struct SemanticCacheIndex: Sendable {
         self.add(id: id, question: question, quantised: quantised, scale: scale, expiresAt: expiresAt)
     }
 
-    /// Adds a question by its embedding as `quantise` gives it.
+    /// Adds a question by its embedding as `quantise` gives it. A question held and live is
+    /// replaced where it stands; one removed comes back as the newest.
     public mutating func add(id: String, question: String, quantised: [Int8], scale: Float, expiresAt: Int64 = .max) {
         precondition(quantised.count == self.dimensions)
-        if let position = self.positions[id] {
-            if !self.live[position] { self.deadCount -= 1 }
+        if let position = self.positions[id], self.live[position] {
             self.expiries[position] = expiresAt
             let base = position * self.dimensions
             self.vectors.replaceSubrange(base..<(base + self.dimensions), with: quantised)
@@ -64,9 +73,10 @@ public struct SemanticCacheIndex: Sendable {
             self.sketches.replaceSubrange(
                 position * words..<(position + 1) * words, with: Self.sketch(quantised))
             self.questions[position] = question
-            self.live[position] = true
             return
         }
+        // A removed entry stays dead where it is (so everything before `evictionCursor` stays
+        // dead) until `compact` reclaims it.
         self.positions[id] = self.ids.count
         self.vectors.append(contentsOf: quantised)
         self.scales.append(scale)
@@ -103,30 +113,59 @@ public struct SemanticCacheIndex: Sendable {
         var excess = self.liveCount - keeping
         guard excess > 0 else { return 0 }
         let evicted = excess
-        for index in self.ids.indices where excess > 0 && self.live[index] {
-            self.live[index] = false
-            excess -= 1
+        var index = self.evictionCursor
+        while excess > 0 {
+            if self.live[index] {
+                self.live[index] = false
+                excess -= 1
+            }
+            index += 1
         }
+        self.evictionCursor = index
         self.deadCount += evicted
         return evicted
     }
 
-    /// Frees the space of removed questions (the arrays are rebuilt without them).
+    /// Frees the space of removed questions: live ones move down over them, in place, and the
+    /// arrays keep their capacity (so a scope at its cap churns without allocating).
     public mutating func compact() {
         guard self.deadCount > 0 else { return }
-        var next = SemanticCacheIndex(dimensions: self.dimensions)
-        let words = self.dimensions / 64
-        for index in self.ids.indices where self.live[index] {
-            next.positions[self.ids[index]] = next.ids.count
-            next.vectors.append(contentsOf: self.vectors[(index * self.dimensions)..<((index + 1) * self.dimensions)])
-            next.scales.append(self.scales[index])
-            next.sketches.append(contentsOf: self.sketches[(index * words)..<((index + 1) * words)])
-            next.ids.append(self.ids[index])
-            next.questions.append(self.questions[index])
-            next.live.append(true)
-            next.expiries.append(self.expiries[index])
+        let dimensions = self.dimensions
+        let words = dimensions / 64
+        var kept = 0
+        for index in self.ids.indices {
+            guard self.live[index] else {
+                if self.positions[self.ids[index]] == index { self.positions[self.ids[index]] = nil }
+                continue
+            }
+            if kept != index {
+                self.positions[self.ids[index]] = kept
+                self.ids.swapAt(kept, index)
+                self.questions.swapAt(kept, index)
+                self.scales[kept] = self.scales[index]
+                self.expiries[kept] = self.expiries[index]
+                self.live[kept] = true
+                Self.move(&self.vectors, from: index * dimensions, to: kept * dimensions, count: dimensions)
+                Self.move(&self.sketches, from: index * words, to: kept * words, count: words)
+            }
+            kept += 1
         }
-        self = next
+        self.ids.removeSubrange(kept...)
+        self.questions.removeSubrange(kept...)
+        self.scales.removeSubrange(kept...)
+        self.expiries.removeSubrange(kept...)
+        self.live.removeSubrange(kept...)
+        self.vectors.removeSubrange((kept * dimensions)...)
+        self.sketches.removeSubrange((kept * words)...)
+        self.deadCount = 0
+        self.evictionCursor = 0
+    }
+
+    private static func move<Element>(_ array: inout [Element], from source: Int, to target: Int, count: Int) {
+        array.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            (base + target).update(from: base + source, count: count)
+        }
     }
 
     /// The questions nearest to a unit-length query, best first, with their cosine similarity.

@@ -143,9 +143,12 @@ struct SemanticCacheTests {
         #expect(abs((best.first?.similarity ?? 0) - exact) < 0.01)
         index.remove(id: "q1234")
         #expect(index.nearest(query, limit: 1).first?.index != 1234)
+        // A removed question added again comes back as the newest; a live one is replaced where it is.
         index.add(id: "q1234", question: "again", vector: target)
-        #expect(index.nearest(query, limit: 1).first?.index == 1234)
-        #expect(index.questions[1234] == "again" && index.count == 5000)
+        #expect(index.nearest(query, limit: 1).first?.index == 5000)
+        #expect(index.questions[5000] == "again" && index.count == 5001 && index.liveCount == 5000)
+        index.add(id: "q1234", question: "once more", vector: target)
+        #expect(index.questions[5000] == "once more" && index.count == 5001)
         #expect(index.byteCount > 5000 * (dimensions + 48))
 
         // Bounded: questions expire with their answers, the oldest go past a cap, and the space
@@ -171,5 +174,49 @@ struct SemanticCacheTests {
         bounded.add(id: "q1200", question: "back", vector: vectors[1200], expiresAt: 10_000)
         #expect(bounded.nearest(vectors[1200], limit: 1, now: 2_000).first.map { bounded.ids[$0.index] } == "q1200")
         #expect(bounded.liveCount == 1501)
+        // The one brought back is the newest, so the next eviction takes q1500, not it.
+        #expect(bounded.evictOldest(keeping: 1500) == 1)
+        #expect(bounded.nearest(vectors[1200], limit: 1, now: 2_000).first.map { bounded.ids[$0.index] } == "q1200")
+        #expect(bounded.nearest(vectors[1500], limit: 1, now: 2_000).first.map { bounded.ids[$0.index] } != "q1500")
+    }
+
+    @Test("a scope at its cap churns in place: compaction moves live questions down and allocates nothing")
+    func churnAtCap() {
+        var generator = SystemRandomNumberGenerator()
+        let dimensions = 384
+        func unit() -> [Float] {
+            let vector = (0..<dimensions).map { _ in Float.random(in: -1...1, using: &generator) }
+            let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return vector.map { $0 / norm }
+        }
+        let cap = 1000
+        var index = SemanticCacheIndex(dimensions: dimensions)
+        var recent: [(id: String, vector: [Float])] = []
+        // The cache's policy: evict past the cap, compact once a quarter is dead.
+        func add(_ number: Int) {
+            let vector = unit()
+            index.add(id: "q\(number)", question: "q\(number)", vector: vector)
+            index.evictOldest(keeping: cap)
+            if index.deadCount > 64, index.deadCount * 4 > index.count { index.compact() }
+            recent.append(("q\(number)", vector))
+            if recent.count > 50 { recent.removeFirst() }
+        }
+        for number in 0..<(3 * cap) { add(number) }
+        let reserved = index.reservedBytes
+        for number in (3 * cap)..<(20 * cap) { add(number) }
+        #expect(index.liveCount == cap)
+        #expect(index.count <= cap * 4 / 3 + 1)
+        #expect(index.reservedBytes == reserved, "the arrays were reallocated while churning at the cap")
+        // The newest questions are found under their own ids; the oldest are gone.
+        for (id, vector) in recent {
+            #expect(index.nearest(vector, limit: 1).first.map { index.ids[$0.index] } == id)
+        }
+        index.compact()
+        #expect(index.count == cap && index.reservedBytes == reserved)
+        for (id, vector) in recent {
+            #expect(index.nearest(vector, limit: 1).first.map { index.ids[$0.index] } == id)
+        }
+        index.add(id: "q0", question: "q0", vector: unit())
+        #expect(index.liveCount == cap + 1)
     }
 }
