@@ -59,19 +59,20 @@ failed=0
 fuzz() {
     local name="$1" url="$2" bearer="$3" paths="$4"
     log "fuzz: $name ($paths)"
-    if ! "$ST/bin/schemathesis" run "$ZAAS_ROOT/docs/openapi.yaml" --url "$url" \
+    # Run from the report folder: schemathesis keeps its cache in the working directory.
+    if ! (cd "$report" && "$ST/bin/schemathesis" run "$ZAAS_ROOT/docs/openapi.yaml" --url "$url" \
         --header "Authorization: Bearer $bearer" --include-path-regex "$paths" \
         --exclude-path-regex '^/admin/v1/sessions' --exclude-operation-id stats \
         --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
         --phases examples,coverage,fuzzing --max-examples "$examples" --seed "$seed" --workers 1 \
         --request-timeout 30 --no-shrink --warnings off --suppress-health-check all \
-        --report junit --report-dir "$report/$name" >"$report/$name.log" 2>&1; then
+        --report junit --report-dir "$report/$name" >"$report/$name.log" 2>&1); then
         failed=1
         log "fuzz: $name FAILED; the report follows ($report/$name.log)"
         tail -n 80 "$report/$name.log" >&2
     fi
 }
-fuzz operator "$control" "$operator" '^/admin/v1/(tenants|base-canon|nodes)'
+fuzz operator "$control" "$operator" '^/admin/v1/(tenants|base-canon|nodes|models)'
 fuzz tenant-admin "$control" "$tenant_admin" '^/admin/v1/(keys|admins|canon|tenant$|me$)'
 fuzz api-key "$data" "$DEMO_ENTERPRISE_KEY" '^/api/v1/'
 fuzz node "$control" "$node_token" '^/internal/v1/'

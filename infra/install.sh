@@ -11,6 +11,8 @@ command -v redis-cli >/dev/null || need+=(redis-tools)
 [ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v curl >/dev/null || need+=(curl)
+# The local model class (infra/fetch-llm.sh) builds llama.cpp's llama-server once per machine.
+command -v cmake >/dev/null || need+=(cmake)
 command -v openssl >/dev/null || need+=(openssl)
 compgen -G "/usr/include/*/cblas.h" >/dev/null || [ -f /usr/include/cblas.h ] || need+=(libopenblas-dev)
 command -v python3 >/dev/null || need+=(python3)

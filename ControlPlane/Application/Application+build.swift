@@ -102,6 +102,7 @@ func buildRouter(
         store: KeyStore(database: database, digester: try APIKeyDigester(pepper: configuration.keyPepper))
     ).addRoutes(to: router)
     distribution.nodeController.addRoutes(to: router)
+    ModelController(store: ModelCatalogStore(database: database)).addRoutes(to: router)
     CanonController(store: canonStore, builder: builder, settings: configuration.canon, uploads: uploads)
         .addRoutes(to: router)
     return router

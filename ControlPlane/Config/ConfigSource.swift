@@ -77,6 +77,7 @@ public struct ConfigSource: Sendable {
                 case "canon_publications":
                     // The base canon travels in the settings, which every delta carries.
                     if let id = UUID(uuidString: entityID) { tenantIDs.insert(id) }
+                case "model_backends": break  // the whole catalog travels in the settings too
                 default: logger.warning("unknown entity in the config change log", metadata: ["entity": "\(entity)"])
                 }
             }
@@ -98,7 +99,9 @@ public struct ConfigSource: Sendable {
                     toVersion: head.version,
                     createdAt: stamps.createdAt,
                     validUntil: stamps.validUntil,
-                    settings: self.settings(base: canon.base),
+                    settings: self.settings(
+                        base: canon.base,
+                        models: try await ModelCatalogStore.all(connection: connection, logger: logger)),
                     upsertedTenants: tenants,
                     removedTenants: tenantIDs.subtracting(presentTenants).sorted { $0.uuidString < $1.uuidString },
                     upsertedKeys: keys,
@@ -143,16 +146,18 @@ public struct ConfigSource: Sendable {
             version: head.version,
             createdAt: stamps.createdAt,
             validUntil: stamps.validUntil,
-            settings: self.settings(base: canon.base),
+            settings: self.settings(
+                base: canon.base, models: try await ModelCatalogStore.all(connection: connection, logger: logger)),
             tenants: try await Self.tenants(
                 ids: nil, tiers: nil, canon: canon.tenants, connection: connection, logger: logger),
             keys: try await Self.keys(ids: nil, connection: connection, logger: logger)
         )
     }
 
-    private func settings(base: CanonReference?) -> DataPlaneSettings {
+    private func settings(base: CanonReference?, models: [ModelBackend]) -> DataPlaneSettings {
         var settings = self.settings
         settings.baseCanon = base
+        settings.models = models
         return settings
     }
 

@@ -34,6 +34,7 @@ public enum Migrations {
         Migration(version: 13, name: "config_version_advance", statements: ConfigAdvanceSchema.statements),
         Migration(version: 14, name: "node_credentials", statements: NodeCredentialSchema.statements),
         Migration(version: 15, name: "canon_fair_builds_and_pruning", statements: CanonLimitsSchema.statements),
+        Migration(version: 16, name: "model_catalog", statements: ModelCatalogSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

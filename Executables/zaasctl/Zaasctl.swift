@@ -11,7 +11,8 @@ struct Zaasctl: AsyncParsableCommand {
         commandName: "zaasctl",
         abstract: "Administer ZaaS through its admin API.",
         subcommands: [
-            Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self, Canon.self, Nodes.self, Embed.self,
+            Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self, Canon.self, Nodes.self, Models.self,
+            Embed.self,
         ]
     )
 }

@@ -88,12 +88,15 @@ struct HTTPIsolationTests {
                 "/admin/v1/base-canon/versions/{id}/diff": betaVersion,
                 "/admin/v1/base-canon/versions/{id}/publish": betaVersion,
                 "/admin/v1/nodes/credentials/{id}": betaVersion,
+                "/admin/v1/models/{id}": betaVersion,
             ]
             let bodies: [String: String] = [
                 "PATCH /admin/v1/admins/{id}": #"{"status": "disabled"}"#,
                 "POST /admin/v1/keys/{id}/rotate": #"{"grace_seconds": 0}"#,
                 "PATCH /admin/v1/tenants/{id}": #"{"status": "suspended"}"#,
                 "PUT /admin/v1/tenants/{id}/quota-policy": #"{"queries_per_hour": 1}"#,
+                "PUT /admin/v1/models/{id}":
+                    #"{"name": "m", "model_class": "local", "base_url": "http://127.0.0.1:1/v1"}"#,
                 "POST /admin/v1/tenants/{id}/admins":
                     #"{"email": "x@y.example", "password": "long enough passphrase 42", "role": "admin"}"#,
             ]
@@ -119,8 +122,8 @@ struct HTTPIsolationTests {
                 #expect(!String(buffer: response.body).contains("beta"), "\(method) \(uri) names the other tenant")
                 covered += 1
             }
-            // keys/{id}, admins/{id} and tenants/{id} each take two methods.
-            #expect(covered == tenantRoutes.count + operatorRoutes.count + 3)
+            // keys/{id}, admins/{id} and tenants/{id} each take two methods, models/{id} three.
+            #expect(covered == tenantRoutes.count + operatorRoutes.count + 5)
             #expect(try await snapshot() == before)
         }
     }

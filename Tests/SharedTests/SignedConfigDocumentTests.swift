@@ -26,6 +26,14 @@ struct SignedConfigDocumentTests {
         var snapshot = ConfigFixtures.snapshot(version: 42, tenants: [tenantA, tenantB], keys: keys)
         snapshot.settings.baseCanon = CanonReference(
             versionID: UUID(), label: "base-v3", sha256: String(repeating: "0f", count: 32), byteCount: 9)
+        snapshot.settings.models = [
+            ModelBackend(
+                id: UUID(), name: "gpt-oss-120b", modelClass: .cloud, baseURL: "https://api.example.com/v1",
+                upstreamModel: "openai/gpt-oss-120b", credentialName: "ZAAS_MODEL_EXAMPLE", timeoutMilliseconds: 45_000,
+                maxConcurrency: 16, contextWindow: 131_072, inputNanoDollarsPer1K: 150_000,
+                outputNanoDollarsPer1K: 600_000, enabled: false),
+            ModelBackend(id: UUID(), name: "smollm2-135m", modelClass: .local, baseURL: "http://127.0.0.1:8090/v1"),
+        ]
         return snapshot
     }
 
@@ -97,26 +105,52 @@ struct SignedConfigDocumentTests {
         }
         #expect(
             ConfigDocumentError.unsupportedFormatVersion(1).description
-                == "config format version 1 is not supported (this build reads 4)")
+                == "config format version 1 is not supported (this build reads 4...5)")
     }
 
     @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")
     func signedGarbage() throws {
-        // Sign a document whose payload claims a million tenants but holds a few bytes.
-        let document = SignedConfigDocument.encode(.full(Self.sample()), signedWith: Self.key)
-        let header = SignedConfigDocument.headerLength
-        var payload = Array(document[header..<(document.count - SignedConfigDocument.signatureLength)])
-        // version (8) + created (8) + settings (4), then the tenant count.
-        payload.replaceSubrange(20..<24, with: [0x00, 0x0F, 0x42, 0x40])
+        // A snapshot with no tenants and no keys ends with their two counts; claim a million tenants.
+        let empty = ConfigFixtures.snapshot(version: 1, tenants: [], keys: [])
+        var payload = Self.payload(of: SignedConfigDocument.encode(.full(empty), signedWith: Self.key))
+        #expect(
+            try SignedConfigDocument.decode(
+                try Self.resign(payload: payload, kind: 1), verifyingWith: Self.key.verificationKey) == .full(empty))
+        payload.replaceSubrange((payload.count - 8)..<(payload.count - 4), with: [0x00, 0x0F, 0x42, 0x40])
         let forged = try Self.resign(payload: payload, kind: 1)
-        #expect(throws: ConfigDocumentError.self) {
+        #expect(throws: ConfigDocumentError.malformed("element count 1000000 exceeds payload")) {
             try SignedConfigDocument.decode(forged, verifyingWith: Self.key.verificationKey)
         }
     }
 
+    @Test("a format-4 document (before the model catalog), as a node kept it on disk, still reads, with no models")
+    func formatFour() throws {
+        var snapshot = ConfigFixtures.snapshot(version: 7, tenants: [ConfigFixtures.tenant(slug: "alpha")], keys: [])
+        snapshot.settings.baseCanon = nil
+        snapshot.settings.models = []
+        var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
+        // version, created, valid until (8 each), the usage interval (4), no base canon (1): then the
+        // model count format 4 does not have.
+        #expect(Array(payload[29..<33]) == [0, 0, 0, 0])
+        payload.removeSubrange(29..<33)
+        let old = try Self.resign(payload: payload, kind: 1, format: 4)
+        #expect(try SignedConfigDocument.decode(old, verifyingWith: Self.key.verificationKey) == .full(snapshot))
+        // The same bytes claimed as format 5 are refused: they are four bytes short.
+        #expect(throws: ConfigDocumentError.self) {
+            try SignedConfigDocument.decode(
+                try Self.resign(payload: payload, kind: 1, format: 5), verifyingWith: Self.key.verificationKey)
+        }
+    }
+
+    static func payload(of document: [UInt8]) -> [UInt8] {
+        Array(document[SignedConfigDocument.headerLength..<(document.count - SignedConfigDocument.signatureLength)])
+    }
+
     /// Frames and signs an arbitrary payload with the test key, the way the encoder does.
-    static func resign(payload: [UInt8], kind: UInt8) throws -> [UInt8] {
-        var frame = Array("ZCFG".utf8) + [0, 1, kind]
+    static func resign(payload: [UInt8], kind: UInt8, format: UInt16 = SignedConfigDocument.formatVersion) throws
+        -> [UInt8]
+    {
+        var frame = Array("ZCFG".utf8) + [UInt8(format >> 8), UInt8(format & 0xFF), kind]
         let length = UInt32(payload.count)
         frame += [UInt8(length >> 24), UInt8((length >> 16) & 0xFF), UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF)]
         frame += payload

@@ -85,10 +85,14 @@ public struct DataPlaneSettings: Sendable, Equatable {
     public var usageReportIntervalMilliseconds: UInt32
     /// The published platform base canon every tenant answers from (under its own overlay).
     public var baseCanon: CanonReference?
+    /// The model catalog, whole (it is small), ordered by name.
+    public var models: [ModelBackend]
 
-    public init(usageReportIntervalMilliseconds: UInt32, baseCanon: CanonReference? = nil) {
+    public init(usageReportIntervalMilliseconds: UInt32, baseCanon: CanonReference? = nil, models: [ModelBackend] = [])
+    {
         self.usageReportIntervalMilliseconds = usageReportIntervalMilliseconds
         self.baseCanon = baseCanon
+        self.models = models
     }
 }
 

@@ -12,8 +12,11 @@ import NIOCore
 /// another format version, a wrong or missing signature, and any byte it cannot account for.
 public enum SignedConfigDocument {
     public static let magic: [UInt8] = Array("ZCFG".utf8)
-    /// 4: documents carry `validUntil` after `createdAt`.
-    public static let formatVersion: UInt16 = 4
+    /// 4: documents carry `validUntil` after `createdAt`. 5: the settings carry the model catalog.
+    public static let formatVersion: UInt16 = 5
+    /// Formats this build still reads: a node upgraded while the control plane is away starts from
+    /// the document it kept on disk (format 4 has no model catalog: it reads as empty).
+    public static let readableFormatVersions: ClosedRange<UInt16> = 4...5
     public static let headerLength = 4 + 2 + 1 + 4
     public static let signatureLength = 64
     /// Refused before reading further: far above what 1M keys need.
@@ -51,7 +54,7 @@ public enum SignedConfigDocument {
     public static func decode(_ bytes: some Collection<UInt8>, verifyingWith key: ConfigVerificationKey)
         throws(ConfigDocumentError) -> ConfigUpdate
     {
-        let (length, kind) = try readHeader(bytes)
+        let (length, kind, format) = try readHeader(bytes)
         let document = Array(bytes)
         guard document.count >= headerLength + length + signatureLength else { throw .truncated }
         guard document.count == headerLength + length + signatureLength else { throw .trailingBytes }
@@ -63,8 +66,8 @@ public enum SignedConfigDocument {
         do {
             let update: ConfigUpdate
             switch kind {
-            case kindFull: update = .full(try payload.readSnapshot())
-            case kindDelta: update = .delta(try payload.readDelta())
+            case kindFull: update = .full(try payload.readSnapshot(format: format))
+            case kindDelta: update = .delta(try payload.readDelta(format: format))
             default: throw ConfigDocumentError.malformed("unknown document kind \(kind)")
             }
             guard payload.readableBytes == 0 else { throw ConfigDocumentError.trailingBytes }
@@ -80,20 +83,22 @@ public enum SignedConfigDocument {
     /// nil when fewer than `headerLength` bytes are there. Used to split a journal of documents.
     public static func documentLength(_ bytes: some Collection<UInt8>) throws(ConfigDocumentError) -> Int? {
         guard bytes.count >= headerLength else { return nil }
-        let (length, _) = try readHeader(bytes)
+        let (length, _, _) = try readHeader(bytes)
         return headerLength + length + signatureLength
     }
 
-    private static func readHeader(_ bytes: some Collection<UInt8>) throws(ConfigDocumentError) -> (Int, UInt8) {
+    private static func readHeader(_ bytes: some Collection<UInt8>) throws(ConfigDocumentError) -> (
+        Int, UInt8, UInt16
+    ) {
         let header = Array(bytes.prefix(headerLength))
         guard header.count >= 4 else { throw header.isEmpty ? .truncated : .notAConfigDocument }
         guard Array(header[0..<4]) == magic else { throw .notAConfigDocument }
         guard header.count == headerLength else { throw .truncated }
         let format = UInt16(header[4]) << 8 | UInt16(header[5])
-        guard format == formatVersion else { throw .unsupportedFormatVersion(format) }
+        guard readableFormatVersions.contains(format) else { throw .unsupportedFormatVersion(format) }
         let length = Int(header[7]) << 24 | Int(header[8]) << 16 | Int(header[9]) << 8 | Int(header[10])
         guard length <= maximumPayloadLength else { throw .malformed("payload length \(length) is too large") }
-        return (length, header[6])
+        return (length, header[6], format)
     }
 }
 
@@ -109,7 +114,7 @@ public enum ConfigDocumentError: Error, Sendable, Equatable, CustomStringConvert
         switch self {
         case .notAConfigDocument: "not a ZaaS config document (bad magic)"
         case .unsupportedFormatVersion(let version):
-            "config format version \(version) is not supported (this build reads \(SignedConfigDocument.formatVersion))"
+            "config format version \(version) is not supported (this build reads \(SignedConfigDocument.readableFormatVersions))"
         case .truncated: "config document is truncated"
         case .trailingBytes: "config document has bytes after its end"
         case .badSignature: "config document signature does not verify with the configured public key"
@@ -194,11 +199,11 @@ extension ByteBuffer {
         for key in snapshot.keys { self.writeKey(key) }
     }
 
-    fileprivate mutating func readSnapshot() throws(ConfigDocumentError) -> NodeConfigSnapshot {
+    fileprivate mutating func readSnapshot(format: UInt16) throws(ConfigDocumentError) -> NodeConfigSnapshot {
         let version: Int64 = try self.read()
         let createdAt = try self.readDate()
         let validUntil = try self.readDate()
-        let settings = try self.readSettings()
+        let settings = try self.readSettings(format: format)
         let tenants = try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readTenant() }
         let keys = try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readKey() }
         return NodeConfigSnapshot(
@@ -222,7 +227,7 @@ extension ByteBuffer {
         for id in delta.removedKeys { self.writeUUID(id) }
     }
 
-    fileprivate mutating func readDelta() throws(ConfigDocumentError) -> ConfigDelta {
+    fileprivate mutating func readDelta(format: UInt16) throws(ConfigDocumentError) -> ConfigDelta {
         let from: Int64 = try self.read()
         let to: Int64 = try self.read()
         guard to > from else { throw .malformed("delta goes from version \(from) to \(to)") }
@@ -231,7 +236,7 @@ extension ByteBuffer {
             toVersion: to,
             createdAt: try self.readDate(),
             validUntil: try self.readDate(),
-            settings: try self.readSettings(),
+            settings: try self.readSettings(format: format),
             upsertedTenants: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readTenant() },
             removedTenants: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readUUID() },
             upsertedKeys: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readKey() },
@@ -242,13 +247,71 @@ extension ByteBuffer {
     private mutating func writeSettings(_ settings: DataPlaneSettings) {
         self.writeInteger(settings.usageReportIntervalMilliseconds)
         self.writeOptional(settings.baseCanon) { $0.writeCanon($1) }
+        self.writeInteger(UInt32(settings.models.count))
+        for model in settings.models { self.writeModel(model) }
     }
 
-    private mutating func readSettings() throws(ConfigDocumentError) -> DataPlaneSettings {
-        DataPlaneSettings(
-            usageReportIntervalMilliseconds: try self.read(),
-            baseCanon: try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readCanon() }
-        )
+    private mutating func readSettings(format: UInt16) throws(ConfigDocumentError) -> DataPlaneSettings {
+        let interval: UInt32 = try self.read()
+        let base = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readCanon() }
+        let models =
+            format >= 5 ? try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readModel() } : []
+        guard models.count <= ModelCatalogRules.maximumEntries else {
+            throw .malformed("the model catalog has \(models.count) entries")
+        }
+        return DataPlaneSettings(usageReportIntervalMilliseconds: interval, baseCanon: base, models: models)
+    }
+
+    private mutating func writeModel(_ model: ModelBackend) {
+        self.writeUUID(model.id)
+        self.writeShortString(model.name)
+        self.writeShortString(model.modelClass.rawValue)
+        self.writeShortString(model.api.rawValue)
+        self.writeShortString(model.baseURL)
+        self.writeShortString(model.upstreamModel)
+        self.writeOptional(model.credentialName) { $0.writeShortString($1) }
+        self.writeInteger(model.timeoutMilliseconds)
+        self.writeInteger(model.maxConcurrency)
+        self.writeInteger(model.contextWindow)
+        self.writeInteger(model.inputNanoDollarsPer1K)
+        self.writeInteger(model.outputNanoDollarsPer1K)
+        self.writeInteger(UInt8(model.enabled ? 1 : 0))
+    }
+
+    /// A catalog entry, held to the same rules as the admin API (a node never dials what an
+    /// operator could not have entered).
+    private mutating func readModel() throws(ConfigDocumentError) -> ModelBackend {
+        let id = try self.readUUID()
+        let name = try self.readShortString()
+        guard ModelCatalogRules.isValidName(name) else { throw .malformed("model name is not valid") }
+        guard let modelClass = ModelClass(rawValue: try self.readShortString()) else {
+            throw .malformed("unknown model class")
+        }
+        guard let api = ModelProtocol(rawValue: try self.readShortString()) else {
+            throw .malformed("unknown model protocol")
+        }
+        let baseURL = try self.readShortString()
+        if let problem = ModelCatalogRules.problemWithBaseURL(baseURL) { throw .malformed("model base URL \(problem)") }
+        let upstream = try self.readShortString()
+        guard (1...200).contains(upstream.utf8.count) else { throw .malformed("upstream model name length") }
+        let credential = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readShortString() }
+        if let credential, !ModelCatalogRules.isValidCredentialName(credential) {
+            throw .malformed("credential name is not valid")
+        }
+        let timeout: UInt32 = try self.read()
+        let concurrency: UInt16 = try self.read()
+        let window: UInt32 = try self.read()
+        let input: UInt64 = try self.read()
+        let output: UInt64 = try self.read()
+        guard ModelCatalogRules.timeoutMilliseconds.contains(timeout),
+            ModelCatalogRules.maxConcurrency.contains(concurrency), ModelCatalogRules.contextWindow.contains(window),
+            input <= ModelCatalogRules.maximumNanoDollarsPer1K, output <= ModelCatalogRules.maximumNanoDollarsPer1K
+        else { throw .malformed("model \(name): a limit or price is out of range") }
+        return ModelBackend(
+            id: id, name: name, modelClass: modelClass, api: api, baseURL: baseURL, upstreamModel: upstream,
+            credentialName: credential, timeoutMilliseconds: timeout, maxConcurrency: concurrency,
+            contextWindow: window, inputNanoDollarsPer1K: input, outputNanoDollarsPer1K: output,
+            enabled: try self.readBool())
     }
 
     private mutating func writeCanon(_ canon: CanonReference) {
