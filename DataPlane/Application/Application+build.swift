@@ -49,6 +49,8 @@ public struct DataPlaneNode: Sendable {
     let cache: AnswerCache
     let sweeper: CacheSweeper
     let pipeline: QueryPipeline
+    /// Routes answers to model backends (and owns the HTTP client they are called with).
+    let inference: InferenceEngine
     /// Queries in progress on this node, bounded: past the bound the node sheds load.
     let queriesInFlight: InFlightLimit
 
@@ -101,8 +103,11 @@ public struct DataPlaneNode: Sendable {
         self.cache = AnswerCache(
             redis: redis, persistent: self.persistentCache, semantic: self.semanticCache, logger: logger)
         self.sweeper = CacheSweeper(redis: redis, library: self.canon, store: store, logger: logger)
+        self.inference = InferenceEngine(
+            settings: configuration.inference, catalog: { store.current?.settings.models ?? [] }, logger: logger)
         self.pipeline = QueryPipeline(
-            limiter: self.limiter, canon: self.canon, cache: self.cache, embedder: self.embedder)
+            limiter: self.limiter, canon: self.canon, cache: self.cache, embedder: self.embedder,
+            inference: self.inference)
     }
 
     /// Started in this order and stopped in reverse: the clients first, so the last usage report
@@ -110,7 +115,7 @@ public struct DataPlaneNode: Sendable {
     public var services: [any Service] {
         [
             self.control, EmbedderService(embedder: self.embedder), self.redis, self.limiter, self.watcher, self.canon,
-            self.usage, self.persistentCache, self.sweeper,
+            self.usage, self.persistentCache, self.sweeper, self.inference,
         ] + (self.semanticCache.map { [$0 as any Service] } ?? [])
     }
 }

@@ -30,6 +30,9 @@ public struct DataPlaneConfiguration: Sendable {
     public var semanticThreshold: Float?
     /// Queries this node works on at once (`query.max_in_flight`); past it, 503 with Retry-After.
     public var maximumQueriesInFlight: Int
+    /// Calling model backends (`models.*`): where their credentials are, how long a call waits
+    /// for a free slot, how long an answer may be.
+    var inference: InferenceEngine.Settings
 
     /// The in-process sentence-embedding model.
     public struct EmbeddingSettings: Sendable {
@@ -116,6 +119,10 @@ public struct DataPlaneConfiguration: Sendable {
             self.semanticThreshold = value
         }
         self.maximumQueriesInFlight = try reader.setting("query.max_in_flight", in: 1...1_000_000)
+        self.inference = InferenceEngine.Settings(
+            credentialsDirectory: reader.optionalSetting("models.credentials_dir"),
+            maximumWait: .milliseconds(try reader.setting("models.max_wait_ms", in: 0...60_000)),
+            answerTokens: try reader.setting("models.max_answer_tokens", in: 16...8192))
         self.rateLimit = RateLimiter.Settings(
             fallback: parsed,
             probeInterval: .milliseconds(try reader.setting("rate_limit.probe_interval_ms", in: 50...60_000)))
@@ -145,6 +152,8 @@ public struct DataPlaneConfiguration: Sendable {
                 "embeddings.max_queued": "1024",
                 "embeddings.max_wait_ms": "5000",
                 "query.max_in_flight": "256",
+                "models.max_wait_ms": "250",
+                "models.max_answer_tokens": "320",
                 "rate_limit.redis_fallback": "local",
                 "cache.semantic_threshold": "0.95",
                 "rate_limit.probe_interval_ms": "500",

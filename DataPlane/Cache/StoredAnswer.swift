@@ -8,11 +8,16 @@ struct CachedAnswer: Codable, Sendable, Equatable {
     var modelUsed: String
     var canonVersion: String
     var covered: Bool
+    /// Which class answered and why (absent in answers cached before routing existed).
+    var route: InferenceEngine.Route? = nil
+    /// Why the answer is not from the first model tried, when it is not.
+    var fallbackReason: String? = nil
 
     enum CodingKeys: String, CodingKey {
-        case answer, citations, confidence, covered
+        case answer, citations, confidence, covered, route
         case modelUsed = "model_used"
         case canonVersion = "canon_version"
+        case fallbackReason = "fallback_reason"
     }
 }
 

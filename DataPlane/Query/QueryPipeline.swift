@@ -18,9 +18,10 @@ import Shared
 /// 4–5. cache: `AnswerCache` (Cache/): exact, then (one computation per node for identical
 ///    questions) persistent and semantic;
 /// 6. retrieve: `HybridRetriever` (Common/Retrieval/) over the tenant's canon layers;
-/// 7. route: not built yet: every query goes to the extractive answerer;
-/// 8. infer: `ExtractiveAnswerer` (Inference/);
-/// 9. filter: not built yet;
+/// 7–8. route and infer: `InferenceEngine` (Inference/) picks the model class and backend from
+///    the catalog and runs the fallback chain down to `ExtractiveAnswerer`, which always answers;
+/// 9. filter: citations checked against the passages given (`GenerativeAnswerer`); the rest of
+///    the filter is not built yet;
 /// 10. store and account: the answer into every cache tier; the key's last use was recorded
 ///    by the authenticator.
 ///
@@ -37,6 +38,7 @@ struct QueryPipeline: Sendable {
     let canon: CanonLibrary
     let cache: AnswerCache
     let embedder: any Embedder
+    let inference: InferenceEngine
     let retriever = HybridRetriever()
     let answerer = ExtractiveAnswerer()
     /// Identical questions arriving together on this node are answered once (and the persistent
@@ -45,11 +47,15 @@ struct QueryPipeline: Sendable {
     private let answered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "answered")])
     private let uncovered = Counter(label: "zaas_queries_total", dimensions: [("outcome", "not_covered")])
 
-    init(limiter: RateLimiter, canon: CanonLibrary, cache: AnswerCache, embedder: any Embedder) {
+    init(
+        limiter: RateLimiter, canon: CanonLibrary, cache: AnswerCache, embedder: any Embedder,
+        inference: InferenceEngine
+    ) {
         self.limiter = limiter
         self.canon = canon
         self.cache = cache
         self.embedder = embedder
+        self.inference = inference
     }
 
     /// The answer to a query body of an authenticated caller, and the rate-limit decision its
@@ -86,8 +92,7 @@ struct QueryPipeline: Sendable {
         }
         let policy = caller.policy
         let (answer, _) = try await self.flights.run(key.digest) {
-            try await self.answerMissing(
-                query, key: key, layers: layers, ttl: policy.cacheTTLSeconds, threshold: policy.semanticCacheThreshold)
+            try await self.answerMissing(query, key: key, layers: layers, policy: policy)
         }
         self.cache.record(answer.outcome)
         return (answer, decision)
@@ -96,8 +101,10 @@ struct QueryPipeline: Sendable {
     /// After an exact miss: the persistent and semantic tiers, then retrieval and inference; the
     /// computed answer is stored in every tier.
     private func answerMissing(
-        _ query: QueryRequest, key: QueryCacheKey, layers: [CanonLayer], ttl: UInt32, threshold: Float?
+        _ query: QueryRequest, key: QueryCacheKey, layers: [CanonLayer], policy: TenantPolicy
     ) async throws -> Answer {
+        let ttl = policy.cacheTTLSeconds
+        let threshold = policy.semanticCacheThreshold
         // 4. Exact answers Redis lost, kept in PostgreSQL.
         if let recovered = await self.cache.recovered(key) {
             return Answer(stored: recovered, outcome: .exact, similarity: nil)
@@ -116,23 +123,31 @@ struct QueryPipeline: Sendable {
         {
             return Answer(stored: similar, outcome: .semantic, similarity: similarity)
         }
-        // 6. Retrieve, 8. infer.
-        let stored = try StoredAnswer(self.answer(query, vector: vector, layers: layers))
+        // 6. Retrieve, 7–9. route, infer, check.
+        let stored = try StoredAnswer(
+            await self.answer(query, vector: vector, layers: layers, allowed: policy.modelClasses))
         // 10. Store.
         await self.cache.store(stored, for: key, vector: vector, ttlSeconds: ttl)
         return Answer(stored: stored, outcome: .miss, similarity: nil)
     }
 
-    /// Retrieval and the extractive answerer.
-    func answer(_ query: QueryRequest, vector: [Float], layers: [CanonLayer]) -> CachedAnswer {
+    /// Retrieval, then the routed answer (the extractive answer when no model can give one).
+    func answer(_ query: QueryRequest, vector: [Float], layers: [CanonLayer], allowed: ModelClasses) async throws
+        -> CachedAnswer
+    {
         let retrieval = self.retriever.retrieve(
             layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
-        let answer = self.answerer.answer(
+        let extractive = self.answerer.answer(
             question: query.question, retrieval: retrieval, layers: layers, maxCitations: query.maxCitations)
-        (answer.covered ? self.answered : self.uncovered).increment()
+        (extractive.covered ? self.answered : self.uncovered).increment()
+        let routed = try await self.inference.answer(
+            question: query.question, context: query.context, retrieval: retrieval, layers: layers,
+            maxCitations: query.maxCitations, preference: query.modelPreference, allowed: allowed,
+            extractive: extractive, retrievalConfidence: extractive.confidence,
+            citationThreshold: self.answerer.citationThreshold)
         return CachedAnswer(
-            answer: answer.text, citations: answer.citations, confidence: answer.confidence,
-            modelUsed: ExtractiveAnswerer.modelName, canonVersion: layers.map(\.index.label).joined(separator: "+"),
-            covered: answer.covered)
+            answer: routed.text, citations: routed.citations, confidence: routed.confidence,
+            modelUsed: routed.modelUsed, canonVersion: layers.map(\.index.label).joined(separator: "+"),
+            covered: routed.covered, route: routed.route, fallbackReason: routed.fallbackReason)
     }
 }

@@ -78,6 +78,7 @@ struct OpenAPITests {
         defer { node.embedder.shutdown() }
         let dataRouter = DataPlane.buildRouter(node: node)
         try await node.control.shutdown()
+        try await node.inference.shutdown()
         let control = try await ControlPlaneConfiguration(
             reader: ConfigurationLoader.reader(
                 defaults: ControlPlaneConfiguration.defaults,

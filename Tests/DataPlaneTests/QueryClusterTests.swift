@@ -16,6 +16,20 @@ extension ProcessClusters {
             return String(decoding: try JSONEncoder().encode(entries.map(\.entry)), as: UTF8.self)
         }
 
+        /// Signs the operator in and publishes the demo canon as the base canon; the operator's token.
+        static func publishDemoCanon(_ cluster: Cluster) async throws -> String {
+            let control = cluster.control.baseURL
+            let signIn = try await TestHTTP.send(
+                "POST", control + "/admin/v1/sessions",
+                json: #"{"email": "ops@zaas.example", "password": "\#(Cluster.password)"}"#)
+            let ops = try #require(signIn.json?["token"] as? String)
+            let upload = try await TestHTTP.send(
+                "POST", control + "/admin/v1/base-canon/versions?publish=true", bearer: ops,
+                json: try Self.demoCanonJSON(), timeout: .seconds(60))
+            #expect(upload.status == 202, "\(upload.text)")
+            return ops
+        }
+
         static func query(
             _ node: ServerProcess, key: String, _ question: String, extra: String = ""
         ) async throws -> TestHTTP.Reply {
@@ -50,14 +64,7 @@ extension ProcessClusters {
         func endToEnd() async throws {
             try await Cluster.with { cluster in
                 let control = cluster.control.baseURL
-                let signIn = try await TestHTTP.send(
-                    "POST", control + "/admin/v1/sessions",
-                    json: #"{"email": "ops@zaas.example", "password": "\#(Cluster.password)"}"#)
-                let ops = try #require(signIn.json?["token"] as? String)
-                let upload = try await TestHTTP.send(
-                    "POST", control + "/admin/v1/base-canon/versions?publish=true", bearer: ops,
-                    json: try Self.demoCanonJSON(), timeout: .seconds(60))
-                #expect(upload.status == 202, "\(upload.text)")
+                let ops = try await Self.publishDemoCanon(cluster)
 
                 let (_, enterpriseAdmin) = try await cluster.makeTenant(slug: "ent", tier: "enterprise")
                 let (_, freeAdmin) = try await cluster.makeTenant(slug: "free", tier: "free")
