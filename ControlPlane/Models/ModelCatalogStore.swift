@@ -45,13 +45,13 @@ struct ModelCatalogStore: Sendable {
 
     func list(logger: Logger) async throws -> [Entry] {
         try await self.database.client.withConnection { connection in
-            try await Self.entries(where: "", connection: connection, logger: logger)
+            try await Self.entries(connection: connection, logger: logger)
         }
     }
 
     func fetch(_ id: UUID, logger: Logger) async throws -> Entry? {
         try await self.database.client.withConnection { connection in
-            try await Self.entries(where: "WHERE id = $1", id, connection: connection, logger: logger).first
+            try await Self.entries(id: id, connection: connection, logger: logger).first
         }
     }
 
@@ -81,9 +81,7 @@ struct ModelCatalogStore: Sendable {
                 throw Problem.modelNameTaken(backend.name)
             }
             guard
-                let entry = try await Self.entries(
-                    where: "WHERE id = $1", backend.id, connection: connection, logger: logger
-                ).first
+                let entry = try await Self.entries(id: backend.id, connection: connection, logger: logger).first
             else { throw ModelCatalogError.missingRow }
             return entry
         }
@@ -110,7 +108,7 @@ struct ModelCatalogStore: Sendable {
             } catch let error as PSQLError where error.sqlState == "23505" {
                 throw Problem.modelNameTaken(backend.name)
             }
-            return try await Self.entries(where: "WHERE id = $1", backend.id, connection: connection, logger: logger)
+            return try await Self.entries(id: backend.id, connection: connection, logger: logger)
                 .first
         }
     }
@@ -128,14 +126,16 @@ struct ModelCatalogStore: Sendable {
 
     /// Every entry, by name: what nodes receive.
     static func all(connection: PostgresConnection, logger: Logger) async throws -> [ModelBackend] {
-        try await Self.entries(where: "", connection: connection, logger: logger).map(\.backend)
+        try await Self.entries(connection: connection, logger: logger).map(\.backend)
     }
 
-    private static func entries(
-        where clause: String, _ id: UUID? = nil, connection: PostgresConnection, logger: Logger
-    ) async throws -> [Entry] {
+    /// Every entry by name, or the one with `id`.
+    private static func entries(id: UUID? = nil, connection: PostgresConnection, logger: Logger) async throws
+        -> [Entry]
+    {
         var bindings = PostgresBindings()
         if let id { bindings.append(id) }
+        let clause = id == nil ? "" : "WHERE id = $1"
         let rows = try await connection.query(
             PostgresQuery(
                 unsafeSQL: """

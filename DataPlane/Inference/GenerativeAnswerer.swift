@@ -44,7 +44,7 @@ struct GenerativeAnswerer: Sendable {
         var rewritten = ""
         var uncapped = ""
         var rest = Substring(text)
-        func append(_ piece: some StringProtocol, numbers: [Int], to text: inout String) {
+        func append(_ numbers: [Int], to text: inout String) {
             if numbers.isEmpty {
                 // Nothing left of the marker: drop the space before it too.
                 while text.last == " " { text.removeLast() }
@@ -68,8 +68,8 @@ struct GenerativeAnswerer: Sendable {
                 let renumbered = (order.firstIndex(of: number - 1) ?? 0) + 1
                 if !numbers.contains(renumbered) { numbers.append(renumbered) }
             }
-            append(match.output.0, numbers: numbers.filter { $0 <= maxCitations }, to: &rewritten)
-            append(match.output.0, numbers: numbers, to: &uncapped)
+            append(numbers.filter { $0 <= maxCitations }, to: &rewritten)
+            append(numbers, to: &uncapped)
             rest = rest[match.range.upperBound...]
         }
         rewritten += rest

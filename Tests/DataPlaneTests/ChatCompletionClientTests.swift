@@ -67,7 +67,9 @@ struct ChatCompletionClientTests {
         }
     }
 
-    @Test("429, 500, 400, a malformed body, an empty answer, a dropped connection, a refused connection, a hang")
+    @Test(
+        "429, 500, 400, a malformed body, an empty answer, a dropped connection, an oversized body, a refused connection, a hang"
+    )
     func failures() async throws {
         try await Self.withProvider { provider, client in
             let backend = Self.backend(provider)
@@ -78,6 +80,7 @@ struct ChatCompletionClientTests {
             }
             try await provider.script([
                 .status(429), .status(503), .status(400), .raw("<html>gateway</html>"), .answer("  "), .drop,
+                .raw(String(repeating: "x", count: ChatCompletionClient.maximumResponseBytes + 1)),
             ])
             #expect(await Self.failureKind { try await call() } == .rateLimited)
             #expect(await Self.failureKind { try await call() } == .serverError)
@@ -85,6 +88,7 @@ struct ChatCompletionClientTests {
             #expect(await Self.failureKind { try await call() } == .malformed)
             #expect(await Self.failureKind { try await call() } == .empty)
             #expect(await Self.failureKind { try await call() } == .connectionLost)
+            #expect(await Self.failureKind { try await call() } == .tooLarge)
             #expect(!ChatCompletionClient.Failure(kind: .refused, detail: "").countsAgainstBackend)
             #expect(ChatCompletionClient.Failure(kind: .rateLimited, detail: "").countsAgainstBackend)
 

@@ -74,19 +74,8 @@ public final class FakeModelProvider: @unchecked Sendable {
 
     /// Starts listening; returns once it answers.
     public func start() async throws {
-        for _ in 0..<5 {
-            self.process = try ChildProcess(
-                arguments: ["/usr/bin/python3", "-c", Self.script, String(self.port)],
-                environment: ["PATH": "/usr/bin:/bin"])
-            for _ in 0..<100 {
-                if RedisServerProcess.canConnect(port: self.port) { return }
-                guard self.process?.isRunning == true else { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            self.process?.kill()
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw TestEnvironment.SetupError(message: "the fake model provider did not listen on port \(self.port)")
+        self.process = try await ChildProcess.pythonListener(
+            script: Self.script, arguments: [String(self.port)], port: self.port, what: "the fake model provider")
     }
 
     public func stop() {

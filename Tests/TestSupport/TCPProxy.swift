@@ -45,24 +45,35 @@ public final class TCPProxy: @unchecked Sendable {
     /// Listens (again) and waits until connections go through.
     public func restore() async throws {
         guard self.process?.isRunning != true else { return }
-        for _ in 0..<5 {
-            self.process = try ChildProcess(
-                arguments: ["/usr/bin/python3", "-c", Self.script, String(self.port), String(self.target)],
-                environment: ["PATH": "/usr/bin:/bin"])
-            for _ in 0..<100 {
-                if RedisServerProcess.canConnect(port: self.port) { return }
-                guard self.process?.isRunning == true else { break }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            self.process?.kill()
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw TestEnvironment.SetupError(message: "the TCP proxy did not listen on port \(self.port)")
+        self.process = try await ChildProcess.pythonListener(
+            script: Self.script, arguments: [String(self.port), String(self.target)], port: self.port,
+            what: "the TCP proxy")
     }
 
     /// Drops every connection and refuses new ones, as a network partition or a stopped server would.
     public func cut() {
         self.process?.kill()
         self.process = nil
+    }
+}
+
+extension ChildProcess {
+    /// A python3 script (`python3 -c`) that listens on `port`, started and waited for until it
+    /// accepts connections; tried five times (a port taken in between makes one attempt fail).
+    static func pythonListener(script: String, arguments: [String], port: Int, what: String) async throws
+        -> ChildProcess
+    {
+        for _ in 0..<5 {
+            let process = try ChildProcess(
+                arguments: ["/usr/bin/python3", "-c", script] + arguments, environment: ["PATH": "/usr/bin:/bin"])
+            for _ in 0..<100 {
+                if RedisServerProcess.canConnect(port: port) { return process }
+                guard process.isRunning else { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            process.kill()
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TestEnvironment.SetupError(message: "\(what) did not listen on port \(port)")
     }
 }
