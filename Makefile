@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT_SOURCES := Package.swift Common ControlPlane DataPlane Executables Tests
 
-.PHONY: help install model services run stop stop-services build release test bench format format-check clean
+.PHONY: help install model llm services run stop stop-services build release test bench format format-check clean
 
 help:
 	@echo "make run           install what is missing, start PostgreSQL, Redis, the control plane and two data-plane nodes"
@@ -22,6 +22,11 @@ services: install
 model: install
 	@bash infra/fetch-model.sh
 
+# llama-server and the local model's weights, built and fetched once per machine (/var/cache/zaas;
+# the first build takes about 7.5 minutes on two cores). ZAAS_LLM=off skips the local model.
+llm: install
+	@[ "$${ZAAS_LLM:-on}" = off ] || bash infra/fetch-llm.sh >/dev/null
+
 build: install
 	swift build
 
@@ -30,7 +35,7 @@ release: install
 	swift build -c release --product zaas-data
 	swift build -c release --product zaasctl
 
-run: services model release
+run: services model llm release
 	@bash infra/start-stack.sh
 	@. .zaas/stack.env; \
 	echo; \
@@ -38,12 +43,14 @@ run: services model release
 	echo "  control plane   $$CONTROL_URL   (health: $$CONTROL_URL/healthz, metrics: $$CONTROL_URL/metrics)"; \
 	for url in $$DATA_URLS; do echo "  data plane      $$url   (health: $$url/api/v1/health)"; done; \
 	echo "  PostgreSQL      127.0.0.1:$${ZAAS_PG_PORT:-54320}   Redis 127.0.0.1:$${ZAAS_REDIS_PORT:-63790}"; \
+	[ "$${ZAAS_LLM:-on}" = off ] || echo "  local model     smollm2-135m-instruct on llama-server, 127.0.0.1:$${ZAAS_LLM_PORT:-8090} (the catalog's local class)"; \
 	echo "  logs            .zaas/logs/   connection details: .zaas/stack.env"; \
 	echo; \
 	echo "Ask the demo canon a question (the Pro demo key: 100 queries an hour; -i shows the RateLimit-* headers):"; \
 	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" -H "Content-Type: application/json" \'; \
 	echo '    -d '"'"'{"question": "What is the principle of stationary action?"}'"'"' $${DATA_URLS%% *}/api/v1/query | python3 -m json.tool'; \
-	echo "  (DEMO_FREE_KEY is a Free key: its 11th query within an hour gets 429 with Retry-After.)"; \
+	echo "  (The local model answers, model_used names it, and \"filter\" says what the citation and support checks removed;"; \
+	echo "   add \"model_preference\": \"local\" or \"cloud\" to force a class. DEMO_FREE_KEY is a Free key: its 11th query within an hour gets 429.)"; \
 	echo; \
 	echo "Try:"; \
 	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \
@@ -63,7 +70,7 @@ stop:
 stop-services:
 	@bash infra/stop-services.sh
 
-test: services model
+test: services model llm
 	@bash infra/test.sh
 
 bench: services model

@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "zaas-control", targets: ["zaas-control"]),
         .executable(name: "zaas-data", targets: ["zaas-data"]),
         .executable(name: "zaasctl", targets: ["zaasctl"]),
+        .executable(name: "zaas-train", targets: ["zaas-train"]),
         .library(name: "Shared", targets: ["Shared"]),
         .library(name: "Embeddings", targets: ["Embeddings"]),
         .library(name: "Canon", targets: ["Canon"]),
@@ -80,7 +81,7 @@ let package = Package(
         // Hybrid BM25 + vector retrieval over a tenant's canon layers.
         .target(
             name: "Retrieval",
-            dependencies: ["Canon", "CKernels"],
+            dependencies: ["Canon", "CKernels", "Embeddings"],
             path: "Common/Retrieval",
             swiftSettings: swiftSettings
         ),
@@ -192,6 +193,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The admin CLI: the admin REST API from the shell.
+        // Trains the shipped classifiers from infra/labelled/ (docs/routing.md).
+        .executableTarget(
+            name: "zaas-train",
+            dependencies: ["Canon", "Embeddings", "Retrieval"],
+            path: "Executables/zaas-train",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "zaasctl",
             dependencies: [

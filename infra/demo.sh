@@ -68,6 +68,13 @@ ensure_key() {
 tenant_id=$(ensure_tenant demo "Demo Lab" pro)
 free_id=$(ensure_tenant demo-free "Demo Free" free)
 enterprise_id=$(ensure_tenant demo-enterprise "Demo Enterprise" enterprise)
+# The local model class: llama-server from infra/start-llm.sh, registered once (every tier may use
+# the local class). ZAAS_LLM=off leaves the catalog as it is.
+if [ "${ZAAS_LLM:-on}" != off ] && ! as "$ops" models list | grep -q "smollm2-135m-instruct"; then
+    as "$ops" models add smollm2-135m-instruct --class local \
+        --base-url "http://127.0.0.1:${ZAAS_LLM_PORT:-8090}/v1" --no-credential --timeout-ms 30000 \
+        --max-concurrency 2 --context-window 2048 >/dev/null
+fi
 as "$ops" logout
 keys=$(
     ensure_key ZAAS_DEMO_API_KEY demo query stats:read

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local model class for `make run`: llama.cpp's llama-server with SmolLM2-135M-Instruct
 # (both from infra/fetch-llm.sh, built or fetched once per machine) on loopback, and waits until
-# it answers. Restarts it when it is already running, so a new build or model is picked up.
+# it answers. Restarts the one this run folder started, so a new build or model is picked up.
 # ZAAS_LLM=off skips it (the stack then answers with the extractive answerer only).
 source "$(dirname "$0")/common.sh"
 
@@ -18,6 +18,12 @@ if [ -f "$RUN/llm.pid" ]; then
     kill "$(cat "$RUN/llm.pid")" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$(cat "$RUN/llm.pid")" 2>/dev/null || break; sleep 0.1; done
     rm -f "$RUN/llm.pid"
+fi
+# One started by another run folder (make run's, while smoke.sh runs beside it) serving the same
+# model is used as it is, and left running.
+if curl -fs "http://127.0.0.1:$ZAAS_LLM_PORT/v1/models" 2>/dev/null | grep -q '"smollm2-135m-instruct"'; then
+    log "local model: using the llama-server already on 127.0.0.1:$ZAAS_LLM_PORT"
+    exit 0
 fi
 
 # Two threads: the machine's cores are shared with the planes, PostgreSQL and Redis. A 4096-token

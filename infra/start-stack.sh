@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts (or restarts, so a new build is picked up) the control plane and the data-plane nodes
-# from the release build, waits until they are healthy, and writes .zaas/stack.env.
+# Starts (or restarts, so a new build is picked up) the local model, the control plane and the
+# data-plane nodes from the release build, waits until they are healthy, and writes .zaas/stack.env.
 # `start-stack.sh control` starts only the control plane, leaving running nodes alone.
 source "$(dirname "$0")/common.sh"
 # shellcheck disable=SC1090
@@ -14,6 +14,8 @@ mkdir -p "$RUN" "$LOGS"
 
 only="${1:-all}"
 [ "$only" = all ] && bash "$(dirname "$0")/stop-stack.sh"
+# The local model (llama-server; built once per machine, several minutes the first time).
+[ "$only" = all ] && { bash "$(dirname "$0")/start-llm.sh" || exit 1; }
 
 wait_healthy() { # url name
     for _ in $(seq 1 150); do

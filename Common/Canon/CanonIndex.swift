@@ -12,7 +12,7 @@ import Foundation
 /// u64 total terms in all chunks  u16+bytes version label
 /// u64 × 7 section offsets: entries, chunks, terms, posting chunks, posting counts, vectors, scales
 /// entries   : u16+id u16+title u8 kind u8 status u32 first chunk u32 chunk count
-/// chunks    : u32 entry  u16 term count  u32+text
+/// chunks    : u32 entry  u16 term count  u8 flags (format 2; bit 0: injected)  u32+text
 /// terms     : u16+term (sorted, unique)  u32 first posting  u32 posting count
 /// postings  : u32 chunk × postings, then u16 term frequency × postings
 /// vectors   : i8 × dimensions × chunks, then f32 scale × chunks
@@ -30,7 +30,13 @@ public final class CanonIndex: @unchecked Sendable {
         public var chunks: Range<Int>
     }
 
-    public static let formatVersion: UInt16 = 1
+    /// Format 2 added the chunk flags. Format 1 is still read: its chunk texts are cleaned of
+    /// injected sentences as they load (their vectors still hold them; a rebuild drops them).
+    public static let formatVersion: UInt16 = 2
+
+    public enum ChunkFlags {
+        public static let injected: UInt8 = 1
+    }
 
     public let label: String
     /// SHA-256 of the artifact's bytes, lower-case hex: its name.
@@ -41,6 +47,14 @@ public final class CanonIndex: @unchecked Sendable {
     public let chunkEntry: [UInt32]
     public let chunkText: [String]
     public let chunkLength: [UInt16]
+    /// The chunk holds sentences addressed to a model (`CanonChunk.injected`).
+    public let chunkInjected: [Bool]
+    public var injectedChunkCount: Int { self.chunkInjected.count { $0 } }
+
+    /// An entry's chunks that answers may quote or give to a model: all but the injected ones.
+    public func servedChunks(of entry: Entry) -> [Int] {
+        entry.chunks.filter { !self.chunkInjected[$0] }
+    }
     public let totalTerms: UInt64
     let termPostings: [String: (start: Int, count: Int)]
     let postingChunks: UnsafeBufferPointer<UInt32>
@@ -65,8 +79,8 @@ public final class CanonIndex: @unchecked Sendable {
         var reader = ArtifactReader(base: storage.pointer, count: storage.count)
         guard try reader.bytes(4) == Array("ZCAN".utf8) else { throw .malformed("not a canon artifact") }
         let format = try reader.u16()
-        guard format == Self.formatVersion else {
-            throw .malformed("artifact format \(format); this build reads format \(Self.formatVersion)")
+        guard format == 1 || format == Self.formatVersion else {
+            throw .malformed("artifact format \(format); this build reads formats 1 and \(Self.formatVersion)")
         }
         let dimensions = Int(try reader.u16())
         let entryCount = Int(try reader.u32())
@@ -108,7 +122,9 @@ public final class CanonIndex: @unchecked Sendable {
         var chunkEntry: [UInt32] = []
         var chunkText: [String] = []
         var chunkLength: [UInt16] = []
+        var chunkInjected: [Bool] = []
         chunkEntry.reserveCapacity(chunkCount)
+        chunkInjected.reserveCapacity(chunkCount)
         chunkText.reserveCapacity(chunkCount)
         chunkLength.reserveCapacity(chunkCount)
         for index in 0..<chunkCount {
@@ -116,7 +132,13 @@ public final class CanonIndex: @unchecked Sendable {
             guard Int(entry) < entryCount else { throw .malformed("chunk \(index): entry out of range") }
             chunkEntry.append(entry)
             chunkLength.append(try reader.u16())
-            chunkText.append(try reader.string32())
+            if format == 1 {
+                chunkInjected.append(false)
+                chunkText.append(InjectionClassifier.standard.separate(try reader.string32()).kept)
+            } else {
+                chunkInjected.append(try reader.u8() & ChunkFlags.injected != 0)
+                chunkText.append(try reader.string32())
+            }
         }
 
         reader.offset = offsets[2]
@@ -147,6 +169,7 @@ public final class CanonIndex: @unchecked Sendable {
         self.chunkEntry = chunkEntry
         self.chunkText = chunkText
         self.chunkLength = chunkLength
+        self.chunkInjected = chunkInjected
         self.termPostings = terms
     }
 
@@ -405,5 +428,43 @@ struct ArtifactReader {
             (Int(bitPattern: self.base) + offset) % MemoryLayout<T>.alignment == 0
         else { throw .malformed("section at byte \(offset) out of range or misaligned") }
         return UnsafeBufferPointer(start: (self.base + offset).assumingMemoryBound(to: T.self), count: count)
+    }
+}
+
+/// Something a canon build tells the version's owner (kept with the version, shown by the API).
+public struct CanonBuildWarning: Sendable, Codable, Equatable {
+    /// `injected-instructions`: the entry holds sentences addressed to a model; no answer serves them.
+    public var type: String
+    public var entryID: String
+    public var sentences: Int
+    /// The start of the first such sentence.
+    public var excerpt: String
+
+    enum CodingKeys: String, CodingKey {
+        case type
+        case entryID = "entry_id"
+        case sentences
+        case excerpt
+    }
+}
+
+extension CanonIndex {
+    /// At most this many warnings are kept per version.
+    public static let warningLimit = 200
+
+    /// One warning per entry with injected sentences, in entry order.
+    public var warnings: [CanonBuildWarning] {
+        var warnings: [CanonBuildWarning] = []
+        for entry in self.entries {
+            let injected = entry.chunks.filter { self.chunkInjected[$0] }
+            guard let first = injected.first else { continue }
+            let sentences = injected.reduce(0) { $0 + self.chunkText[$1].split(separator: "\n").count }
+            let text = self.chunkText[first].prefix { $0 != "\n" }
+            warnings.append(
+                CanonBuildWarning(
+                    type: "injected-instructions", entryID: entry.id, sentences: sentences,
+                    excerpt: text.count > 160 ? String(text.prefix(159)) + "…" : String(text)))
+        }
+        return Array(warnings.prefix(Self.warningLimit))
     }
 }

@@ -1,13 +1,16 @@
 import Foundation
 
 /// Writes the artifact that `CanonIndex` reads: entries in the order given, their chunks, BM25
-/// postings and the chunk embeddings quantised to 8 bits with one scale per chunk.
+/// postings and the chunk embeddings quantised to 8 bits with one scale per chunk. Injected chunks
+/// have no postings and a zero vector: nothing finds them.
 public enum CanonIndexWriter {
     /// - Parameters:
     ///   - chunks: from `Chunker`, grouped by entry in entry order.
     ///   - embeddings: one unit-length vector of `dimensions` per chunk, concatenated.
+    ///   - format: 1 writes the layout before chunk flags (to test that it is still read).
     public static func artifact(
-        label: String, entries: [CanonEntry], chunks: [CanonChunk], embeddings: [Float], dimensions: Int
+        label: String, entries: [CanonEntry], chunks: [CanonChunk], embeddings: [Float], dimensions: Int,
+        format: UInt16 = CanonIndex.formatVersion
     ) -> [UInt8] {
         precondition(embeddings.count == chunks.count * dimensions, "one embedding per chunk")
         precondition(zip(chunks, chunks.dropFirst()).allSatisfy { $0.entryIndex <= $1.entryIndex }, "chunks in order")
@@ -26,7 +29,14 @@ public enum CanonIndexWriter {
         var lengths: [UInt16] = []
         var totalTerms: UInt64 = 0
         lengths.reserveCapacity(chunks.count)
+        for (index, chunk) in chunks.enumerated() where chunk.injected {
+            precondition(embeddings[(index * dimensions)..<((index + 1) * dimensions)].allSatisfy { $0 == 0 })
+        }
         for (index, chunk) in chunks.enumerated() {
+            guard !chunk.injected else {
+                lengths.append(0)
+                continue
+            }
             var counts: [String: Int] = [:]
             var length = 0
             TextAnalyzer.forEachTerm(in: entries[chunk.entryIndex].title) {
@@ -48,7 +58,7 @@ public enum CanonIndexWriter {
 
         var writer = ArtifactWriter()
         writer.bytes(Array("ZCAN".utf8))
-        writer.integer(CanonIndex.formatVersion)
+        writer.integer(format)
         writer.integer(UInt16(dimensions))
         writer.integer(UInt32(entries.count))
         writer.integer(UInt32(chunks.count))
@@ -76,6 +86,7 @@ public enum CanonIndexWriter {
         for (index, chunk) in chunks.enumerated() {
             writer.integer(UInt32(chunk.entryIndex))
             writer.integer(lengths[index])
+            if format >= 2 { writer.integer(chunk.injected ? CanonIndex.ChunkFlags.injected : 0) }
             let text = Array(chunk.text.utf8)
             writer.integer(UInt32(text.count))
             writer.bytes(text)

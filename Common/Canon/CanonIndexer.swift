@@ -37,7 +37,8 @@ public struct CanonIndexer: Sendable {
         let texts = chunks.map { Self.embeddingText(title: entries[$0.entryIndex].title, chunk: $0.text) }
         let dimensions = embedder.dimension
         var embeddings = [Float](repeating: 0, count: chunks.count * dimensions)
-        var pending = Array(texts.indices)
+        // Injected chunks are never searched: their vector stays zero.
+        var pending = texts.indices.filter { !chunks[$0].injected }
         if let previous, previous.dimensions == dimensions {
             var known: [String: Int] = [:]
             for chunk in 0..<previous.chunkCount {

@@ -6,10 +6,14 @@ public struct CanonChunk: Sendable, Equatable {
     public var entryIndex: Int
     /// The entry's body text in this chunk (without the title).
     public var text: String
+    /// Sentences that address a model rather than state something (`InjectionClassifier`): kept
+    /// for the build's warnings, never retrieved, quoted or given to a model.
+    public var injected: Bool
 
-    public init(entryIndex: Int, text: String) {
+    public init(entryIndex: Int, text: String, injected: Bool = false) {
         self.entryIndex = entryIndex
         self.text = text
+        self.injected = injected
     }
 }
 
@@ -17,26 +21,36 @@ public struct CanonChunk: Sendable, Equatable {
 /// (`$$…$$`), a `\begin…\end` environment or a code fence: blocks are kept whole and packed in order
 /// until a chunk would pass `targetWords`; a single paragraph longer than that is cut between
 /// sentences, never inside inline math.
+///
+/// Sentences the injection classifier flags are taken out of their paragraph (a display block
+/// that holds one is taken out whole) and gathered into one flagged chunk after the entry's others.
 public struct Chunker: Sendable {
     public var targetWords: Int
+    public var classifier: InjectionClassifier
 
-    public init(targetWords: Int = 120) {
+    public init(targetWords: Int = 120, classifier: InjectionClassifier = .standard) {
         self.targetWords = targetWords
+        self.classifier = classifier
     }
 
     public func chunks(of entries: [CanonEntry]) -> [CanonChunk] {
         var chunks: [CanonChunk] = []
         for (index, entry) in entries.enumerated() {
-            for text in self.split(entry.body) {
+            let (pieces, injected) = self.split(entry.body)
+            for text in pieces {
                 chunks.append(CanonChunk(entryIndex: index, text: text))
+            }
+            if !injected.isEmpty {
+                chunks.append(CanonChunk(entryIndex: index, text: injected.joined(separator: "\n"), injected: true))
             }
         }
         return chunks
     }
 
-    /// The chunk texts of one body; at least one (an empty body gives one empty chunk, so the
-    /// entry can still be found by its title).
-    public func split(_ body: String) -> [String] {
+    /// The chunk texts of one body, at least one (an empty body gives one empty chunk, so the
+    /// entry can still be found by its title), and its injected sentences.
+    public func split(_ body: String) -> (pieces: [String], injected: [String]) {
+        var injected: [String] = []
         var pieces: [String] = []
         var current: [String] = []
         var currentWords = 0
@@ -45,7 +59,18 @@ public struct Chunker: Sendable {
             current = []
             currentWords = 0
         }
-        for block in Self.blocks(body) {
+        for var block in Self.blocks(body) {
+            if block.atomic {
+                if Self.sentences(block.text).contains(where: self.classifier.isInjection) {
+                    injected.append(block.text)
+                    continue
+                }
+            } else {
+                let (kept, found) = self.classifier.separate(block.text)
+                injected += found
+                guard !kept.isEmpty else { continue }
+                block.text = kept
+            }
             let words = Self.wordCount(block.text)
             if block.atomic || words <= self.targetWords {
                 if currentWords + words > self.targetWords { close() }
@@ -61,7 +86,7 @@ public struct Chunker: Sendable {
             }
         }
         close()
-        return pieces.isEmpty ? [""] : pieces
+        return (pieces.isEmpty ? [""] : pieces, injected)
     }
 
     /// A paragraph of an entry's body, or a display block kept whole.

@@ -28,8 +28,9 @@ public struct CanonLayer: Sendable {
         return layers
     }
 
+    /// Neither hidden by a layer above nor injected text.
     @inline(__always) func isVisible(chunk: Int) -> Bool {
-        !self.hidden[Int(self.index.chunkEntry[chunk])]
+        !self.hidden[Int(self.index.chunkEntry[chunk])] && !self.index.chunkInjected[chunk]
     }
 }
 
@@ -118,7 +119,7 @@ public struct HybridRetriever: Sendable {
             for index in ranked.indices where ranked[index].vectorRank == nil {
                 let layer = layers[ranked[index].layer]
                 var best: Float = -1
-                for chunk in ranked[index].entry.chunks {
+                for chunk in layer.index.servedChunks(of: ranked[index].entry) {
                     best = max(best, layer.index.similarity(query, chunk: chunk))
                 }
                 ranked[index].similarity = best

@@ -117,6 +117,9 @@ final class CanonBuildWorker: Service, Sendable {
             // Read back before it is stored: what nodes will load is checked here first.
             let index = try CanonIndex(bytes: ArtifactBytes(copying: artifact))
             let sha256 = index.sha256
+            let warnings = String(decoding: try JSONEncoder().encode(index.warnings), as: UTF8.self)
+            _ = try await self.postgres.query(
+                "SELECT zaas_canon_build_warnings(\(id), \(warnings)::jsonb)", logger: logger)
             let outcome = try await self.finish(
                 id, sha256: sha256, bytes: artifact, chunks: index.chunkCount, error: nil, logger: logger)
             let seconds =
@@ -127,7 +130,7 @@ final class CanonBuildWorker: Service, Sendable {
                 "canon version built",
                 metadata: [
                     "outcome": "\(outcome)", "entries": "\(entries.count)", "chunks": "\(index.chunkCount)",
-                    "reused_from": "\(previous?.label ?? "none")",
+                    "reused_from": "\(previous?.label ?? "none")", "injected_chunks": "\(index.injectedChunkCount)",
                     "bytes": "\(artifact.count)", "sha256": "\(sha256)", "seconds": "\(seconds)",
                 ])
         } catch is CancellationError {

@@ -51,6 +51,8 @@ struct CanonVersionBody: Encodable, Sendable {
     let progress: Progress
     let artifactSha256: String?
     let error: String?
+    /// What the build found worth telling (entries with sentences addressed to a model).
+    let warnings: [CanonBuildWarning]
     let publishWhenReady: Bool
     let published: Bool
     let parentId: String?
@@ -219,7 +221,7 @@ struct CanonStore: Sendable {
     static let columns = """
         v.id, v.number, v.label, v.tenant_id, v.state, v.entry_count, v.chunk_count, v.progress_done,
         v.progress_total, v.artifact_sha256, v.error, v.publish_when_ready,
-        (p.version_id IS NOT NULL), v.parent_id, v.created_by, v.created_at, v.built_at
+        (p.version_id IS NOT NULL), v.parent_id, v.created_by, v.created_at, v.built_at, v.warnings::text
         """
 
     static let from = """
@@ -229,7 +231,7 @@ struct CanonStore: Sendable {
 
     typealias Row = (
         UUID, Int, String, UUID?, String, Int, Int?, Int, Int, String?, String?, Bool, Bool, UUID?, String, Date,
-        Date?
+        Date?, String
     )
 
     static func body(_ row: Row) -> CanonVersionBody {
@@ -237,6 +239,7 @@ struct CanonStore: Sendable {
             id: row.0.uuidString.lowercased(), number: row.1, label: row.2,
             owner: row.3 == nil ? "base" : "tenant", state: row.4, entryCount: row.5, chunkCount: row.6,
             progress: .init(done: row.7, total: row.8), artifactSha256: row.9, error: row.10,
+            warnings: (try? JSONDecoder().decode([CanonBuildWarning].self, from: Data(row.17.utf8))) ?? [],
             publishWhenReady: row.11, published: row.12, parentId: row.13?.uuidString.lowercased(),
             createdBy: row.14, createdAt: row.15, builtAt: row.16)
     }

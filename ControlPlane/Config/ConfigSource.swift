@@ -200,6 +200,13 @@ public struct ConfigSource: Sendable {
         let thresholdRows = try await connection.query(
             "SELECT tenant_id, semantic_cache_threshold FROM zaas_config_cache_thresholds(\(idList))", logger: logger)
         for try await (tenant, threshold) in thresholdRows.decode((UUID, Float).self) { thresholds[tenant] = threshold }
+        // The routing thresholds (migration 18).
+        var routingThresholds: [UUID: Float] = [:]
+        let routingRows = try await connection.query(
+            "SELECT tenant_id, routing_threshold FROM zaas_config_routing_thresholds(\(idList))", logger: logger)
+        for try await (tenant, threshold) in routingRows.decode((UUID, Float).self) {
+            routingThresholds[tenant] = threshold
+        }
         var tenants: [TenantConfig] = []
         for try await row in rows.decode(
             (UUID, String, String, String, Int32, Int32?, [String], Int32, Int32, Int32, Bool).self)
@@ -222,7 +229,8 @@ public struct ConfigSource: Sendable {
                         cacheTTLSeconds: UInt32(clamping: ttl),
                         auditRetentionDays: UInt16(clamping: retention),
                         canonUpdatesAllowed: canonUpdates,
-                        semanticCacheThreshold: thresholds[id]
+                        semanticCacheThreshold: thresholds[id],
+                        routingThreshold: routingThresholds[id]
                     ),
                     canon: canon[id]
                 ))

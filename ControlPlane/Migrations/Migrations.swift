@@ -35,6 +35,8 @@ public enum Migrations {
         Migration(version: 14, name: "node_credentials", statements: NodeCredentialSchema.statements),
         Migration(version: 15, name: "canon_fair_builds_and_pruning", statements: CanonLimitsSchema.statements),
         Migration(version: 16, name: "model_catalog", statements: ModelCatalogSchema.statements),
+        Migration(version: 17, name: "canon_build_warnings", statements: CanonWarningsSchema.statements),
+        Migration(version: 18, name: "routing_threshold", statements: RoutingThresholdSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -19,6 +19,8 @@ struct TenantBody: Encodable, Sendable {
         let canonUpdatesAllowed: Bool
         /// nil: the nodes' default (`cache.semantic_threshold`, 0.95).
         let semanticCacheThreshold: Float?
+        /// nil: the nodes' default (0.5): `auto` answers in the cloud class at or above it.
+        let routingThreshold: Float?
     }
 
     let id: String
@@ -38,12 +40,13 @@ struct TenantBody: Encodable, Sendable {
                coalesce(p.model_classes, tr.model_classes), coalesce(p.max_citations, tr.max_citations),
                coalesce(p.cache_ttl_seconds, tr.cache_ttl_seconds),
                coalesce(p.audit_retention_days, tr.audit_retention_days),
-               coalesce(p.canon_updates_allowed, tr.canon_updates_allowed), p.semantic_cache_threshold
+               coalesce(p.canon_updates_allowed, tr.canon_updates_allowed), p.semantic_cache_threshold,
+               p.routing_threshold
         FROM tenants t JOIN tiers tr ON tr.id = t.tier_id LEFT JOIN quota_policies p ON p.tenant_id = t.id
         """
 
     typealias Row = (
-        UUID, String, String, String, String, Date, Int, Int, Int, Int, [String], Int, Int, Int, Bool, Float?
+        UUID, String, String, String, String, Date, Int, Int, Int, Int, [String], Int, Int, Int, Bool, Float?, Float?
     )
 
     init(_ row: Row) {
@@ -57,7 +60,7 @@ struct TenantBody: Encodable, Sendable {
         self.limits = Limits(
             queriesPerHour: row.7, tenantQueriesPerHour: row.8, maxActiveKeys: row.9, modelClasses: row.10,
             maxCitations: row.11, cacheTtlSeconds: row.12, auditRetentionDays: row.13, canonUpdatesAllowed: row.14,
-            semanticCacheThreshold: row.15
+            semanticCacheThreshold: row.15, routingThreshold: row.16
         )
     }
 

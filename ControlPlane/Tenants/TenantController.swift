@@ -31,11 +31,13 @@ struct TenantController: Sendable {
         let auditRetentionDays: Int?
         let canonUpdatesAllowed: Bool?
         let semanticCacheThreshold: Float?
+        let routingThreshold: Float?
 
         static let fields: Set<String> = [
             "queries_per_hour", "tenant_queries_per_hour", "max_active_keys", "model_classes", "max_citations",
             "cache_ttl_seconds",
             "audit_retention_days", "canon_updates_allowed", "semantic_cache_threshold",
+            "routing_threshold",
         ]
 
         var errors: [FieldError] {
@@ -53,6 +55,9 @@ struct TenantController: Sendable {
             check(auditRetentionDays, "audit_retention_days", 1...3650)
             if let semanticCacheThreshold, !(0.8...1).contains(semanticCacheThreshold) {
                 errors.append(FieldError("semantic_cache_threshold", "must be between 0.8 and 1"))
+            }
+            if let routingThreshold, !(0...1).contains(routingThreshold) {
+                errors.append(FieldError("routing_threshold", "must be between 0 and 1"))
             }
             if let modelClasses {
                 if modelClasses.isEmpty || !Set(modelClasses).isSubset(of: ["local", "cloud"]) {

@@ -104,7 +104,8 @@ public struct DataPlaneNode: Sendable {
             redis: redis, persistent: self.persistentCache, semantic: self.semanticCache, logger: logger)
         self.sweeper = CacheSweeper(redis: redis, library: self.canon, store: store, logger: logger)
         self.inference = InferenceEngine(
-            settings: configuration.inference, catalog: { store.current?.settings.models ?? [] }, logger: logger)
+            settings: configuration.inference, embedder: self.embedder,
+            catalog: { store.current?.settings.models ?? [] }, logger: logger)
         self.pipeline = QueryPipeline(
             limiter: self.limiter, canon: self.canon, cache: self.cache, embedder: self.embedder,
             inference: self.inference)

@@ -2,6 +2,7 @@ import Canon
 import Foundation
 import Logging
 import Metrics
+import Retrieval
 import ServiceLifecycle
 import Shared
 import Synchronization

@@ -12,9 +12,11 @@ struct CachedAnswer: Codable, Sendable, Equatable {
     var route: InferenceEngine.Route? = nil
     /// Why the answer is not from the first model tried, when it is not.
     var fallbackReason: String? = nil
+    /// What the filter did to a model's answer (absent for the extractive answerer's).
+    var filter: AnswerFilter.Report? = nil
 
     enum CodingKeys: String, CodingKey {
-        case answer, citations, confidence, covered, route
+        case answer, citations, confidence, covered, route, filter
         case modelUsed = "model_used"
         case canonVersion = "canon_version"
         case fallbackReason = "fallback_reason"

@@ -17,7 +17,9 @@ struct ChatCompletionClient: Sendable {
     struct Request: Sendable {
         var messages: [Message]
         var maximumTokens: Int
-        var temperature: Double = 0.1
+        /// Greedy by default: an answer from the canon should not change from one ask to the next
+        /// (the caches and the audit assume the same question gets the same answer).
+        var temperature: Double = 0
     }
 
     /// What the backend answered.

@@ -91,7 +91,7 @@ public struct ExtractiveAnswerer: Sendable {
         var snippets: [String] = []
         for (number, found) in cited.enumerated() {
             let index = layers[found.layer].index
-            let chunks = found.entry.chunks.sorted()
+            let chunks = index.servedChunks(of: found.entry)
             var position = 0
             var bestSnippet: (String, Double)?
             // Only entries nearly as close as the best one speak in the answer; the others are

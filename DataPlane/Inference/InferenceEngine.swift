@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Embeddings
 import Foundation
 import Logging
 import Metrics
@@ -26,13 +27,22 @@ final class InferenceEngine: Service, Sendable {
         }
     }
 
-    /// Where an answer came from and why: `class` is `local`, `cloud` or `extractive`.
+    /// Where an answer came from and why: `class` is `local`, `cloud` or `extractive`;
+    /// `complexity` is the router's estimate for the question (`ComplexityRouter`, 0...1).
     struct Route: Sendable, Codable, Equatable {
         var modelClass: String
+        var complexity: Double?
         var reason: String
+
+        init(modelClass: String, complexity: Double? = nil, reason: String) {
+            self.modelClass = modelClass
+            self.complexity = complexity
+            self.reason = reason
+        }
 
         enum CodingKeys: String, CodingKey {
             case modelClass = "class"
+            case complexity
             case reason
         }
     }
@@ -47,6 +57,8 @@ final class InferenceEngine: Service, Sendable {
         var route: Route
         /// Why the answer is not from the first backend tried (its failure's kind), if it is not.
         var fallbackReason: String?
+        /// What the filter did to a model's answer (nil for the extractive answer).
+        var filter: AnswerFilter.Report? = nil
         var inputTokens: Int = 0
         var outputTokens: Int = 0
         var costNanoDollars: UInt64 = 0
@@ -58,10 +70,16 @@ final class InferenceEngine: Service, Sendable {
     private let http: HTTPClient
     private let client: ChatCompletionClient
     private let prompts: PromptBuilder
+    private let filter = AnswerFilter()
+    private let router = ComplexityRouter.standard
+    /// Embeds the answer's sentences for attribution.
+    private let embedder: any Embedder
     private let catalog: @Sendable () -> [ModelBackend]
     private let logger: Logger
 
-    init(settings: Settings, catalog: @escaping @Sendable () -> [ModelBackend], logger: Logger) {
+    init(
+        settings: Settings, embedder: any Embedder, catalog: @escaping @Sendable () -> [ModelBackend], logger: Logger
+    ) {
         var configuration = HTTPClient.Configuration()
         // A backend that refuses connections fails the call at once (the chain moves on).
         configuration.connectionPool.retryConnectionEstablishment = false
@@ -72,6 +90,7 @@ final class InferenceEngine: Service, Sendable {
         self.backends = ModelBackends(maximumWait: settings.maximumWait)
         self.credentials = ModelCredentials(directory: settings.credentialsDirectory)
         self.prompts = PromptBuilder(answerTokens: settings.answerTokens)
+        self.embedder = embedder
         self.catalog = catalog
         self.logger = logger
     }
@@ -86,10 +105,13 @@ final class InferenceEngine: Service, Sendable {
         try await self.http.shutdown()
     }
 
-    /// The classes to try, in order, and why the first was chosen.
-    func plan(preference: QueryRequest.ModelPreference, allowed: ModelClasses, catalog: [ModelBackend]) -> (
-        [ModelClass], String
-    ) {
+    /// The classes to try, in order, and why the first was chosen. `auto` sends a question whose
+    /// `complexity` reaches `threshold` to the cloud class and any other to the local class; a
+    /// class the tenant may not use or the catalog lacks is skipped, and the reason says so.
+    func plan(
+        preference: QueryRequest.ModelPreference, allowed: ModelClasses, catalog: [ModelBackend], complexity: Double,
+        threshold: Double
+    ) -> ([ModelClass], String) {
         let usable = ModelClass.allCases.filter {
             allowed.contains($0.flag) && self.backends.hasBackend($0, catalog: catalog)
         }
@@ -104,29 +126,43 @@ final class InferenceEngine: Service, Sendable {
             }
             return ([chosen] + usable.filter { $0 != chosen }, "\(chosen.rawValue) requested")
         case .auto:
-            // Until the trained router lands (issue 15), `auto` takes the cheaper allowed class.
-            guard let first = usable.first else {
+            let wanted: ModelClass = complexity >= threshold ? .cloud : .local
+            let estimate =
+                String(format: "complexity %.2f %@ threshold %.2f", complexity, wanted == .cloud ? "≥" : "<", threshold)
+            guard !usable.isEmpty else {
                 return (
                     [],
                     allowed.contains(.cloud)
-                        ? "no model in the catalog for the allowed classes" : "no local model in the catalog"
+                        ? "auto: \(estimate); no model in the catalog for the allowed classes"
+                        : "auto: \(estimate); no local model in the catalog"
                 )
             }
-            let reason =
-                first == .local && allowed.contains(.cloud) && !usable.contains(.cloud)
-                ? "auto: no cloud model configured; answered locally" : "auto: the cheaper allowed class"
-            return (usable, reason)
+            if usable.contains(wanted) {
+                return ([wanted] + usable.filter { $0 != wanted }, "auto: \(estimate): \(wanted.rawValue)")
+            }
+            let other = usable[0]
+            let why =
+                !allowed.contains(wanted.flag)
+                ? "the tenant's tier does not allow \(wanted.rawValue) models"
+                : "no \(wanted.rawValue) model configured"
+            return (usable, "auto: \(estimate), but \(why); answered by \(other.rawValue)")
         }
     }
 
     /// The answer to `question` from the chain; `extractive` is the answer that always works.
+    /// `vector` is the question's embedding (the router reads it), `routingThreshold` the tenant's.
     func answer(
-        question: String, context: String?, retrieval: RetrievalResult, layers: [CanonLayer], maxCitations: Int,
-        preference: QueryRequest.ModelPreference, allowed: ModelClasses, extractive: ExtractiveAnswer,
-        retrievalConfidence: Double, citationThreshold: Float
+        question: String, vector: [Float], context: String?, retrieval: RetrievalResult, layers: [CanonLayer],
+        maxCitations: Int, preference: QueryRequest.ModelPreference, allowed: ModelClasses, routingThreshold: Float,
+        extractive: ExtractiveAnswer, retrievalConfidence: Double, citationThreshold: Float
     ) async throws -> Routed {
+        let complexity =
+            (self.router.complexity(question: question, vector: vector, retrieval: retrieval) * 1000)
+            .rounded() / 1000
         let fallback = { (reason: String?, route: Route) in
-            Routed(
+            var route = route
+            route.complexity = complexity
+            return Routed(
                 text: extractive.text, citations: extractive.citations, confidence: extractive.confidence,
                 modelUsed: ExtractiveAnswerer.modelName, covered: extractive.covered, route: route,
                 fallbackReason: reason)
@@ -136,10 +172,12 @@ final class InferenceEngine: Service, Sendable {
             return fallback(nil, Route(modelClass: "extractive", reason: "the canon does not cover the question"))
         }
         let catalog = self.catalog()
-        let (classes, reason) = self.plan(preference: preference, allowed: allowed, catalog: catalog)
+        let (classes, reason) = self.plan(
+            preference: preference, allowed: allowed, catalog: catalog, complexity: complexity,
+            threshold: Double(routingThreshold))
         guard !classes.isEmpty else { return fallback(nil, Route(modelClass: "extractive", reason: reason)) }
 
-        let given = GenerativeAnswerer.passages(
+        let given = AnswerFilter.given(
             retrieval, layers: layers, limit: max(maxCitations, 1), threshold: citationThreshold)
         let snippets = Dictionary(
             extractive.citations.map { ($0.id, $0.snippet) }, uniquingKeysWith: { first, _ in first })
@@ -152,10 +190,11 @@ final class InferenceEngine: Service, Sendable {
             }
             do {
                 let routed = try await self.call(
-                    runtime, question: question, context: context, given: given, maxCitations: maxCitations,
+                    runtime, question: question, context: context, given: given, layers: layers,
+                    maxCitations: maxCitations,
                     retrievalConfidence: retrievalConfidence, snippets: snippets,
                     route: Route(
-                        modelClass: modelClass.rawValue,
+                        modelClass: modelClass.rawValue, complexity: complexity,
                         reason: modelClass == classes[0] ? reason : "fell back to \(modelClass.rawValue)"))
                 var answer = routed
                 answer.fallbackReason = firstFailure
@@ -180,8 +219,8 @@ final class InferenceEngine: Service, Sendable {
     }
 
     private func call(
-        _ runtime: ModelBackends.Runtime, question: String, context: String?,
-        given: [(entry: RetrievedEntry, passage: PromptBuilder.Passage)], maxCitations: Int,
+        _ runtime: ModelBackends.Runtime, question: String, context: String?, given: [AnswerFilter.Given],
+        layers: [CanonLayer], maxCitations: Int,
         retrievalConfidence: Double, snippets: [String: String], route: Route
     ) async throws -> Routed {
         let backend = runtime.backend
@@ -218,11 +257,22 @@ final class InferenceEngine: Service, Sendable {
         Timer(label: "zaas_model_call_duration_seconds", dimensions: [("model", backend.name)])
             .recordInterval(since: started)
         let given = Array(given.prefix(prompt.passageCount))
-        guard
-            let checked = GenerativeAnswerer.checked(
-                completion.text, given: given, maxCitations: maxCitations, retrievalConfidence: retrievalConfidence,
-                snippets: snippets)
-        else { throw AttemptFailure(reason: "unsupported_answer") }
+        let filtered: AnswerFilter.Answer?
+        do {
+            filtered = try await self.filter.filter(
+                completion.text, given: given, layers: layers, maxCitations: maxCitations,
+                retrievalConfidence: retrievalConfidence, snippets: snippets,
+                embed: { try await self.embedder.embed($0) })
+        } catch EmbedderError.overloaded, EmbedderError.timedOut {
+            throw AttemptFailure(reason: "filter_overloaded")
+        }
+        guard let checked = filtered else { throw AttemptFailure(reason: "unsupported_answer") }
+        if checked.report.changed {
+            for (reason, count) in checked.report.dropped {
+                Counter(label: "zaas_filter_dropped_sentences_total", dimensions: [("reason", reason)])
+                    .increment(by: count)
+            }
+        }
         let input = completion.inputTokens ?? prompt.estimatedTokens
         let output = completion.outputTokens ?? PromptBuilder.estimatedTokens(completion.text)
         Counter(label: "zaas_model_tokens_total", dimensions: [("model", backend.name), ("direction", "input")])
@@ -231,7 +281,8 @@ final class InferenceEngine: Service, Sendable {
             .increment(by: output)
         return Routed(
             text: checked.text, citations: checked.citations, confidence: checked.confidence, modelUsed: backend.name,
-            covered: true, route: route, fallbackReason: nil, inputTokens: input, outputTokens: output,
+            covered: true, route: route, fallbackReason: nil, filter: checked.report, inputTokens: input,
+            outputTokens: output,
             costNanoDollars: backend.costNanoDollars(inputTokens: input, outputTokens: output))
     }
 }

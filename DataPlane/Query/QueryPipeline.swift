@@ -20,8 +20,9 @@ import Shared
 /// 6. retrieve: `HybridRetriever` (Common/Retrieval/) over the tenant's canon layers;
 /// 7–8. route and infer: `InferenceEngine` (Inference/) picks the model class and backend from
 ///    the catalog and runs the fallback chain down to `ExtractiveAnswerer`, which always answers;
-/// 9. filter: citations checked against the passages given (`GenerativeAnswerer`); the rest of
-///    the filter is not built yet;
+/// 9. filter: `AnswerFilter` (Inference/): citations checked against the passages given, guards
+///    (instructions, system-prompt echo, credentials, links), every sentence attributed to a
+///    passage or dropped;
 /// 10. store and account: the answer into every cache tier; the key's last use was recorded
 ///    by the authenticator.
 ///
@@ -125,14 +126,14 @@ struct QueryPipeline: Sendable {
         }
         // 6. Retrieve, 7–9. route, infer, check.
         let stored = try StoredAnswer(
-            await self.answer(query, vector: vector, layers: layers, allowed: policy.modelClasses))
+            await self.answer(query, vector: vector, layers: layers, policy: policy))
         // 10. Store.
         await self.cache.store(stored, for: key, vector: vector, ttlSeconds: ttl)
         return Answer(stored: stored, outcome: .miss, similarity: nil)
     }
 
     /// Retrieval, then the routed answer (the extractive answer when no model can give one).
-    func answer(_ query: QueryRequest, vector: [Float], layers: [CanonLayer], allowed: ModelClasses) async throws
+    func answer(_ query: QueryRequest, vector: [Float], layers: [CanonLayer], policy: TenantPolicy) async throws
         -> CachedAnswer
     {
         let retrieval = self.retriever.retrieve(
@@ -141,13 +142,14 @@ struct QueryPipeline: Sendable {
             question: query.question, retrieval: retrieval, layers: layers, maxCitations: query.maxCitations)
         (extractive.covered ? self.answered : self.uncovered).increment()
         let routed = try await self.inference.answer(
-            question: query.question, context: query.context, retrieval: retrieval, layers: layers,
-            maxCitations: query.maxCitations, preference: query.modelPreference, allowed: allowed,
-            extractive: extractive, retrievalConfidence: extractive.confidence,
+            question: query.question, vector: vector, context: query.context, retrieval: retrieval, layers: layers,
+            maxCitations: query.maxCitations, preference: query.modelPreference, allowed: policy.modelClasses,
+            routingThreshold: policy.routingThreshold ?? TenantPolicy.defaultRoutingThreshold, extractive: extractive,
+            retrievalConfidence: extractive.confidence,
             citationThreshold: self.answerer.citationThreshold)
         return CachedAnswer(
             answer: routed.text, citations: routed.citations, confidence: routed.confidence,
             modelUsed: routed.modelUsed, canonVersion: layers.map(\.index.label).joined(separator: "+"),
-            covered: routed.covered, route: routed.route, fallbackReason: routed.fallbackReason)
+            covered: routed.covered, route: routed.route, fallbackReason: routed.fallbackReason, filter: routed.filter)
     }
 }

@@ -31,7 +31,7 @@ struct CanonIndexTests {
 
             \(filler). Second sentence with $a. b$ inline math. Third.
             """
-        let pieces = Chunker(targetWords: 60).split(body)
+        let pieces = Chunker(targetWords: 60).split(body).pieces
         #expect(pieces.contains { $0.contains("$$\na = b\n\n+ c\n$$") })
         #expect(pieces.contains { $0.contains("\\begin{align}\nx &= y \\\\\n\nz &= w\n\\end{align}") })
         #expect(pieces.contains { $0.contains("```\ncode\n\nmore code\n```") })
@@ -100,7 +100,7 @@ struct CanonIndexTests {
         }
         var wrongFormat = bytes
         wrongFormat[4] = 9
-        #expect(throws: CanonIndexError.malformed("artifact format 9; this build reads format 1")) {
+        #expect(throws: CanonIndexError.malformed("artifact format 9; this build reads formats 1 and 2")) {
             try CanonIndex(bytes: ArtifactBytes(copying: wrongFormat))
         }
         // Flip every byte of the header and entry sections in turn: each either reads or is refused.

@@ -13,6 +13,7 @@ struct SignedConfigDocumentTests {
         var tenantB = ConfigFixtures.tenant(slug: "béta-ünïcode", status: .suspended)
         tenantB.policy.tenantQueriesPerHour = 5000
         tenantB.policy.semanticCacheThreshold = 0.97
+        tenantB.policy.routingThreshold = 0.35
         tenantB.canon = CanonReference(
             versionID: UUID(), label: "béta-v7", sha256: String(repeating: "ab", count: 32), byteCount: 123_456)
         let keys = [
@@ -105,7 +106,7 @@ struct SignedConfigDocumentTests {
         }
         #expect(
             ConfigDocumentError.unsupportedFormatVersion(1).description
-                == "config format version 1 is not supported (this build reads 4...5)")
+                == "config format version 1 is not supported (this build reads 4...6)")
     }
 
     @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")
@@ -125,7 +126,7 @@ struct SignedConfigDocumentTests {
 
     @Test("a format-4 document (before the model catalog), as a node kept it on disk, still reads, with no models")
     func formatFour() throws {
-        var snapshot = ConfigFixtures.snapshot(version: 7, tenants: [ConfigFixtures.tenant(slug: "alpha")], keys: [])
+        var snapshot = ConfigFixtures.snapshot(version: 7, tenants: [], keys: [])
         snapshot.settings.baseCanon = nil
         snapshot.settings.models = []
         var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
@@ -139,6 +140,40 @@ struct SignedConfigDocumentTests {
         #expect(throws: ConfigDocumentError.self) {
             try SignedConfigDocument.decode(
                 try Self.resign(payload: payload, kind: 1, format: 5), verifyingWith: Self.key.verificationKey)
+        }
+    }
+
+    @Test("a format-5 document (before routing thresholds) still reads: every tenant has the default threshold")
+    func formatFive() throws {
+        let snapshot = ConfigFixtures.snapshot(version: 8, tenants: [ConfigFixtures.tenant(slug: "alpha")], keys: [])
+        var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
+        // The tenant ends with three absent optionals (semantic threshold, routing threshold, canon),
+        // then the key count: format 5 has one absent optional fewer.
+        #expect(Array(payload.suffix(7)) == [0, 0, 0, 0, 0, 0, 0])
+        payload.remove(at: payload.count - 5)
+        let old = try Self.resign(payload: payload, kind: 1, format: 5)
+        let decoded = try SignedConfigDocument.decode(old, verifyingWith: Self.key.verificationKey)
+        #expect(decoded == .full(snapshot))
+        if case .full(let read) = decoded { #expect(read.tenants.first?.policy.routingThreshold == nil) }
+        // The same bytes claimed as format 6 are refused: a byte short.
+        #expect(throws: ConfigDocumentError.self) {
+            try SignedConfigDocument.decode(
+                try Self.resign(payload: payload, kind: 1, format: 6), verifyingWith: Self.key.verificationKey)
+        }
+    }
+
+    @Test("a routing threshold above 1 is refused as malformed")
+    func routingThresholdOutOfRange() throws {
+        var tenant = ConfigFixtures.tenant(slug: "alpha")
+        tenant.policy.routingThreshold = 0.5
+        let snapshot = ConfigFixtures.snapshot(version: 9, tenants: [tenant], keys: [])
+        var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
+        // …, present (1), 5000 as u16, no canon (0), no keys (0 0 0 0).
+        #expect(Array(payload.suffix(8)) == [1, 0x13, 0x88, 0, 0, 0, 0, 0])
+        payload.replaceSubrange((payload.count - 7)..<(payload.count - 5), with: [0x27, 0x11])
+        #expect(throws: ConfigDocumentError.malformed("routing threshold 10001 out of range")) {
+            try SignedConfigDocument.decode(
+                try Self.resign(payload: payload, kind: 1), verifyingWith: Self.key.verificationKey)
         }
     }
 

@@ -151,11 +151,16 @@ public struct TenantPolicy: Sendable, Equatable {
     /// tenant's quota policy sets one (nil: the node's `cache.semantic_threshold`). Carried in
     /// 1/10 000ths.
     public var semanticCacheThreshold: Float?
+    /// The complexity estimate at or above which `auto` answers in the cloud class, when the
+    /// tenant's quota policy sets one (nil: `defaultRoutingThreshold`). Carried in 1/10 000ths.
+    public var routingThreshold: Float?
+
+    public static let defaultRoutingThreshold: Float = 0.5
 
     public init(
         tier: String, queriesPerHour: UInt32, tenantQueriesPerHour: UInt32?, modelClasses: ModelClasses,
         maxCitations: UInt16, cacheTTLSeconds: UInt32, auditRetentionDays: UInt16, canonUpdatesAllowed: Bool,
-        semanticCacheThreshold: Float? = nil
+        semanticCacheThreshold: Float? = nil, routingThreshold: Float? = nil
     ) {
         self.tier = tier
         self.queriesPerHour = queriesPerHour
@@ -166,6 +171,7 @@ public struct TenantPolicy: Sendable, Equatable {
         self.auditRetentionDays = auditRetentionDays
         self.canonUpdatesAllowed = canonUpdatesAllowed
         self.semanticCacheThreshold = semanticCacheThreshold
+        self.routingThreshold = routingThreshold
     }
 }
 

@@ -13,10 +13,12 @@ import NIOCore
 public enum SignedConfigDocument {
     public static let magic: [UInt8] = Array("ZCFG".utf8)
     /// 4: documents carry `validUntil` after `createdAt`. 5: the settings carry the model catalog.
-    public static let formatVersion: UInt16 = 5
+    /// 6: a tenant's policy carries its routing threshold.
+    public static let formatVersion: UInt16 = 6
     /// Formats this build still reads: a node upgraded while the control plane is away starts from
-    /// the document it kept on disk (format 4 has no model catalog: it reads as empty).
-    public static let readableFormatVersions: ClosedRange<UInt16> = 4...5
+    /// the document it kept on disk (format 4 has no model catalog: it reads as empty; formats 4
+    /// and 5 have no routing thresholds: every tenant has the default).
+    public static let readableFormatVersions: ClosedRange<UInt16> = 4...6
     public static let headerLength = 4 + 2 + 1 + 4
     public static let signatureLength = 64
     /// Refused before reading further: far above what 1M keys need.
@@ -204,7 +206,7 @@ extension ByteBuffer {
         let createdAt = try self.readDate()
         let validUntil = try self.readDate()
         let settings = try self.readSettings(format: format)
-        let tenants = try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readTenant() }
+        let tenants = try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readTenant(format: format) }
         let keys = try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readKey() }
         return NodeConfigSnapshot(
             version: version, createdAt: createdAt, validUntil: validUntil, settings: settings, tenants: tenants,
@@ -237,7 +239,9 @@ extension ByteBuffer {
             createdAt: try self.readDate(),
             validUntil: try self.readDate(),
             settings: try self.readSettings(format: format),
-            upsertedTenants: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readTenant() },
+            upsertedTenants: try self.readArray { buffer throws(ConfigDocumentError) in
+                try buffer.readTenant(format: format)
+            },
             removedTenants: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readUUID() },
             upsertedKeys: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readKey() },
             removedKeys: try self.readArray { buffer throws(ConfigDocumentError) in try buffer.readUUID() }
@@ -344,10 +348,11 @@ extension ByteBuffer {
         self.writeInteger(policy.auditRetentionDays)
         self.writeInteger(UInt8(policy.canonUpdatesAllowed ? 1 : 0))
         self.writeOptional(policy.semanticCacheThreshold) { $0.writeInteger(UInt16(($1 * 10_000).rounded())) }
+        self.writeOptional(policy.routingThreshold) { $0.writeInteger(UInt16(($1 * 10_000).rounded())) }
         self.writeOptional(tenant.canon) { $0.writeCanon($1) }
     }
 
-    private mutating func readTenant() throws(ConfigDocumentError) -> TenantConfig {
+    private mutating func readTenant(format: UInt16) throws(ConfigDocumentError) -> TenantConfig {
         let id = try self.readUUID()
         let slug = try self.readShortString()
         guard let status = TenantConfig.Status(rawValue: try self.read()) else {
@@ -367,6 +372,11 @@ extension ByteBuffer {
         if let threshold, !(8000...10_000).contains(threshold) {
             throw ConfigDocumentError.malformed("semantic cache threshold \(threshold) out of range")
         }
+        let routing: UInt16? =
+            format >= 6 ? try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.read() } : nil
+        if let routing, routing > 10_000 {
+            throw ConfigDocumentError.malformed("routing threshold \(routing) out of range")
+        }
         let canon = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readCanon() }
         return TenantConfig(
             id: id, slug: slug, status: status,
@@ -374,7 +384,8 @@ extension ByteBuffer {
                 tier: tier, queriesPerHour: queriesPerHour, tenantQueriesPerHour: tenantQueriesPerHour,
                 modelClasses: modelClasses, maxCitations: maxCitations, cacheTTLSeconds: cacheTTL,
                 auditRetentionDays: retention, canonUpdatesAllowed: canonUpdates,
-                semanticCacheThreshold: threshold.map { Float($0) / 10_000 }
+                semanticCacheThreshold: threshold.map { Float($0) / 10_000 },
+                routingThreshold: routing.map { Float($0) / 10_000 }
             ),
             canon: canon
         )

@@ -1,0 +1,251 @@
+import Canon
+import Foundation
+import Retrieval
+
+/// The filter stage: what a model wrote, made safe to serve.
+///
+/// 1. Citations are parsed per sentence: a number naming no passage the model was given is
+///    invented and removed.
+/// 2. Guards drop a sentence that addresses someone as an instruction would (`instruction`,
+///    the canon's own classifier), repeats the system prompt (`prompt_echo`), holds a string
+///    shaped like a credential (`secret`), or links anywhere its supporting passage does not
+///    (`link`).
+/// 3. Attribution: every remaining sentence is embedded and attributed to the given passage that
+///    supports it (`SentenceAttribution`); one no passage supports is dropped (`unsupported`), a
+///    supported one carries that passage's citation even if the model forgot it. With
+///    `max_citations` n, a sentence only passages beyond the first n support is dropped
+///    (`over_citation_limit`): every sentence served carries a citation that is listed.
+/// 4. Nothing left: nil, and the extractive answer replaces the model's.
+///
+/// Confidence (docs/routing.md): C = C_r × (0.5 + 0.5 s) × (1 − 0.5 i), where C_r is the
+/// extractive formula's value for the same retrieval, s the share of the model's sentences kept
+/// and i the share of its citation numbers that were invented.
+struct AnswerFilter: Sendable {
+    /// What the filter did to an answer; `changed` is false when the answer is served as written
+    /// (citations renumbered in order of first use do not count as a change).
+    struct Report: Sendable, Codable, Equatable {
+        var changed: Bool
+        /// Sentences dropped, by reason.
+        var dropped: [String: Int]
+        /// Citations the filter added to sentences the model had not cited them for.
+        var citationsAdded: Int
+        /// Citation numbers removed: invented, or naming a passage that does not support the sentence.
+        var citationsRemoved: Int
+
+        enum CodingKeys: String, CodingKey {
+            case changed, dropped
+            case citationsAdded = "citations_added"
+            case citationsRemoved = "citations_removed"
+        }
+    }
+
+    struct Answer: Sendable {
+        var text: String
+        var citations: [Citation]
+        var confidence: Double
+        var report: Report
+    }
+
+    /// A passage the model was given (numbered from 1 in the prompt).
+    typealias Given = (entry: RetrievedEntry, passage: PromptBuilder.Passage)
+
+    var attribution = SentenceAttribution()
+    var classifier = InjectionClassifier.standard
+
+    /// One sentence of the model's text: without its citation markers, the given passages it
+    /// cited (0-based) and how many numbers it invented.
+    struct Sentence: Sendable, Equatable {
+        var plain: String
+        var cited: [Int]
+        var invented: Int
+    }
+
+    /// The sentences of `text` with their citations; markers standing alone after a sentence's
+    /// end (`… energy. [2]`) belong to that sentence.
+    static func sentences(_ text: String, passageCount: Int) -> [Sentence] {
+        var sentences: [Sentence] = []
+        let lines = text.split(whereSeparator: \.isNewline).map {
+            // List markers and headings are layout, not content.
+            $0.trimmingCharacters(in: .whitespaces).replacing(/^(?:[-*•]|\d{1,2}[.)]|#+)\s+/, with: "")
+        }
+        for sentence in Chunker.sentences(lines.joined(separator: " ")) {
+            var plain = ""
+            var cited: [Int] = []
+            var invented = 0
+            var rest = Substring(sentence)
+            while let match = rest.firstMatch(of: Self.marker) {
+                plain += rest[rest.startIndex..<match.range.lowerBound]
+                while plain.last == " " { plain.removeLast() }
+                for part in match.output.1.split(separator: ",") {
+                    guard let number = Int(part.trimmingCharacters(in: .whitespaces)),
+                        (1...passageCount).contains(number)
+                    else {
+                        invented += 1
+                        continue
+                    }
+                    if !cited.contains(number - 1) { cited.append(number - 1) }
+                }
+                rest = rest[match.range.upperBound...]
+            }
+            plain += rest
+            plain = plain.trimmingCharacters(in: .whitespaces)
+            if plain.allSatisfy({ $0.isPunctuation || $0.isWhitespace }), !sentences.isEmpty {
+                sentences[sentences.count - 1].cited += cited.filter {
+                    !sentences[sentences.count - 1].cited.contains($0)
+                }
+                sentences[sentences.count - 1].invented += invented
+                continue
+            }
+            sentences.append(Sentence(plain: plain, cited: cited, invented: invented))
+        }
+        return sentences
+    }
+
+    /// Why a guard drops `sentence`, or nil.
+    func guardReason(_ sentence: String) -> String? {
+        if self.classifier.isInjection(sentence) { return "instruction" }
+        if Self.echoesSystemPrompt(sentence) { return "prompt_echo" }
+        if sentence.contains(Self.secretShape) { return "secret" }
+        return nil
+    }
+
+    /// The filtered answer, or nil when nothing the model wrote can be served.
+    /// - Parameter embed: the node's embedder (unit-length vectors, one per text).
+    func filter(
+        _ text: String, given: [Given], layers: [CanonLayer], maxCitations: Int, retrievalConfidence: Double,
+        snippets: [String: String], embed: ([String]) async throws -> [[Float]]
+    ) async throws -> Answer? {
+        let sentences = Self.sentences(text, passageCount: given.count)
+        guard !sentences.isEmpty else { return nil }
+        var dropped: [String: Int] = [:]
+        var candidates: [Sentence] = []
+        for sentence in sentences {
+            if let reason = self.guardReason(sentence.plain) {
+                dropped[reason, default: 0] += 1
+            } else {
+                candidates.append(sentence)
+            }
+        }
+        let passages = given.map { found in
+            let index = layers[found.entry.layer].index
+            return SentenceAttribution.Passage(
+                index: index, entry: found.entry.entry, chunks: index.servedChunks(of: found.entry.entry))
+        }
+        let vectors = candidates.isEmpty ? [] : try await embed(candidates.map(\.plain))
+
+        var order: [Int] = []  // given passage index by citation number - 1
+        var kept: [(plain: String, numbers: [Int])] = []
+        var added = 0
+        var removed = sentences.reduce(0) { $0 + $1.invented }
+        for (sentence, vector) in zip(candidates, vectors) {
+            let scores = passages.map { self.attribution.support(sentence.plain, vector: vector, passage: $0) }
+            let supporting = scores.indices.filter { scores[$0] >= self.attribution.threshold }
+            let best = { (among: [Int]) in among.max { scores[$0] < scores[$1] } }
+            // The model's own citation wins when it supports the sentence.
+            guard let chosen = best(supporting.filter(sentence.cited.contains)) ?? best(supporting) else {
+                dropped["unsupported", default: 0] += 1
+                removed += sentence.cited.count
+                continue
+            }
+            if let link = sentence.plain.firstMatch(of: Self.link),
+                !passages[chosen].text.contains(link.output.lowercased())
+            {
+                dropped["link", default: 0] += 1
+                removed += sentence.cited.count
+                continue
+            }
+            // The chosen passage first, then the others the model cited that support it too; with
+            // `max_citations` n, only passages among the first n listed (every sentence served
+            // carries a citation that is listed).
+            var numbers: [Int] = []
+            var listed: [Int] = []
+            if maxCitations > 0 {
+                for index in [chosen] + sentence.cited.filter({ $0 != chosen && supporting.contains($0) })
+                where order.contains(index) || order.count < maxCitations {
+                    if !order.contains(index) { order.append(index) }
+                    numbers.append(order.firstIndex(of: index)! + 1)
+                    listed.append(index)
+                }
+                guard !numbers.isEmpty else {
+                    dropped["over_citation_limit", default: 0] += 1
+                    removed += sentence.cited.count
+                    continue
+                }
+            }
+            added += listed.filter { !sentence.cited.contains($0) }.count
+            removed += sentence.cited.filter { !listed.contains($0) }.count
+            kept.append((sentence.plain, numbers))
+        }
+        guard !kept.isEmpty else { return nil }
+
+        let rendered = kept.map { sentence in Self.render(sentence.plain, citing: sentence.numbers) }
+            .joined(separator: " ")
+        let citations = order.map { index -> Citation in
+            let found = given[index].entry
+            return Citation(
+                id: found.entry.id, title: found.entry.title, kind: found.entry.kind, status: found.entry.status,
+                snippet: snippets[found.entry.id] ?? ExtractiveAnswerer.snippet(given[index].passage.text),
+                score: ExtractiveAnswerer.rounded(found.fusedScore * 61 / 2), canonVersion: found.canonVersion)
+        }
+        let markers = sentences.reduce(0) { $0 + $1.cited.count + $1.invented }
+        let invented = sentences.reduce(0) { $0 + $1.invented }
+        let keptShare = Double(kept.count) / Double(sentences.count)
+        let inventedShare = markers == 0 ? 0 : Double(invented) / Double(markers)
+        let confidence = retrievalConfidence * (0.5 + 0.5 * keptShare) * (1 - 0.5 * inventedShare)
+        let report = Report(
+            changed: !dropped.isEmpty || added > 0 || (maxCitations > 0 && removed > 0),
+            dropped: dropped, citationsAdded: added, citationsRemoved: removed)
+        return Answer(
+            text: rendered, citations: citations, confidence: ExtractiveAnswerer.rounded(confidence), report: report)
+    }
+
+    /// `plain` with its citation markers before its closing punctuation: `Energy is conserved [1][2].`
+    static func render(_ plain: String, citing numbers: [Int]) -> String {
+        guard !numbers.isEmpty else { return plain }
+        let markers = numbers.map { "[\($0)]" }.joined()
+        guard let last = plain.last, ".!?".contains(last) else { return plain + " " + markers }
+        return String(plain.dropLast()) + " " + markers + String(last)
+    }
+
+    /// Six words in a row of the system prompt.
+    static func echoesSystemPrompt(_ sentence: String) -> Bool {
+        let words = Self.words(sentence)
+        guard words.count >= Self.echoLength else { return false }
+        for start in 0...(words.count - Self.echoLength)
+        where Self.systemShingles.contains(words[start..<(start + Self.echoLength)].joined(separator: " ")) {
+            return true
+        }
+        return false
+    }
+
+    static let echoLength = 6
+    static let systemShingles: Set<String> = {
+        let words = Self.words(PromptBuilder.system)
+        return Set((0...(words.count - echoLength)).map { words[$0..<($0 + echoLength)].joined(separator: " ") })
+    }()
+
+    static func words(_ text: String) -> [String] {
+        text.lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init)
+    }
+
+    /// Strings shaped like credentials: ZaaS API keys, provider keys (`sk-…`, `AKIA…`, `ghp_…`,
+    /// `xox…-`), bearer tokens, JWTs, private-key blocks, long hex or base64 runs.
+    nonisolated(unsafe) static let secretShape =
+        /zaas_(?:live|test)_[a-z0-9]{8,}|\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{20,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|(?i:bearer)\s+[A-Za-z0-9._~+\/-]{16,}|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|-----BEGIN [A-Z ]*PRIVATE KEY-----|\b[A-Fa-f0-9]{40,}\b|[A-Za-z0-9+\/]{48,}={0,2}/
+
+    /// The passages of `retrieval` a model is given, in rank order: the entries the extractive
+    /// answerer would cite, each as the text of its chunks (never an injected one).
+    static func given(_ retrieval: RetrievalResult, layers: [CanonLayer], limit: Int, threshold: Float) -> [Given] {
+        retrieval.entries.filter { $0.similarity >= threshold }.prefix(max(limit, 1)).map { found in
+            let index = layers[found.layer].index
+            let text = index.servedChunks(of: found.entry).map { index.chunkText[$0] }.joined(separator: "\n")
+            return (found, PromptBuilder.Passage(title: found.entry.title, status: found.entry.status, text: text))
+        }
+    }
+
+    /// `[3]`, `[1, 2]`, `[ 4 ]`.
+    nonisolated(unsafe) static let marker = /\[\s*(\d{1,4}(?:\s*,\s*\d{1,4})*)\s*\]/
+
+    /// A link, without the punctuation that may close the sentence after it.
+    nonisolated(unsafe) static let link = /(?i)(?:https?:\/\/|www\.)[^\s<>()\[\]"'`]*[^\s<>()\[\]"'`.,;:!?]/
+}
