@@ -73,7 +73,7 @@ stop-services:
 test: services model llm
 	@bash infra/test.sh
 
-bench: services model
+bench: services model llm
 	@bash infra/bench.sh
 
 format:

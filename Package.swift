@@ -26,6 +26,7 @@ let package = Package(
         .executable(name: "bench-canon", targets: ["bench-canon"]),
         .executable(name: "bench-cache", targets: ["bench-cache"]),
         .executable(name: "bench-soak", targets: ["bench-soak"]),
+        .executable(name: "bench-gateway", targets: ["bench-gateway"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -218,6 +219,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                "Canon",
                 "Shared",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -322,6 +324,15 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             path: "Tests/Benchmarks/CanonBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bench-gateway",
+            dependencies: [
+                "Shared", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/Benchmarks/GatewayBench",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

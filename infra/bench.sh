@@ -14,8 +14,17 @@ if [ -z "$benches" ]; then
     log "no benchmarks defined yet"
     exit 0
 fi
+# BENCH=bench-gateway (or several, space-separated) runs only those.
+benches="${BENCH:-$benches}"
 # Everything in release: benchmarks start zaas-control and zaas-data from the same build.
 swift build -c release
+# The gateway benchmark routes to the local model (its own run folder, stopped at the end) and
+# compares with LiteLLM's proxy in front of nginx (both installed once per machine).
+export ZAAS_RUN_DIR="$ZAAS_HOME/bench" ZAAS_LOG_DIR="$ZAAS_HOME/bench"
+bash "$(dirname "$0")/start-llm.sh"
+trap '[ -f "$ZAAS_RUN_DIR/llm.pid" ] && kill "$(cat "$ZAAS_RUN_DIR/llm.pid")" 2>/dev/null; true' EXIT
+ZAAS_LITELLM="$(bash "$(dirname "$0")/fetch-bench-tools.sh")"
+export ZAAS_LITELLM
 for bench in $benches; do
     log "running $bench"
     ".build/release/$bench"

@@ -63,3 +63,19 @@ redis_running() {
 }
 
 random_secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# venv_install DIR REQUIREMENT...: a Python virtual environment at DIR holding the requirements,
+# made once (in DIR.partial, moved into place when complete, so an interrupted install is redone).
+# Its scripts' first lines name the interpreter by the folder they were installed in: rewritten.
+venv_install() {
+    local dir=$1
+    shift
+    [ -x "$dir/bin/python3" ] && [ -f "$dir/.complete" ] && return 0
+    mkdir -p "$(dirname "$dir")"
+    rm -rf "$dir.partial" "$dir"
+    python3 -m venv "$dir.partial"
+    "$dir.partial/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+    grep -lIs "^#!$dir.partial/" "$dir.partial"/bin/* | xargs -r sed -i "1s|^#!$dir.partial/|#!$dir/|"
+    touch "$dir.partial/.complete"
+    mv "$dir.partial" "$dir"
+}

@@ -12,13 +12,9 @@ SCHEMATHESIS_VERSION=4.32.5
 # Installed once per machine, outside the checkout, keyed by version.
 TOOLS="${ZAAS_TOOLS_DIR:-/var/cache/zaas}"
 ST="$TOOLS/schemathesis-$SCHEMATHESIS_VERSION"
-if [ ! -x "$ST/bin/schemathesis" ]; then
+if [ ! -f "$ST/.complete" ]; then
     log "installing schemathesis $SCHEMATHESIS_VERSION into $ST"
-    mkdir -p "$TOOLS"
-    rm -rf "$ST.partial"
-    python3 -m venv "$ST.partial"
-    "$ST.partial/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-    mv "$ST.partial" "$ST"
+    venv_install "$ST" "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 export ZAAS_BIN="${ZAAS_BIN:-$ZAAS_ROOT/.build/debug}"

@@ -74,6 +74,33 @@ for sentence in re.split(r"(?<=[.!?])\s+", a["answer"].strip()):
     numbers = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
     assert numbers and all(1 <= n <= len(a["citations"]) for n in numbers), (sentence, a)
 PY
+# The same question streamed (server-sent events from llama-server through the filter), asked by
+# another tenant so no cache answers: sentences arrive as delta events, then the answer's JSON.
+stream=$(curl -sS -N -H "Authorization: Bearer $DEMO_ENTERPRISE_KEY" -H 'Accept: text/event-stream' \
+    -H 'Content-Type: application/json' \
+    -d '{"question": "What does Noether'"'"'s theorem say?", "model_preference": "local"}' http://127.0.0.1:18401/api/v1/query)
+python3 - "$stream" <<'PY' || fail "streamed answer: $stream"
+import json, sys
+events = []
+for block in sys.argv[1].split("\n\n"):
+    lines = [l for l in block.split("\n") if l and not l.startswith(":")]
+    if lines:
+        name = next(l[6:].strip() for l in lines if l.startswith("event:"))
+        data = "\n".join(l[5:].lstrip() for l in lines if l.startswith("data:"))
+        events.append((name, json.loads(data)))
+names = [name for name, _ in events]
+assert names[-1] == "answer" and "error" not in names, names
+a = events[-1][1]
+assert a["model_used"] == "smollm2-135m-instruct", a
+if a["cache_hit"]:
+    # A run folder kept from an earlier run (not CI's): the answer is cached, one event.
+    assert names == ["answer"], names
+else:
+    deltas = [d["text"] for name, d in events if name == "delta"]
+    assert deltas and "".join(deltas) == a["answer"], (deltas, a)
+    assert sum(len(d["citations"]) for name, d in events if name == "delta") == len(a["citations"]), events
+    assert a["timings_ms"]["model"] > 0 and a["timings_ms"]["total"] >= a["timings_ms"]["model"], a
+PY
 update='{"upsert": [{"id": "lab.smoke", "kind": "narrative", "title": "Smoke", "body": "Smoke test.", "status": "Narrative"}], "publish": false}'
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $DEMO_FREE_KEY" -H 'Content-Type: application/json' \
     -d "$update" http://127.0.0.1:18401/api/v1/canon/update)" = 403 ] || fail "free tenant canon update not 403"

@@ -101,6 +101,41 @@ struct AnswerFilter: Sendable {
         return sentences
     }
 
+    /// A streamed answer's sentences as they complete. A sentence is complete once text holding
+    /// a letter follows it: a citation marker after its full stop (`… energy. [2]`) may still
+    /// arrive and belongs to it. Sentence ends are found where `sentences` finds them, and text
+    /// appended later never moves an end already found, so what is returned is final.
+    struct SentenceStream: Sendable {
+        let passageCount: Int
+        private var text = ""
+        private var returned = 0
+
+        init(passageCount: Int) {
+            self.passageCount = passageCount
+        }
+
+        /// The sentences `piece` completed.
+        mutating func append(_ piece: String) -> [Sentence] {
+            self.text += piece
+            let sentences = AnswerFilter.sentences(self.text, passageCount: self.passageCount)
+            guard let last = sentences.last else { return [] }
+            let complete = last.plain.contains(where: \.isLetter) ? sentences.count - 1 : sentences.count - 2
+            return self.take(sentences, upTo: complete)
+        }
+
+        /// The sentences left when the answer ends.
+        mutating func finish() -> [Sentence] {
+            let sentences = AnswerFilter.sentences(self.text, passageCount: self.passageCount)
+            return self.take(sentences, upTo: sentences.count)
+        }
+
+        private mutating func take(_ sentences: [Sentence], upTo end: Int) -> [Sentence] {
+            guard end > self.returned else { return [] }
+            defer { self.returned = end }
+            return Array(sentences[self.returned..<end])
+        }
+    }
+
     /// Why a guard drops `sentence`, or nil.
     func guardReason(_ sentence: String) -> String? {
         if self.classifier.isInjection(sentence) { return "instruction" }
@@ -115,88 +150,121 @@ struct AnswerFilter: Sendable {
         _ text: String, given: [Given], layers: [CanonLayer], maxCitations: Int, retrievalConfidence: Double,
         snippets: [String: String], embed: ([String]) async throws -> [[Float]]
     ) async throws -> Answer? {
-        let sentences = Self.sentences(text, passageCount: given.count)
-        guard !sentences.isEmpty else { return nil }
-        var dropped: [String: Int] = [:]
-        var candidates: [Sentence] = []
-        for sentence in sentences {
-            if let reason = self.guardReason(sentence.plain) {
-                dropped[reason, default: 0] += 1
-            } else {
-                candidates.append(sentence)
+        var session = Session(filter: self, given: given, layers: layers, maxCitations: maxCitations)
+        let candidates = Self.sentences(text, passageCount: given.count).filter { session.screen($0) }
+        let vectors = candidates.isEmpty ? [] : try await embed(candidates.map(\.plain))
+        for (sentence, vector) in zip(candidates, vectors) { _ = session.attribute(sentence, vector: vector) }
+        return session.answer(retrievalConfidence: retrievalConfidence, snippets: snippets)
+    }
+
+    /// The filter applied one sentence at a time, as a streamed answer arrives: each sentence is
+    /// screened by the guards, then attributed, and is final once kept (its citation numbers are
+    /// given in order of first use, as the whole answer's are). `answer` is the same as
+    /// `filter` would give for the same sentences.
+    struct Session: Sendable {
+        let filter: AnswerFilter
+        let given: [Given]
+        let passages: [SentenceAttribution.Passage]
+        let maxCitations: Int
+        /// Given passage index by citation number − 1.
+        private(set) var order: [Int] = []
+        private(set) var kept: [(plain: String, numbers: [Int])] = []
+        private var dropped: [String: Int] = [:]
+        private var seen = 0
+        private var markers = 0
+        private var invented = 0
+        private var added = 0
+        private var removed = 0
+
+        init(filter: AnswerFilter, given: [Given], layers: [CanonLayer], maxCitations: Int) {
+            self.filter = filter
+            self.given = given
+            self.maxCitations = maxCitations
+            self.passages = given.map { found in
+                let index = layers[found.entry.layer].index
+                return SentenceAttribution.Passage(
+                    index: index, entry: found.entry.entry, chunks: index.servedChunks(of: found.entry.entry))
             }
         }
-        let passages = given.map { found in
-            let index = layers[found.entry.layer].index
-            return SentenceAttribution.Passage(
-                index: index, entry: found.entry.entry, chunks: index.servedChunks(of: found.entry.entry))
-        }
-        let vectors = candidates.isEmpty ? [] : try await embed(candidates.map(\.plain))
 
-        var order: [Int] = []  // given passage index by citation number - 1
-        var kept: [(plain: String, numbers: [Int])] = []
-        var added = 0
-        var removed = sentences.reduce(0) { $0 + $1.invented }
-        for (sentence, vector) in zip(candidates, vectors) {
-            let scores = passages.map { self.attribution.support(sentence.plain, vector: vector, passage: $0) }
-            let supporting = scores.indices.filter { scores[$0] >= self.attribution.threshold }
+        /// Counts `sentence` and applies the guards: false when one drops it (it needs no embedding).
+        mutating func screen(_ sentence: Sentence) -> Bool {
+            self.seen += 1
+            self.markers += sentence.cited.count + sentence.invented
+            self.invented += sentence.invented
+            self.removed += sentence.invented
+            guard let reason = self.filter.guardReason(sentence.plain) else { return true }
+            self.dropped[reason, default: 0] += 1
+            return false
+        }
+
+        /// Attributes a screened sentence (`vector`: its embedding): the sentence as served, with
+        /// its citation markers, or nil when it is dropped.
+        mutating func attribute(_ sentence: Sentence, vector: [Float]) -> String? {
+            let attribution = self.filter.attribution
+            let scores = self.passages.map { attribution.support(sentence.plain, vector: vector, passage: $0) }
+            let supporting = scores.indices.filter { scores[$0] >= attribution.threshold }
             let best = { (among: [Int]) in among.max { scores[$0] < scores[$1] } }
             // The model's own citation wins when it supports the sentence.
             guard let chosen = best(supporting.filter(sentence.cited.contains)) ?? best(supporting) else {
-                dropped["unsupported", default: 0] += 1
-                removed += sentence.cited.count
-                continue
+                return self.drop(sentence, "unsupported")
             }
-            if let link = sentence.plain.firstMatch(of: Self.link),
-                !passages[chosen].text.contains(link.output.lowercased())
+            if let link = sentence.plain.firstMatch(of: AnswerFilter.link),
+                !self.passages[chosen].text.contains(link.output.lowercased())
             {
-                dropped["link", default: 0] += 1
-                removed += sentence.cited.count
-                continue
+                return self.drop(sentence, "link")
             }
             // The chosen passage first, then the others the model cited that support it too; with
             // `max_citations` n, only passages among the first n listed (every sentence served
             // carries a citation that is listed).
             var numbers: [Int] = []
             var listed: [Int] = []
-            if maxCitations > 0 {
+            if self.maxCitations > 0 {
                 for index in [chosen] + sentence.cited.filter({ $0 != chosen && supporting.contains($0) })
-                where order.contains(index) || order.count < maxCitations {
-                    if !order.contains(index) { order.append(index) }
-                    numbers.append(order.firstIndex(of: index)! + 1)
+                where self.order.contains(index) || self.order.count < self.maxCitations {
+                    if !self.order.contains(index) { self.order.append(index) }
+                    numbers.append(self.order.firstIndex(of: index)! + 1)
                     listed.append(index)
                 }
-                guard !numbers.isEmpty else {
-                    dropped["over_citation_limit", default: 0] += 1
-                    removed += sentence.cited.count
-                    continue
-                }
+                guard !numbers.isEmpty else { return self.drop(sentence, "over_citation_limit") }
             }
-            added += listed.filter { !sentence.cited.contains($0) }.count
-            removed += sentence.cited.filter { !listed.contains($0) }.count
-            kept.append((sentence.plain, numbers))
+            self.added += listed.filter { !sentence.cited.contains($0) }.count
+            self.removed += sentence.cited.filter { !listed.contains($0) }.count
+            self.kept.append((sentence.plain, numbers))
+            return AnswerFilter.render(sentence.plain, citing: numbers)
         }
-        guard !kept.isEmpty else { return nil }
 
-        let rendered = kept.map { sentence in Self.render(sentence.plain, citing: sentence.numbers) }
-            .joined(separator: " ")
-        let citations = order.map { index -> Citation in
-            let found = given[index].entry
+        private mutating func drop(_ sentence: Sentence, _ reason: String) -> String? {
+            self.dropped[reason, default: 0] += 1
+            self.removed += sentence.cited.count
+            return nil
+        }
+
+        /// The citation listed as number `number` (1-based).
+        func citation(_ number: Int, snippets: [String: String]) -> Citation {
+            let passage = self.given[self.order[number - 1]]
+            let found = passage.entry
             return Citation(
                 id: found.entry.id, title: found.entry.title, kind: found.entry.kind, status: found.entry.status,
-                snippet: snippets[found.entry.id] ?? ExtractiveAnswerer.snippet(given[index].passage.text),
+                snippet: snippets[found.entry.id] ?? ExtractiveAnswerer.snippet(passage.passage.text),
                 score: ExtractiveAnswerer.rounded(found.fusedScore * 61 / 2), canonVersion: found.canonVersion)
         }
-        let markers = sentences.reduce(0) { $0 + $1.cited.count + $1.invented }
-        let invented = sentences.reduce(0) { $0 + $1.invented }
-        let keptShare = Double(kept.count) / Double(sentences.count)
-        let inventedShare = markers == 0 ? 0 : Double(invented) / Double(markers)
-        let confidence = retrievalConfidence * (0.5 + 0.5 * keptShare) * (1 - 0.5 * inventedShare)
-        let report = Report(
-            changed: !dropped.isEmpty || added > 0 || (maxCitations > 0 && removed > 0),
-            dropped: dropped, citationsAdded: added, citationsRemoved: removed)
-        return Answer(
-            text: rendered, citations: citations, confidence: ExtractiveAnswerer.rounded(confidence), report: report)
+
+        /// The answer from the sentences kept so far, or nil when none was.
+        func answer(retrievalConfidence: Double, snippets: [String: String]) -> Answer? {
+            guard !self.kept.isEmpty else { return nil }
+            let rendered = self.kept.map { AnswerFilter.render($0.plain, citing: $0.numbers) }.joined(separator: " ")
+            let citations = self.order.indices.map { self.citation($0 + 1, snippets: snippets) }
+            let keptShare = Double(self.kept.count) / Double(self.seen)
+            let inventedShare = self.markers == 0 ? 0 : Double(self.invented) / Double(self.markers)
+            let confidence = retrievalConfidence * (0.5 + 0.5 * keptShare) * (1 - 0.5 * inventedShare)
+            let report = Report(
+                changed: !self.dropped.isEmpty || self.added > 0 || (self.maxCitations > 0 && self.removed > 0),
+                dropped: self.dropped, citationsAdded: self.added, citationsRemoved: self.removed)
+            return Answer(
+                text: rendered, citations: citations, confidence: ExtractiveAnswerer.rounded(confidence),
+                report: report)
+        }
     }
 
     /// `plain` with its citation markers before its closing punctuation: `Energy is conserved [1][2].`

@@ -62,7 +62,21 @@ final class InferenceEngine: Service, Sendable {
         var inputTokens: Int = 0
         var outputTokens: Int = 0
         var costNanoDollars: UInt64 = 0
+        /// Time spent in the model calls and in the filter, for the answer's `timings_ms`.
+        var timings: [(stage: String, duration: Duration)] = []
     }
+
+    /// What a streaming caller is told while the answer is generated.
+    enum StreamEvent: Sendable {
+        /// A sentence as it will be served (filtered, with its citation markers; concatenated,
+        /// the deltas are the answer's text), and the citations it lists for the first time.
+        case delta(String, citations: [Citation])
+        /// The deltas sent so far are withdrawn: their model failed mid-answer (`reason`, as in
+        /// `fallback_reason`) and the chain moves on.
+        case reset(reason: String)
+    }
+
+    typealias StreamSink = @Sendable (StreamEvent) async throws -> Void
 
     let settings: Settings
     let backends: ModelBackends
@@ -84,6 +98,10 @@ final class InferenceEngine: Service, Sendable {
         // A backend that refuses connections fails the call at once (the chain moves on).
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .seconds(2)
+        // Each backend's gate bounds the calls in flight (`max_concurrency`); the pool must not
+        // queue them again behind its default of 8 connections a host.
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = Int(
+            ModelCatalogRules.maxConcurrency.upperBound)
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.client = ChatCompletionClient(httpClient: self.http)
         self.settings = settings
@@ -151,10 +169,13 @@ final class InferenceEngine: Service, Sendable {
 
     /// The answer to `question` from the chain; `extractive` is the answer that always works.
     /// `vector` is the question's embedding (the router reads it), `routingThreshold` the tenant's.
+    /// With `stream`, a model's answer is generated as a stream and each sentence the filter keeps
+    /// is sent as it completes.
     func answer(
         question: String, vector: [Float], context: String?, retrieval: RetrievalResult, layers: [CanonLayer],
         maxCitations: Int, preference: QueryRequest.ModelPreference, allowed: ModelClasses, routingThreshold: Float,
-        extractive: ExtractiveAnswer, retrievalConfidence: Double, citationThreshold: Float
+        extractive: ExtractiveAnswer, retrievalConfidence: Double, citationThreshold: Float,
+        stream: StreamSink? = nil
     ) async throws -> Routed {
         let complexity =
             (self.router.complexity(question: question, vector: vector, retrieval: retrieval) * 1000)
@@ -182,6 +203,8 @@ final class InferenceEngine: Service, Sendable {
         let snippets = Dictionary(
             extractive.citations.map { ($0.id, $0.snippet) }, uniquingKeysWith: { first, _ in first })
         var firstFailure: String?
+        // `timings_ms.model`: every attempt, failed ones included, less the filter's work.
+        let started = ContinuousClock.now
         for modelClass in classes {
             let candidates = self.backends.candidates(modelClass, catalog: catalog)
             guard let runtime = candidates.first else {
@@ -195,9 +218,12 @@ final class InferenceEngine: Service, Sendable {
                     retrievalConfidence: retrievalConfidence, snippets: snippets,
                     route: Route(
                         modelClass: modelClass.rawValue, complexity: complexity,
-                        reason: modelClass == classes[0] ? reason : "fell back to \(modelClass.rawValue)"))
+                        reason: modelClass == classes[0] ? reason : "fell back to \(modelClass.rawValue)"),
+                    stream: stream)
                 var answer = routed
                 answer.fallbackReason = firstFailure
+                let filtering = routed.timings.first { $0.stage == "filter" }?.duration ?? .zero
+                answer.timings = [("model", ContinuousClock.now - started - filtering), ("filter", filtering)]
                 return answer
             } catch let failure as AttemptFailure {
                 Counter(
@@ -208,20 +234,26 @@ final class InferenceEngine: Service, Sendable {
                     "model call failed; falling back",
                     metadata: ["model": "\(runtime.backend.name)", "reason": "\(failure.reason)"])
                 firstFailure = firstFailure ?? failure.reason
+                if failure.streamed, let stream { try await stream(.reset(reason: failure.reason)) }
             }
         }
-        return fallback(firstFailure, Route(modelClass: "extractive", reason: "every model failed; extractive answer"))
+        var answer = fallback(
+            firstFailure, Route(modelClass: "extractive", reason: "every model failed; extractive answer"))
+        answer.timings = [("model", ContinuousClock.now - started)]
+        return answer
     }
 
-    /// Why one attempt gave no answer (its `reason` is what answers report as `fallback_reason`).
+    /// Why one attempt gave no answer (its `reason` is what answers report as `fallback_reason`);
+    /// `streamed` when part of its answer was already sent to a streaming caller.
     struct AttemptFailure: Error {
         let reason: String
+        var streamed = false
     }
 
     private func call(
         _ runtime: ModelBackends.Runtime, question: String, context: String?, given: [AnswerFilter.Given],
-        layers: [CanonLayer], maxCitations: Int,
-        retrievalConfidence: Double, snippets: [String: String], route: Route
+        layers: [CanonLayer], maxCitations: Int, retrievalConfidence: Double, snippets: [String: String],
+        route: Route, stream sink: StreamSink?
     ) async throws -> Routed {
         let backend = runtime.backend
         guard
@@ -233,13 +265,47 @@ final class InferenceEngine: Service, Sendable {
         guard let permit = runtime.breaker.acquire() else { throw AttemptFailure(reason: "circuit_open") }
         let request = ChatCompletionClient.Request(messages: prompt.messages, maximumTokens: self.settings.answerTokens)
         let deadline = NIODeadline.now() + .milliseconds(Int64(backend.timeoutMilliseconds))
+        let given = Array(given.prefix(prompt.passageCount))
+        var session = AnswerFilter.Session(
+            filter: self.filter, given: given, layers: layers, maxCitations: maxCitations)
+        var sentences = AnswerFilter.SentenceStream(passageCount: given.count)
+        var filtering = Duration.zero
+        var streamed = false
+        // One sentence of a streamed answer: screened, embedded, attributed, and sent when kept.
+        func consider(_ sentence: AnswerFilter.Sentence, sink: StreamSink) async throws {
+            let started = ContinuousClock.now
+            guard session.screen(sentence) else { return filtering += ContinuousClock.now - started }
+            let vector: [Float]
+            do {
+                vector = try await self.embedder.embed([sentence.plain])[0]
+            } catch EmbedderError.overloaded, EmbedderError.timedOut {
+                throw AttemptFailure(reason: "filter_overloaded", streamed: streamed)
+            }
+            let listedBefore = session.order.count
+            let served = session.attribute(sentence, vector: vector)
+            filtering += ContinuousClock.now - started
+            guard let served else { return }
+            let citations = (listedBefore..<session.order.count).map { session.citation($0 + 1, snippets: snippets) }
+            try await sink(.delta(streamed ? " " + served : served, citations: citations))
+            streamed = true
+        }
+
         let started = ContinuousClock.now
         let completion: ChatCompletionClient.Completion
         do {
             guard
                 let done = try await runtime.gate.run({
-                    try await self.client.complete(
-                        request, backend: backend, credential: credential, deadline: deadline)
+                    guard let sink else {
+                        return try await self.client.complete(
+                            request, backend: backend, credential: credential, deadline: deadline)
+                    }
+                    let completion = try await self.client.stream(
+                        request, backend: backend, credential: credential, deadline: deadline
+                    ) { piece in
+                        for sentence in sentences.append(piece) { try await consider(sentence, sink: sink) }
+                    }
+                    for sentence in sentences.finish() { try await consider(sentence, sink: sink) }
+                    return completion
                 })
             else {
                 runtime.breaker.record(.abandoned, permit: permit)
@@ -248,25 +314,35 @@ final class InferenceEngine: Service, Sendable {
             completion = done
         } catch let failure as ChatCompletionClient.Failure {
             runtime.breaker.record(failure.countsAgainstBackend ? .failure : .abandoned, permit: permit)
-            throw AttemptFailure(reason: failure.reason)
-        } catch is CancellationError {
+            throw AttemptFailure(reason: failure.reason, streamed: streamed)
+        } catch let failure as AttemptFailure {
             runtime.breaker.record(.abandoned, permit: permit)
-            throw CancellationError()
+            throw failure
+        } catch {
+            // Cancelled (a client that left), or the stream's receiver failed: not the backend's fault.
+            runtime.breaker.record(.abandoned, permit: permit)
+            throw error
         }
         runtime.breaker.record(.success, permit: permit)
+        let modelTime = ContinuousClock.now - started - filtering
         Timer(label: "zaas_model_call_duration_seconds", dimensions: [("model", backend.name)])
-            .recordInterval(since: started)
-        let given = Array(given.prefix(prompt.passageCount))
-        let filtered: AnswerFilter.Answer?
-        do {
-            filtered = try await self.filter.filter(
-                completion.text, given: given, layers: layers, maxCitations: maxCitations,
-                retrievalConfidence: retrievalConfidence, snippets: snippets,
-                embed: { try await self.embedder.embed($0) })
-        } catch EmbedderError.overloaded, EmbedderError.timedOut {
-            throw AttemptFailure(reason: "filter_overloaded")
+            .recordNanoseconds(modelTime.nanoseconds)
+        let checked: AnswerFilter.Answer?
+        if sink != nil {
+            checked = session.answer(retrievalConfidence: retrievalConfidence, snippets: snippets)
+        } else {
+            let started = ContinuousClock.now
+            do {
+                checked = try await self.filter.filter(
+                    completion.text, given: given, layers: layers, maxCitations: maxCitations,
+                    retrievalConfidence: retrievalConfidence, snippets: snippets,
+                    embed: { try await self.embedder.embed($0) })
+            } catch EmbedderError.overloaded, EmbedderError.timedOut {
+                throw AttemptFailure(reason: "filter_overloaded")
+            }
+            filtering = ContinuousClock.now - started
         }
-        guard let checked = filtered else { throw AttemptFailure(reason: "unsupported_answer") }
+        guard let checked else { throw AttemptFailure(reason: "unsupported_answer", streamed: streamed) }
         if checked.report.changed {
             for (reason, count) in checked.report.dropped {
                 Counter(label: "zaas_filter_dropped_sentences_total", dimensions: [("reason", reason)])
@@ -279,18 +355,30 @@ final class InferenceEngine: Service, Sendable {
             .increment(by: input)
         Counter(label: "zaas_model_tokens_total", dimensions: [("model", backend.name), ("direction", "output")])
             .increment(by: output)
+        let cost = backend.costNanoDollars(inputTokens: input, outputTokens: output)
+        Counter(label: "zaas_model_cost_nanodollars_total", dimensions: [("model", backend.name)])
+            .increment(by: Int(clamping: cost))
+        self.logger.debug(
+            "model answered",
+            metadata: [
+                "model": "\(backend.name)", "class": "\(route.modelClass)", "input_tokens": "\(input)",
+                "output_tokens": "\(output)", "cost_nanodollars": "\(cost)",
+            ])
         return Routed(
             text: checked.text, citations: checked.citations, confidence: checked.confidence, modelUsed: backend.name,
             covered: true, route: route, fallbackReason: nil, filter: checked.report, inputTokens: input,
-            outputTokens: output,
-            costNanoDollars: backend.costNanoDollars(inputTokens: input, outputTokens: output))
+            outputTokens: output, costNanoDollars: cost, timings: [("filter", filtering)])
     }
 }
 
-extension Timer {
-    fileprivate func recordInterval(since start: ContinuousClock.Instant) {
-        let elapsed = ContinuousClock.now - start
-        self.recordNanoseconds(
-            elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+extension Duration {
+    /// The whole duration in nanoseconds (saturating).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = self.components
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : whole.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
     }
+
+    /// In milliseconds, to the microsecond.
+    var milliseconds: Double { (Double(self.nanoseconds) / 1_000).rounded() / 1_000 }
 }

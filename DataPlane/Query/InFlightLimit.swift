@@ -29,6 +29,19 @@ final class InFlightLimit: Sendable {
     func leave() {
         self.current.wrappingSubtract(1, ordering: .relaxed)
     }
+
+    /// A place taken for work that outlives its handler (a streamed answer), given back when the
+    /// last reference to it goes, whether or not the work ever ran.
+    final class Place: Sendable {
+        private let limit: InFlightLimit
+
+        init(_ limit: InFlightLimit) throws {
+            try limit.enter()
+            self.limit = limit
+        }
+
+        deinit { self.limit.leave() }
+    }
 }
 
 extension Problem {

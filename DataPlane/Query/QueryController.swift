@@ -1,12 +1,18 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import Shared
 
-/// `POST /api/v1/query`: decodes the request, runs the `QueryPipeline` and renders its answer.
+/// `POST /api/v1/query`: decodes the request, runs the `QueryPipeline` and renders its answer,
+/// whole (`application/json`) or, for `Accept: text/event-stream`, as server-sent events while a
+/// model generates it.
 struct QueryController: Sendable {
     static let maximumBody = 64 * 1024
+    /// A streaming response writes a comment this often while nothing else is sent: proxies keep
+    /// the connection, and a client that left is noticed (the write fails) and its model call ended.
+    static let heartbeat = Duration.seconds(1)
 
     let pipeline: QueryPipeline
     let inFlight: InFlightLimit
@@ -18,34 +24,137 @@ struct QueryController: Sendable {
     }
 
     func query(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
+        let started = ContinuousClock.now
         if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
             throw Problem.unsupportedMediaType("Send the query as application/json.")
         }
-        try self.inFlight.enter()
-        defer { self.inFlight.leave() }
+        // Held while this request works, streaming included: given back when the last reference goes.
+        let place = try InFlightLimit.Place(self.inFlight)
         let body = try await request.collectBody(upTo: Self.maximumBody)
-        let (answer, rateLimit) = try await self.pipeline.run(body, caller: context.caller)
-        return Self.response(answer, rateLimit: rateLimit)
+        guard Self.wantsEventStream(request.headers[.accept]) else {
+            let (answer, rateLimit) = try await self.pipeline.run(body, caller: context.caller)
+            return Self.response(answer, rateLimit: rateLimit, total: ContinuousClock.now - started)
+        }
+        // Refusals (a bad body, the limit) are plain problem responses; once admitted, the answer
+        // streams, and a failure after the first byte is an `error` event.
+        let (admission, rateLimit) = try await self.pipeline.admit(body, caller: context.caller)
+        var headers = rateLimit.headers
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-store"
+        headers[.zaasCache] = CacheOutcome.miss.rawValue
+        let admitted: QueryPipeline.Admitted
+        switch admission {
+        case .answered(let answer):
+            // A cache hit streams as one event.
+            headers[.zaasCache] = answer.outcome.rawValue
+            let event = Self.event("answer", Self.json(answer, total: ContinuousClock.now - started))
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: event))
+        case .missing(let missing):
+            admitted = missing
+        }
+        let pipeline = self.pipeline
+        let logger = context.logger
+        let requestID = request.headers[.requestID]
+        let instance = request.uri.path
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                // The place is held until the stream ends.
+                defer { withExtendedLifetime(place) {} }
+                let (events, continuation) = AsyncStream<ByteBuffer>.makeStream()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        defer { continuation.finish() }
+                        do {
+                            let answer = try await pipeline.answer(admitted) { event in
+                                continuation.yield(Self.event(event))
+                            }
+                            continuation.yield(
+                                Self.event("answer", Self.json(answer, total: ContinuousClock.now - started)))
+                        } catch is CancellationError {
+                            return
+                        } catch {
+                            let problem = ProblemMiddleware<AuthenticatedRequestContext>.problem(
+                                for: error, logger: logger)
+                            var event = ByteBuffer()
+                            event.writeBytes(problem.json(instance: instance, requestID: requestID))
+                            continuation.yield(Self.event("error", event))
+                        }
+                    }
+                    group.addTask {
+                        while (try? await Task.sleep(for: Self.heartbeat)) != nil {
+                            continuation.yield(ByteBuffer(string: ": keep-alive\n\n"))
+                        }
+                    }
+                    // Ends when the answer task finishes the stream; a write that fails (the
+                    // client left) throws, and leaving the group cancels the model call.
+                    for await event in events { try await writer.write(event) }
+                    group.cancelAll()
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    /// Whether the `Accept` header asks for server-sent events (`text/event-stream`, with or
+    /// without parameters, among other types).
+    static func wantsEventStream(_ accept: String?) -> Bool {
+        guard let accept else { return false }
+        return accept.split(separator: ",").contains {
+            $0.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "text/event-stream"
+        }
     }
 
     /// The stored answer with `cache_hit`, a fresh `query_id` (and the similarity of a semantic
     /// hit) added to its bytes; the limits and which cache answered in the headers.
-    static func response(_ answer: QueryPipeline.Answer, rateLimit: RateLimitDecision) -> Response {
+    static func response(_ answer: QueryPipeline.Answer, rateLimit: RateLimitDecision, total: Duration) -> Response {
         var headers = rateLimit.headers
         headers[.zaasCache] = answer.outcome.rawValue
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
+        if let similarity = answer.similarity {
+            headers[.zaasCacheSimilarity] = String(format: "%.4f", Double(similarity))
+        }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: Self.json(answer, total: total)))
+    }
+
+    /// The answer's JSON: the stored bytes with `cache_hit`, `query_id`, `cache_similarity` and
+    /// `timings_ms` added.
+    static func json(_ answer: QueryPipeline.Answer, total: Duration) -> ByteBuffer {
         let json = answer.stored.json
         var body = ByteBuffer()
-        body.reserveCapacity(json.count + 128)
+        body.reserveCapacity(json.count + 256)
         body.writeBytes(json.dropLast())
         body.writeString(#","cache_hit":\#(answer.outcome != .miss),"query_id":"\#(UUID().lowercased)""#)
         if let similarity = answer.similarity {
-            let rounded = String(format: "%.4f", Double(similarity))
-            headers[.zaasCacheSimilarity] = rounded
-            body.writeString(#","cache_similarity":\#(rounded)"#)
+            body.writeString(#","cache_similarity":\#(String(format: "%.4f", Double(similarity)))"#)
         }
-        body.writeString("}")
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
+        body.writeString(#","timings_ms":\#(answer.timings.json(total: total))}"#)
+        return body
+    }
+
+    /// One server-sent event: `event: NAME`, then `data:` with JSON on one line.
+    static func event(_ name: String, _ json: ByteBuffer) -> ByteBuffer {
+        var event = ByteBuffer()
+        event.reserveCapacity(json.readableBytes + name.utf8.count + 16)
+        event.writeString("event: \(name)\ndata: ")
+        event.writeImmutableBuffer(json)
+        event.writeString("\n\n")
+        return event
+    }
+
+    static func event(_ event: InferenceEngine.StreamEvent) -> ByteBuffer {
+        let encoder = StoredAnswer.encoder
+        switch event {
+        case .delta(let text, let citations):
+            struct Delta: Encodable {
+                let text: String
+                let citations: [Citation]
+            }
+            let data = (try? encoder.encode(Delta(text: text, citations: citations))) ?? Data("{}".utf8)
+            return Self.event("delta", ByteBuffer(bytes: data))
+        case .reset(let reason):
+            let data = (try? encoder.encode(["reason": reason])) ?? Data("{}".utf8)
+            return Self.event("reset", ByteBuffer(bytes: data))
+        }
     }
 }

@@ -28,11 +28,29 @@ import Shared
 ///
 /// `QueryController` only decodes the request and renders what the pipeline returns.
 struct QueryPipeline: Sendable {
-    /// An answer, which cache gave it, and the similarity of a semantic hit.
+    /// An answer, which cache gave it, the similarity of a semantic hit, and the time its stages took.
     struct Answer: Sendable {
         let stored: StoredAnswer
         let outcome: CacheOutcome
         let similarity: Float?
+        var timings: StageTimings = StageTimings()
+    }
+
+    /// A query past validation, the limit and the exact cache: what computing its answer needs.
+    struct Admitted: Sendable {
+        let query: QueryRequest
+        let key: QueryCacheKey
+        let layers: [CanonLayer]
+        let policy: TenantPolicy
+        /// The stages it went through so far.
+        var timings: StageTimings
+    }
+
+    enum Admission: Sendable {
+        /// The exact cache answered.
+        case answered(Answer)
+        /// No exact answer: `answer(_:stream:)` computes it.
+        case missing(Admitted)
     }
 
     let limiter: RateLimiter
@@ -62,8 +80,25 @@ struct QueryPipeline: Sendable {
     /// The answer to a query body of an authenticated caller, and the rate-limit decision its
     /// response shows. Throws a `Problem` for a query that is refused.
     func run(_ body: ByteBuffer, caller: Caller) async throws -> (Answer, RateLimitDecision) {
+        let (admission, decision) = try await self.admit(body, caller: caller)
+        switch admission {
+        case .answered(let answer):
+            return (answer, decision)
+        case .missing(let admitted):
+            let (answer, _) = try await self.flights.run(admitted.key.digest) {
+                try await self.answerMissing(admitted, stream: nil)
+            }
+            self.cache.record(answer.outcome)
+            return (answer, decision)
+        }
+    }
+
+    /// Stages 1–4: validation, the limit and the exact cache. Throws a `Problem` for a query
+    /// that is refused.
+    func admit(_ body: ByteBuffer, caller: Caller) async throws -> (Admission, RateLimitDecision) {
         let tenant = caller.tenant
         let buckets = RateLimitBucket.buckets(key: caller.key.id, tenant: tenant.id, policy: caller.policy)
+        var timings = StageTimings()
 
         // 3. Validate.
         let query: QueryRequest
@@ -83,73 +118,115 @@ struct QueryPipeline: Sendable {
             context: query.context, maxCitations: query.maxCitations, modelClass: query.modelPreference.rawValue)
 
         // 2. Limit, reading the exact cache in the same round trip.
-        let (decision, prefetched) = try await self.limiter.decide(buckets, fetching: key.redisKey)
+        let (decision, prefetched) = try await timings.measure("limit") {
+            try await self.limiter.decide(buckets, fetching: key.redisKey)
+        }
         guard decision.admitted else { throw Problem.rateLimited(decision) }
 
         // 4. Exact cache.
         if let cached = await self.cache.exact(key, prefetched: prefetched) {
             self.cache.record(.exact)
-            return (Answer(stored: cached, outcome: .exact, similarity: nil), decision)
+            return (.answered(Answer(stored: cached, outcome: .exact, similarity: nil, timings: timings)), decision)
         }
-        let policy = caller.policy
-        let (answer, _) = try await self.flights.run(key.digest) {
-            try await self.answerMissing(query, key: key, layers: layers, policy: policy)
-        }
-        self.cache.record(answer.outcome)
-        return (answer, decision)
+        return (
+            .missing(Admitted(query: query, key: key, layers: layers, policy: caller.policy, timings: timings)),
+            decision
+        )
     }
 
     /// After an exact miss: the persistent and semantic tiers, then retrieval and inference; the
-    /// computed answer is stored in every tier.
-    private func answerMissing(
-        _ query: QueryRequest, key: QueryCacheKey, layers: [CanonLayer], policy: TenantPolicy
-    ) async throws -> Answer {
+    /// computed answer is stored in every tier. With `stream`, a model's answer is sent sentence
+    /// by sentence as it is generated. Not shared with identical questions in flight: a streaming
+    /// caller that leaves cancels its own model call and no one else's.
+    func answer(_ admitted: Admitted, stream: InferenceEngine.StreamSink?) async throws -> Answer {
+        let answer = try await self.answerMissing(admitted, stream: stream)
+        self.cache.record(answer.outcome)
+        return answer
+    }
+
+    private func answerMissing(_ admitted: Admitted, stream: InferenceEngine.StreamSink?) async throws -> Answer {
+        let (query, key, layers, policy) = (admitted.query, admitted.key, admitted.layers, admitted.policy)
+        var timings = admitted.timings
         let ttl = policy.cacheTTLSeconds
         let threshold = policy.semanticCacheThreshold
         // 4. Exact answers Redis lost, kept in PostgreSQL.
-        if let recovered = await self.cache.recovered(key) {
-            return Answer(stored: recovered, outcome: .exact, similarity: nil)
+        if let recovered = await timings.measure("cache", { await self.cache.recovered(key) }) {
+            return Answer(stored: recovered, outcome: .exact, similarity: nil, timings: timings)
         }
         let vector: [Float]
         do {
-            vector = try await self.embedder.embed([query.question])[0]
+            vector = try await timings.measure("embed") { try await self.embedder.embed([query.question])[0] }
         } catch EmbedderError.overloaded, EmbedderError.timedOut {
             throw Problem.overloaded
         }
         // 5. Semantic cache. Words the tenant's canon knows are key terms: a question differing in
         // one is another question.
         let isKeyTerm = { (term: String) in layers.contains { $0.index.documentFrequency(of: term) > 0 } }
-        if let (similar, similarity) = await self.cache.similar(
-            key, vector: vector, threshold: threshold, ttlSeconds: ttl, isKeyTerm: isKeyTerm)
+        if let (similar, similarity) = await timings.measure(
+            "cache",
+            {
+                await self.cache.similar(
+                    key, vector: vector, threshold: threshold, ttlSeconds: ttl, isKeyTerm: isKeyTerm)
+            })
         {
-            return Answer(stored: similar, outcome: .semantic, similarity: similarity)
+            return Answer(stored: similar, outcome: .semantic, similarity: similarity, timings: timings)
         }
         // 6. Retrieve, 7–9. route, infer, check.
         let stored = try StoredAnswer(
-            await self.answer(query, vector: vector, layers: layers, policy: policy))
+            await self.answer(query, vector: vector, layers: layers, policy: policy, timings: &timings, stream: stream))
         // 10. Store.
-        await self.cache.store(stored, for: key, vector: vector, ttlSeconds: ttl)
-        return Answer(stored: stored, outcome: .miss, similarity: nil)
+        await timings.measure("store") { await self.cache.store(stored, for: key, vector: vector, ttlSeconds: ttl) }
+        return Answer(stored: stored, outcome: .miss, similarity: nil, timings: timings)
     }
 
     /// Retrieval, then the routed answer (the extractive answer when no model can give one).
-    func answer(_ query: QueryRequest, vector: [Float], layers: [CanonLayer], policy: TenantPolicy) async throws
-        -> CachedAnswer
-    {
+    func answer(
+        _ query: QueryRequest, vector: [Float], layers: [CanonLayer], policy: TenantPolicy,
+        timings: inout StageTimings, stream: InferenceEngine.StreamSink? = nil
+    ) async throws -> CachedAnswer {
+        let started = ContinuousClock.now
         let retrieval = self.retriever.retrieve(
             layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
         let extractive = self.answerer.answer(
             question: query.question, retrieval: retrieval, layers: layers, maxCitations: query.maxCitations)
+        timings.add("retrieve", ContinuousClock.now - started)
         (extractive.covered ? self.answered : self.uncovered).increment()
         let routed = try await self.inference.answer(
             question: query.question, vector: vector, context: query.context, retrieval: retrieval, layers: layers,
             maxCitations: query.maxCitations, preference: query.modelPreference, allowed: policy.modelClasses,
             routingThreshold: policy.routingThreshold ?? TenantPolicy.defaultRoutingThreshold, extractive: extractive,
-            retrievalConfidence: extractive.confidence,
-            citationThreshold: self.answerer.citationThreshold)
+            retrievalConfidence: extractive.confidence, citationThreshold: self.answerer.citationThreshold,
+            stream: stream)
+        for (stage, duration) in routed.timings { timings.add(stage, duration) }
         return CachedAnswer(
             answer: routed.text, citations: routed.citations, confidence: routed.confidence,
             modelUsed: routed.modelUsed, canonVersion: layers.map(\.index.label).joined(separator: "+"),
             covered: routed.covered, route: routed.route, fallbackReason: routed.fallbackReason, filter: routed.filter)
+    }
+}
+
+/// How long each stage of one query took, in the order they ran (`timings_ms` in answers); a
+/// stage that runs twice (the persistent and the semantic cache) adds up.
+struct StageTimings: Sendable {
+    private(set) var stages: [(name: String, duration: Duration)] = []
+
+    mutating func add(_ name: String, _ duration: Duration) {
+        if let index = self.stages.firstIndex(where: { $0.name == name }) {
+            self.stages[index].duration += duration
+        } else {
+            self.stages.append((name, duration))
+        }
+    }
+
+    mutating func measure<Result>(_ name: String, _ body: () async throws -> Result) async rethrows -> Result {
+        let started = ContinuousClock.now
+        defer { self.add(name, ContinuousClock.now - started) }
+        return try await body()
+    }
+
+    /// `{"limit":0.412,…,"total":3.2}`: milliseconds to the microsecond.
+    func json(total: Duration) -> String {
+        let fields = (self.stages + [("total", total)]).map { #""\#($0.name)":\#($0.duration.milliseconds)"# }
+        return "{" + fields.joined(separator: ",") + "}"
     }
 }

@@ -1,3 +1,4 @@
+import Canon
 import Foundation
 
 /// A control plane and data-plane nodes as processes (the release build `make bench` made) over a
@@ -81,6 +82,21 @@ public final class BenchStack: @unchecked Sendable {
             bearer: try await self.signIn(),
             json: entriesJSON, timeout: .seconds(60))
         guard reply.status == 202 else { throw TestEnvironment.SetupError(message: "canon upload: \(reply.text)") }
+    }
+
+    /// The demo canon (infra/demo-canon) as the base canon, published once built.
+    public func publishDemoCanon() async throws {
+        let entries = CanonArchive().parse(
+            folder: TestEnvironment.repositoryRoot.appendingPathComponent("infra/demo-canon").path
+        ).entries.map(\.entry)
+        try await self.publishBaseCanon(String(decoding: try JSONEncoder().encode(entries), as: UTF8.self))
+    }
+
+    /// Registers a model backend in the catalog (`json`: the body of `POST /admin/v1/models`).
+    public func addModel(_ json: String) async throws {
+        let added = try await TestHTTP.send(
+            "POST", self.control.baseURL + "/admin/v1/models", bearer: try await self.signIn(), json: json)
+        guard added.status == 201 else { throw TestEnvironment.SetupError(message: "model: \(added.text)") }
     }
 
     /// A tenant on `tier` (with `quotaPolicy`, a JSON object, when given), its admin, and a key

@@ -168,3 +168,61 @@ extension TestHTTP {
         return await result(of: request, within: timeout + .seconds(1)) ?? nil
     }
 }
+
+extension TestHTTP {
+    /// One server-sent event: its `event:` name (`message` when absent) and its `data:` lines joined.
+    public struct Event: Sendable, Equatable {
+        public let name: String
+        public let data: String
+
+        public var json: [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: Data(self.data.utf8))) as? [String: Any]
+        }
+    }
+
+    /// The events of a `text/event-stream` body; comments (`: keep-alive`) are not events.
+    public static func events(_ body: [UInt8]) -> [Event] {
+        String(decoding: body, as: UTF8.self).components(separatedBy: "\n\n").compactMap { block in
+            var name = "message"
+            var data: [String] = []
+            for line in block.split(separator: "\n", omittingEmptySubsequences: true) where !line.hasPrefix(":") {
+                if line.hasPrefix("event:") { name = line.dropFirst(6).trimmingCharacters(in: .whitespaces) }
+                if line.hasPrefix("data:") { data.append(String(line.dropFirst(5).drop { $0 == " " })) }
+            }
+            return data.isEmpty ? nil : Event(name: name, data: data.joined(separator: "\n"))
+        }
+    }
+
+    /// POSTs `json` asking for an event stream, reads events until `stop` holds for one, then
+    /// closes the connection (a client that leaves mid-answer). The events read.
+    public static func streamThenLeave(
+        _ url: String, bearer: String, json: String, timeout: Duration = .seconds(30),
+        stop: @escaping @Sendable (Event) -> Bool
+    ) async throws -> [Event] {
+        let reading = Task {
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "Bearer \(bearer)")
+            request.headers.add(name: "Accept", value: "text/event-stream")
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: json))
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            var bytes: [UInt8] = []
+            for try await chunk in response.body {
+                bytes += chunk.readableBytesView
+                let events = Self.events(bytes)
+                // Only whole events count: the body ends with the blank line that closes one.
+                if bytes.suffix(2) == [10, 10], let last = events.last, stop(last) { return events }
+            }
+            return Self.events(bytes)
+        }
+        defer { reading.cancel() }
+        let waiting = Task { () -> Result<[Event], any Error> in
+            do { return .success(try await reading.value) } catch { return .failure(error) }
+        }
+        guard let outcome = await result(of: waiting, within: timeout) else {
+            throw TestEnvironment.SetupError(message: "no event matched within \(timeout)")
+        }
+        return try outcome.get()
+    }
+}

@@ -142,6 +142,18 @@ extension Problem: HTTPResponseError {
 
     /// Renders the problem as `application/problem+json`.
     public func response(instance: String?, requestID: String?) -> Response {
+        var headers = self.headers
+        headers[.contentType] = "application/problem+json"
+        headers[.cacheControl] = "no-store"
+        return Response(
+            status: self.status,
+            headers: headers,
+            body: .init(byteBuffer: ByteBuffer(bytes: self.json(instance: instance, requestID: requestID)))
+        )
+    }
+
+    /// The problem's JSON object, on one line (as a server-sent event carries it too).
+    public func json(instance: String?, requestID: String?) -> Data {
         var body: [String: ProblemValue] = self.extensions
         body["type"] = .string(self.type)
         body["title"] = .string(self.title)
@@ -152,14 +164,6 @@ extension Problem: HTTPResponseError {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding a dictionary of ProblemValue cannot fail.
-        let data = (try? encoder.encode(body)) ?? Data(#"{"type":"\#(Problem.typeBase)internal-error"}"#.utf8)
-        var headers = self.headers
-        headers[.contentType] = "application/problem+json"
-        headers[.cacheControl] = "no-store"
-        return Response(
-            status: self.status,
-            headers: headers,
-            body: .init(byteBuffer: ByteBuffer(bytes: data))
-        )
+        return (try? encoder.encode(body)) ?? Data(#"{"type":"\#(Problem.typeBase)internal-error"}"#.utf8)
     }
 }

@@ -30,7 +30,8 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 
-    static func problem(
+    /// The problem `error` is shown to a caller as (logged when it is a defect).
+    public static func problem(
         for error: any Error, translate: (any Error) -> Problem? = { _ in nil }, logger: Logger
     ) -> Problem {
         if !(error is Problem), let problem = translate(error) {

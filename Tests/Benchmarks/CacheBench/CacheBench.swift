@@ -163,10 +163,7 @@ func hitBenchmark() async throws {
     )
     try await BenchStack.with { stack in
         let node = stack.node
-        let entries = CanonArchive().parse(
-            folder: TestEnvironment.repositoryRoot.appendingPathComponent("infra/demo-canon").path
-        ).entries.map(\.entry)
-        try await stack.publishBaseCanon(String(decoding: try JSONEncoder().encode(entries), as: UTF8.self))
+        try await stack.publishDemoCanon()
         // A custom Enterprise policy large enough that the run never meets the limit.
         let (_, key) = try await stack.makeTenantKey(
             slug: "bench", tier: "enterprise",
