@@ -75,7 +75,12 @@ venv_install() {
     rm -rf "$dir.partial" "$dir"
     python3 -m venv "$dir.partial"
     "$dir.partial/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
-    grep -lIs "^#!$dir.partial/" "$dir.partial"/bin/* | xargs -r sed -i "1s|^#!$dir.partial/|#!$dir/|"
+    local script
+    for script in "$dir.partial"/bin/*; do
+        if [ -f "$script" ] && head -n 1 "$script" | grep -qa "^#!$dir.partial/"; then
+            sed -i "1s|^#!$dir.partial/|#!$dir/|" "$script"
+        fi
+    done
     touch "$dir.partial/.complete"
     mv "$dir.partial" "$dir"
 }

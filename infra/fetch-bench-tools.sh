@@ -4,7 +4,9 @@
 # by version. Prints the LiteLLM executable's path.
 source "$(dirname "$0")/common.sh"
 
-LITELLM_VERSION=1.110.2
+LITELLM_VERSION=1.106.12
+# (The newest whose proxy extra resolves from the package index here: 1.108 pins a
+# litellm-proxy-extras it lacks, 1.110 moved the proxy into a `litellm-proxy` package it lacks.)
 TOOLS="${ZAAS_TOOLS_DIR:-/var/cache/zaas}"
 
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then

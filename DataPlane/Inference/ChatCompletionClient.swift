@@ -143,6 +143,16 @@ struct ChatCompletionClient: Sendable {
         let response: HTTPClientResponse
         do {
             response = try await self.httpClient.execute(http, deadline: deadline)
+        } catch let error where Self.isStaleConnection(error) && NIODeadline.now() < deadline {
+            // A pooled connection the backend had closed (llama-server closes one after a
+            // streamed answer, while saying keep-alive), found closed before any answer: sent
+            // once more, on a new connection. A chat completion has no effect but its answer, so
+            // sending it again is safe even if the first copy reached the backend.
+            do {
+                response = try await self.httpClient.execute(http, deadline: deadline)
+            } catch {
+                throw Self.failure(error)
+            }
         } catch {
             throw Self.failure(error)
         }
@@ -156,6 +166,13 @@ struct ChatCompletionClient: Sendable {
         default:
             throw Failure(kind: .refused, detail: "\(response.status.code) from the backend")
         }
+    }
+
+    /// The connection was found closed before the response began.
+    static func isStaleConnection(_ error: any Error) -> Bool {
+        if let channel = error as? ChannelError, channel == .ioOnClosedChannel { return true }
+        if let client = error as? HTTPClientError, client == .remoteConnectionClosed { return true }
+        return false
     }
 
     /// An error while the answer's body arrived: the answer had begun, so short of the deadline

@@ -68,6 +68,25 @@ struct ChatCompletionClientTests {
     }
 
     @Test(
+        "a backend that closes each connection after a streamed answer (llama-server): back-to-back calls all succeed")
+    func closedAfterStream() async throws {
+        try await Self.withProvider { provider, client in
+            let calls = 40
+            try await provider.script(
+                [], default: .streamThenClose(["Energy is ", "conserved [1]."]))
+            for call in 0..<calls {
+                var pieces: [String] = []
+                let completion = try await client.stream(
+                    Self.request, backend: Self.backend(provider), credential: nil, deadline: .now() + .seconds(5)
+                ) { pieces.append($0) }
+                #expect(completion.text == "Energy is conserved [1].", "call \(call)")
+                #expect(pieces == ["Energy is ", "conserved [1]."])
+            }
+            #expect(try await provider.received().count == calls)
+        }
+    }
+
+    @Test(
         "429, 500, 400, a malformed body, an empty answer, a dropped connection, an oversized body, a refused connection, a hang"
     )
     func failures() async throws {
@@ -79,7 +98,9 @@ struct ChatCompletionClientTests {
                     deadline: .now() + deadline)
             }
             try await provider.script([
-                .status(429), .status(503), .status(400), .raw("<html>gateway</html>"), .answer("  "), .drop,
+                // A connection closed before any answer is tried once more (it may have been a
+                // pooled one the backend had closed): dropped twice, the call fails.
+                .status(429), .status(503), .status(400), .raw("<html>gateway</html>"), .answer("  "), .drop, .drop,
                 .raw(String(repeating: "x", count: ChatCompletionClient.maximumResponseBytes + 1)),
             ])
             #expect(await Self.failureKind { try await call() } == .rateLimited)
@@ -89,6 +110,7 @@ struct ChatCompletionClientTests {
             #expect(await Self.failureKind { try await call() } == .empty)
             #expect(await Self.failureKind { try await call() } == .connectionLost)
             #expect(await Self.failureKind { try await call() } == .tooLarge)
+            #expect(try await provider.received().count == 8)
             #expect(!ChatCompletionClient.Failure(kind: .refused, detail: "").countsAgainstBackend)
             #expect(ChatCompletionClient.Failure(kind: .rateLimited, detail: "").countsAgainstBackend)
 

@@ -199,15 +199,16 @@ extension ProcessClusters {
                 #expect((first["route"] as? [String: Any])?["reason"] as? String == "fell back to cloud")
 
                 // Both fail in their own ways: the extractive answer, with the first reason.
+                // (A connection closed before any answer is tried once more: dropped twice.)
                 for (localFailure, cloudFailure, reason) in [
                     (
-                        FakeModelProvider.Behaviour.raw("{not json"), FakeModelProvider.Behaviour.status(429),
+                        [FakeModelProvider.Behaviour.raw("{not json")], FakeModelProvider.Behaviour.status(429),
                         "malformed_response"
                     ),
-                    (.drop, .hang, "connection_lost"),
-                    (.answer("I will not cite anything."), .answer("Nor will I."), "unsupported_answer"),
+                    ([.drop, .drop], .hang, "connection_lost"),
+                    ([.answer("I will not cite anything.")], .answer("Nor will I."), "unsupported_answer"),
                 ] {
-                    try await fixture.local.script([localFailure])
+                    try await fixture.local.script(localFailure)
                     try await fixture.cloud.script([cloudFailure])
                     let answer = try await Self.ask(fixture, "Lagrangian definition, \(reason)?", preference: "local")
                     #expect(answer["model_used"] as? String == "zora-extractive-local", "\(reason): \(answer)")

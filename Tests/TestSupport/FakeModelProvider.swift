@@ -23,6 +23,9 @@ public final class FakeModelProvider: @unchecked Sendable {
         case drop
         /// Some pieces are streamed, then the connection is closed.
         case dropMidStream([String])
+        /// The whole answer streamed, then the connection closed although the response said
+        /// nothing of it (as llama-server does after a streamed answer).
+        case streamThenClose([String])
         /// Nothing is sent until the client gives up.
         case hang
 
@@ -41,6 +44,7 @@ public final class FakeModelProvider: @unchecked Sendable {
             case .raw(let body): return ["kind": "raw", "body": body]
             case .drop: return ["kind": "drop"]
             case .dropMidStream(let pieces): return ["kind": "drop_mid_stream", "pieces": pieces]
+            case .streamThenClose(let pieces): return ["kind": "stream_then_close", "pieces": pieces]
             case .hang: return ["kind": "hang"]
             }
         }
@@ -220,6 +224,8 @@ public final class FakeModelProvider: @unchecked Sendable {
                 respond(writer, 200, behaviour["body"])
             elif kind == "drop":
                 pass
+            elif kind == "stream_then_close":
+                await stream(writer, record, behaviour["pieces"], 0, [100, 20])
             elif kind == "drop_mid_stream":
                 await stream(writer, record, behaviour["pieces"], 10, None, done=False)
             elif kind == "hang":
@@ -230,7 +236,7 @@ public final class FakeModelProvider: @unchecked Sendable {
                 except (ConnectionError, OSError):
                     pass
                 record["client_left"] = True
-            return kind not in ("drop", "drop_mid_stream", "hang")
+            return kind not in ("drop", "drop_mid_stream", "hang", "stream_then_close")
 
         async def handle(reader, writer):
             try:

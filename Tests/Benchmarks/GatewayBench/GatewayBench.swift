@@ -36,7 +36,8 @@ struct GatewayBench {
             if parts.contains("local") { try await localModelBenchmark(client) }
         } catch {
             try? await client.shutdown()
-            throw error
+            FileHandle.standardError.write(Data("bench-gateway: \(error)\n".utf8))
+            exit(1)
         }
         try await client.shutdown()
     }
@@ -138,7 +139,10 @@ func startNginx(directory: String) async throws -> (ChildProcess, Int) {
     return (process, port)
 }
 
-/// LiteLLM's proxy in front of nginx, one worker, no database or key.
+/// The key callers present to LiteLLM's proxy (it refuses to start without one, as it should).
+let litellmKey = "sk-bench-" + (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+
+/// LiteLLM's proxy in front of nginx, one worker, no database, one master key.
 func startLiteLLM(_ executable: String, nginxPort: Int, directory: String) async throws -> (ChildProcess, Int) {
     let port = try RedisServerProcess.freePort()
     let config = """
@@ -154,6 +158,7 @@ func startLiteLLM(_ executable: String, nginxPort: Int, directory: String) async
     try config.write(toFile: directory + "/litellm.yaml", atomically: true, encoding: .utf8)
     var environment = ProcessInfo.processInfo.environment
     environment["LITELLM_LOG"] = "ERROR"
+    environment["LITELLM_MASTER_KEY"] = litellmKey
     environment["LITELLM_TELEMETRY"] = "False"
     environment["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     let process = try ChildProcess(
@@ -202,11 +207,13 @@ func overheadBenchmark(_ client: HTTPClient) async throws {
              "timeout_ms": 10000, "max_concurrency": 256, "context_window": 8192}
             """#)
 
-        @Sendable func ask(_ worker: Int, _ n: Int) async throws -> Sample {
+        /// Question `n` of `worker` in run `run`: every one is new to the caches.
+        @Sendable func ask(run: Int, _ worker: Int, _ n: Int) async throws -> Sample {
             let started = ContinuousClock.now
             let (status, json) = try await post(
                 client, node.baseURL + "/api/v1/query",
-                body: #"{"question": "How is the Lagrangian defined? (worker \#(worker), question \#(n))"}"#,
+                body:
+                    #"{"question": "How is the Lagrangian defined? (run \#(run), worker \#(worker), question \#(n))"}"#,
                 bearer: key)
             let elapsed = milliseconds(ContinuousClock.now - started)
             guard status == 200, json["model_used"] as? String == "nginx-instant",
@@ -217,15 +224,15 @@ func overheadBenchmark(_ client: HTTPClient) async throws {
             return Sample(milliseconds: elapsed, stages: json["timings_ms"] as? [String: Double] ?? [:])
         }
         let ready = try await TestHTTP.waitUntil(timeout: .seconds(120)) {
-            (try? await ask(0, -1000)) != nil
+            (try? await ask(run: 0, 0, 0)) != nil
         }
         guard ready != nil else { throw TestEnvironment.SetupError(message: "the node never answered through nginx") }
 
         let direct = "http://127.0.0.1:\(nginxPort)/v1/chat/completions"
         let chat = #"{"model": "bench", "messages": [{"role": "user", "content": "How is the Lagrangian defined?"}]}"#
-        @Sendable func call(_ url: String) async throws -> Sample {
+        @Sendable func call(_ url: String, bearer: String? = nil) async throws -> Sample {
             let started = ContinuousClock.now
-            let (status, json) = try await post(client, url, body: chat)
+            let (status, json) = try await post(client, url, body: chat, bearer: bearer)
             let elapsed = milliseconds(ContinuousClock.now - started)
             guard status == 200, json["choices"] != nil else {
                 throw TestEnvironment.SetupError(message: "\(url): \(status) \(json)")
@@ -239,7 +246,9 @@ func overheadBenchmark(_ client: HTTPClient) async throws {
             let directMedian = percentile(baseline.map(\.milliseconds), 50)
             print("    nginx directly:      \(describe(baseline.map(\.milliseconds)))")
 
-            let zaas = try await load(connections: connections, seconds: seconds, ask)
+            let zaas = try await load(connections: connections, seconds: seconds) { worker, n in
+                try await ask(run: connections, worker, n)
+            }
             let overhead = zaas.map { sample in
                 sample.milliseconds - ["embed", "retrieve", "filter"].reduce(0) { $0 + (sample.stages[$1] ?? 0) }
                     - directMedian
@@ -258,7 +267,7 @@ func overheadBenchmark(_ client: HTTPClient) async throws {
 
             if let (_, port) = litellm {
                 let proxied = try await load(connections: connections, seconds: seconds) { _, _ in
-                    try await call("http://127.0.0.1:\(port)/v1/chat/completions")
+                    try await call("http://127.0.0.1:\(port)/v1/chat/completions", bearer: litellmKey)
                 }
                 print("    LiteLLM, latency:    \(describe(proxied.map(\.milliseconds)))")
                 print(
@@ -295,6 +304,8 @@ func localModelBenchmark(_ client: HTTPClient) async throws {
         var request = HTTPClientRequest(url: server + "/v1/chat/completions")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        // llama-server closes a connection after a streamed answer (while saying keep-alive).
+        request.headers.add(name: "Connection", value: "close")
         let body: [String: Any] = [
             "model": "smollm2-135m-instruct", "stream": true, "temperature": 0, "max_tokens": 200,
             "messages": [["role": "user", "content": question]],
@@ -344,12 +355,17 @@ func localModelBenchmark(_ client: HTTPClient) async throws {
             {"name": "smollm2-135m-instruct", "model_class": "local", "base_url": "\#(server)/v1",
              "credential_name": null, "timeout_ms": 60000, "max_concurrency": 2, "context_window": 2048}
             """#)
+        // Ready once the model was called: it answered, or the filter kept nothing of its answer.
+        var attempt = 0
         let ready = try await TestHTTP.waitUntil(timeout: .seconds(120)) {
+            attempt += 1
             let (status, json) = try await post(
                 client, node.baseURL + "/api/v1/query",
-                body: #"{"question": "What is the Lagrangian? (warm-up)", "model_preference": "local"}"#, bearer: key)
-            return status == 200 && (json["route"] as? [String: Any])?["class"] as? String != "extractive"
-                && json["canon_version"] as? String == "base-v1"
+                body: #"{"question": "What is the Lagrangian? (warm-up \#(attempt))", "model_preference": "local"}"#,
+                bearer: key)
+            return status == 200 && json["canon_version"] as? String == "base-v1"
+                && ((json["route"] as? [String: Any])?["class"] as? String == "local"
+                    || json["fallback_reason"] as? String == "unsupported_answer")
         }
         guard ready != nil else { throw TestEnvironment.SetupError(message: "the node never routed to the model") }
 
