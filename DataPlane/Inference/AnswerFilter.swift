@@ -1,6 +1,7 @@
 import Canon
 import Foundation
 import Retrieval
+import Shared
 
 /// The filter stage: what a model wrote, made safe to serve.
 ///
@@ -140,7 +141,7 @@ struct AnswerFilter: Sendable {
     func guardReason(_ sentence: String) -> String? {
         if self.classifier.isInjection(sentence) { return "instruction" }
         if Self.echoesSystemPrompt(sentence) { return "prompt_echo" }
-        if sentence.contains(Self.secretShape) { return "secret" }
+        if sentence.contains(SecretShapes.pattern) { return "secret" }
         return nil
     }
 
@@ -295,11 +296,6 @@ struct AnswerFilter: Sendable {
     static func words(_ text: String) -> [String] {
         text.lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init)
     }
-
-    /// Strings shaped like credentials: ZaaS API keys, provider keys (`sk-…`, `AKIA…`, `ghp_…`,
-    /// `xox…-`), bearer tokens, JWTs, private-key blocks, long hex or base64 runs.
-    nonisolated(unsafe) static let secretShape =
-        /zaas_(?:live|test)_[a-z0-9]{8,}|\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{20,}|\bxox[abprs]-[A-Za-z0-9-]{10,}|(?i:bearer)\s+[A-Za-z0-9._~+\/-]{16,}|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|-----BEGIN [A-Z ]*PRIVATE KEY-----|\b[A-Fa-f0-9]{40,}\b|[A-Za-z0-9+\/]{48,}={0,2}/
 
     /// The passages of `retrieval` a model is given, in rank order: the entries the extractive
     /// answerer would cite, each as the text of its chunks (never an injected one).
