@@ -157,6 +157,7 @@ let package = Package(
                 "Retrieval",
                 "Embeddings",
                 "CKernels",
+                "CZlib",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
