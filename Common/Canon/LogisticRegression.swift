@@ -63,22 +63,32 @@ public struct LogisticRegression: Sendable, Equatable {
     }
 
     /// `folds`-fold cross-validation: each example is judged by a model fitted without its fold.
-    /// Folds are assigned by `fold(index)` so that the split does not depend on the order of runs.
+    /// Folds are assigned by position (`index % folds`), so the split does not depend on the run.
     public static func crossValidate(
         _ examples: [(features: [Double], label: Bool)], folds: Int, threshold: Double = 0.5,
         fit: ([(features: [Double], label: Bool)]) -> LogisticRegression
     ) -> BinaryConfusion {
         var confusion = BinaryConfusion()
-        for fold in 0..<folds {
-            let training = examples.indices.filter { $0 % folds != fold }.map { examples[$0] }
-            let model = fit(training)
-            for index in examples.indices where index % folds == fold {
-                confusion.add(
-                    predicted: model.probability(examples[index].features) >= threshold,
-                    actual: examples[index].label)
-            }
+        let scores = Self.outOfFoldScores(examples, folds: folds, fit: fit)
+        for (score, example) in zip(scores, examples) {
+            confusion.add(predicted: score >= threshold, actual: example.label)
         }
         return confusion
+    }
+
+    /// Each example's probability from the model fitted without its fold (folds by position).
+    public static func outOfFoldScores(
+        _ examples: [(features: [Double], label: Bool)], folds: Int,
+        fit: ([(features: [Double], label: Bool)]) -> LogisticRegression
+    ) -> [Double] {
+        var scores = [Double](repeating: 0, count: examples.count)
+        for fold in 0..<folds {
+            let model = fit(examples.indices.filter { $0 % folds != fold }.map { examples[$0] })
+            for index in examples.indices where index % folds == fold {
+                scores[index] = model.probability(examples[index].features)
+            }
+        }
+        return scores
     }
 }
 

@@ -62,8 +62,10 @@ final class InferenceEngine: Service, Sendable {
         var inputTokens: Int = 0
         var outputTokens: Int = 0
         var costNanoDollars: UInt64 = 0
-        /// Time spent in the model calls and in the filter, for the answer's `timings_ms`.
-        var timings: [(stage: String, duration: Duration)] = []
+        /// Time spent in the model calls (every attempt, less the filter's work) and in the
+        /// filter, for the answer's `timings_ms`; nil when no model was called.
+        var modelTime: Duration? = nil
+        var filterTime: Duration? = nil
     }
 
     /// What a streaming caller is told while the answer is generated.
@@ -222,8 +224,7 @@ final class InferenceEngine: Service, Sendable {
                     stream: stream)
                 var answer = routed
                 answer.fallbackReason = firstFailure
-                let filtering = routed.timings.first { $0.stage == "filter" }?.duration ?? .zero
-                answer.timings = [("model", ContinuousClock.now - started - filtering), ("filter", filtering)]
+                answer.modelTime = ContinuousClock.now - started - (routed.filterTime ?? .zero)
                 return answer
             } catch let failure as AttemptFailure {
                 Counter(
@@ -239,7 +240,7 @@ final class InferenceEngine: Service, Sendable {
         }
         var answer = fallback(
             firstFailure, Route(modelClass: "extractive", reason: "every model failed; extractive answer"))
-        answer.timings = [("model", ContinuousClock.now - started)]
+        answer.modelTime = ContinuousClock.now - started
         return answer
     }
 
@@ -367,7 +368,7 @@ final class InferenceEngine: Service, Sendable {
         return Routed(
             text: checked.text, citations: checked.citations, confidence: checked.confidence, modelUsed: backend.name,
             covered: true, route: route, fallbackReason: nil, filter: checked.report, inputTokens: input,
-            outputTokens: output, costNanoDollars: cost, timings: [("filter", filtering)])
+            outputTokens: output, costNanoDollars: cost, filterTime: filtering)
     }
 }
 

@@ -35,23 +35,33 @@ struct QueryController: Sendable {
             let (answer, rateLimit) = try await self.pipeline.run(body, caller: context.caller)
             return Self.response(answer, rateLimit: rateLimit, total: ContinuousClock.now - started)
         }
-        // Refusals (a bad body, the limit) are plain problem responses; once admitted, the answer
-        // streams, and a failure after the first byte is an `error` event.
+        // Refusals (a bad body, the limit, an overloaded embedder) are plain problem responses;
+        // the caches are asked before the stream begins; a failure after the first byte is an
+        // `error` event.
         let (admission, rateLimit) = try await self.pipeline.admit(body, caller: context.caller)
         var headers = rateLimit.headers
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-store"
-        headers[.zaasCache] = CacheOutcome.miss.rawValue
-        let admitted: QueryPipeline.Admitted
+        let lookup: QueryPipeline.Lookup
         switch admission {
-        case .answered(let answer):
+        case .answered(let answer): lookup = .hit(answer)
+        case .missing(let admitted): lookup = try await self.pipeline.lookUp(admitted)
+        }
+        let (admitted, vector): (QueryPipeline.Admitted, [Float])
+        switch lookup {
+        case .hit(let answer):
             // A cache hit streams as one event.
+            if case .missing = admission { self.pipeline.record(answer) }
             headers[.zaasCache] = answer.outcome.rawValue
+            if let similarity = answer.similarity {
+                headers[.zaasCacheSimilarity] = String(format: "%.4f", Double(similarity))
+            }
             let event = Self.event("answer", Self.json(answer, total: ContinuousClock.now - started))
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: event))
-        case .missing(let missing):
-            admitted = missing
+        case .miss(let missing, let embedding):
+            (admitted, vector) = (missing, embedding)
         }
+        headers[.zaasCache] = CacheOutcome.miss.rawValue
         let pipeline = self.pipeline
         let logger = context.logger
         let requestID = request.headers[.requestID]
@@ -66,9 +76,10 @@ struct QueryController: Sendable {
                     group.addTask {
                         defer { continuation.finish() }
                         do {
-                            let answer = try await pipeline.answer(admitted) { event in
+                            let answer = try await pipeline.compute(admitted, vector: vector) { event in
                                 continuation.yield(Self.event(event))
                             }
+                            pipeline.record(answer)
                             continuation.yield(
                                 Self.event("answer", Self.json(answer, total: ContinuousClock.now - started)))
                         } catch is CancellationError {

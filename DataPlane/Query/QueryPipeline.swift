@@ -49,7 +49,7 @@ struct QueryPipeline: Sendable {
     enum Admission: Sendable {
         /// The exact cache answered.
         case answered(Answer)
-        /// No exact answer: `answer(_:stream:)` computes it.
+        /// No exact answer: `lookUp`, then `compute` (what `run` does, in a single flight).
         case missing(Admitted)
     }
 
@@ -86,7 +86,7 @@ struct QueryPipeline: Sendable {
             return (answer, decision)
         case .missing(let admitted):
             let (answer, _) = try await self.flights.run(admitted.key.digest) {
-                try await self.answerMissing(admitted, stream: nil)
+                try await self.answerMissing(admitted)
             }
             self.cache.record(answer.outcome)
             return (answer, decision)
@@ -134,49 +134,73 @@ struct QueryPipeline: Sendable {
         )
     }
 
-    /// After an exact miss: the persistent and semantic tiers, then retrieval and inference; the
-    /// computed answer is stored in every tier. With `stream`, a model's answer is sent sentence
-    /// by sentence as it is generated. Not shared with identical questions in flight: a streaming
-    /// caller that leaves cancels its own model call and no one else's.
-    func answer(_ admitted: Admitted, stream: InferenceEngine.StreamSink?) async throws -> Answer {
-        let answer = try await self.answerMissing(admitted, stream: stream)
-        self.cache.record(answer.outcome)
-        return answer
+    /// What the persistent and semantic tiers found for an admitted query: an answer, or the
+    /// question's embedding to compute one with.
+    enum Lookup: Sendable {
+        case hit(Answer)
+        case miss(Admitted, vector: [Float])
     }
 
-    private func answerMissing(_ admitted: Admitted, stream: InferenceEngine.StreamSink?) async throws -> Answer {
+    /// Stages 4–5 after an exact miss: the answers Redis lost (PostgreSQL), the question's
+    /// embedding, the semantic tier. A streaming caller runs this before its stream begins, so
+    /// `X-ZaaS-Cache` is known and an overloaded embedder is a plain 503.
+    func lookUp(_ admitted: Admitted) async throws -> Lookup {
+        var admitted = admitted
         let (query, key, layers, policy) = (admitted.query, admitted.key, admitted.layers, admitted.policy)
-        var timings = admitted.timings
-        let ttl = policy.cacheTTLSeconds
-        let threshold = policy.semanticCacheThreshold
         // 4. Exact answers Redis lost, kept in PostgreSQL.
-        if let recovered = await timings.measure("cache", { await self.cache.recovered(key) }) {
-            return Answer(stored: recovered, outcome: .exact, similarity: nil, timings: timings)
+        if let recovered = await admitted.timings.measure("cache", { await self.cache.recovered(key) }) {
+            return .hit(Answer(stored: recovered, outcome: .exact, similarity: nil, timings: admitted.timings))
         }
         let vector: [Float]
         do {
-            vector = try await timings.measure("embed") { try await self.embedder.embed([query.question])[0] }
+            vector = try await admitted.timings.measure("embed") { try await self.embedder.embed([query.question])[0] }
         } catch EmbedderError.overloaded, EmbedderError.timedOut {
             throw Problem.overloaded
         }
         // 5. Semantic cache. Words the tenant's canon knows are key terms: a question differing in
         // one is another question.
         let isKeyTerm = { (term: String) in layers.contains { $0.index.documentFrequency(of: term) > 0 } }
-        if let (similar, similarity) = await timings.measure(
+        if let (similar, similarity) = await admitted.timings.measure(
             "cache",
             {
                 await self.cache.similar(
-                    key, vector: vector, threshold: threshold, ttlSeconds: ttl, isKeyTerm: isKeyTerm)
+                    key, vector: vector, threshold: policy.semanticCacheThreshold, ttlSeconds: policy.cacheTTLSeconds,
+                    isKeyTerm: isKeyTerm)
             })
         {
-            return Answer(stored: similar, outcome: .semantic, similarity: similarity, timings: timings)
+            return .hit(Answer(stored: similar, outcome: .semantic, similarity: similarity, timings: admitted.timings))
         }
-        // 6. Retrieve, 7–9. route, infer, check.
+        return .miss(admitted, vector: vector)
+    }
+
+    /// Stages 6–10 for a query no cache answered: retrieval and inference, and the answer stored
+    /// in every tier. With `stream`, a model's answer is sent sentence by sentence as it is
+    /// generated; a streamed answer is not shared with identical questions in flight (a caller
+    /// that leaves cancels its own model call and no one else's).
+    func compute(_ admitted: Admitted, vector: [Float], stream: InferenceEngine.StreamSink?) async throws -> Answer {
+        var timings = admitted.timings
         let stored = try StoredAnswer(
-            await self.answer(query, vector: vector, layers: layers, policy: policy, timings: &timings, stream: stream))
+            await self.answer(
+                admitted.query, vector: vector, layers: admitted.layers, policy: admitted.policy, timings: &timings,
+                stream: stream))
         // 10. Store.
-        await timings.measure("store") { await self.cache.store(stored, for: key, vector: vector, ttlSeconds: ttl) }
+        await timings.measure("store") {
+            await self.cache.store(
+                stored, for: admitted.key, vector: vector, ttlSeconds: admitted.policy.cacheTTLSeconds)
+        }
         return Answer(stored: stored, outcome: .miss, similarity: nil, timings: timings)
+    }
+
+    /// Counts an answer a streaming caller got (`run` counts its own).
+    func record(_ answer: Answer) {
+        self.cache.record(answer.outcome)
+    }
+
+    private func answerMissing(_ admitted: Admitted) async throws -> Answer {
+        switch try await self.lookUp(admitted) {
+        case .hit(let answer): return answer
+        case .miss(let admitted, let vector): return try await self.compute(admitted, vector: vector, stream: nil)
+        }
     }
 
     /// Retrieval, then the routed answer (the extractive answer when no model can give one).
@@ -197,7 +221,8 @@ struct QueryPipeline: Sendable {
             routingThreshold: policy.routingThreshold ?? TenantPolicy.defaultRoutingThreshold, extractive: extractive,
             retrievalConfidence: extractive.confidence, citationThreshold: self.answerer.citationThreshold,
             stream: stream)
-        for (stage, duration) in routed.timings { timings.add(stage, duration) }
+        if let model = routed.modelTime { timings.add("model", model) }
+        if let filter = routed.filterTime { timings.add("filter", filter) }
         return CachedAnswer(
             answer: routed.text, citations: routed.citations, confidence: routed.confidence,
             modelUsed: routed.modelUsed, canonVersion: layers.map(\.index.label).joined(separator: "+"),

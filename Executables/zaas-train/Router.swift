@@ -43,14 +43,7 @@ func trainRouter(modelDirectory: String) async throws {
     // Out-of-fold scores for every question (5 folds), with and without the embedding.
     let width = ComplexityRouter.featureNames.count
     func outOfFold(_ rows: [(features: [Double], label: Bool)]) -> [Double] {
-        var scores = [Double](repeating: 0, count: rows.count)
-        for fold in 0..<5 {
-            let fitted = ComplexityRouter.fit(rows.indices.filter { $0 % 5 != fold }.map { rows[$0] })
-            for index in rows.indices where index % 5 == fold {
-                scores[index] = fitted.probability(rows[index].features)
-            }
-        }
-        return scores
+        LogisticRegression.outOfFoldScores(rows, folds: 5, fit: ComplexityRouter.fit)
     }
     func accuracy(_ scores: [Double]) -> Double {
         Double(zip(scores, labels).filter { ($0 >= 0.5) == $1 }.count) / Double(labels.count)

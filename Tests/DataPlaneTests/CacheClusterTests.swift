@@ -287,6 +287,15 @@ extension ProcessClusters {
                     let reply = try await Self.query(cluster.nodes[1], key: key, "What is the phase space?")
                     #expect(reply.headers["x-zaas-cache"] == expected, "\(reply.headers)")
                 }
+                // Streamed, a semantic hit is one `answer` event, and the header says which cache answered.
+                let streamed = try await TestHTTP.send(
+                    "POST", cluster.nodes[1].baseURL + "/api/v1/query", bearer: b,
+                    json: #"{"question": "What is a phase space?"}"#, headers: ["Accept": "text/event-stream"])
+                #expect(streamed.headers["x-zaas-cache"] == "semantic", "\(streamed.headers)")
+                #expect(streamed.headers["x-zaas-cache-similarity"] != nil)
+                let events = TestHTTP.events(streamed.body)
+                #expect(events.map(\.name) == ["answer"], "\(streamed.text)")
+                #expect(events.first?.json?["cache_hit"] as? Bool == true)
             }
         }
 
