@@ -135,6 +135,7 @@ let package = Package(
                 "Shared",
                 "Canon",
                 "Embeddings",
+                "CZlib",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -206,6 +207,7 @@ let package = Package(
             name: "zaasctl",
             dependencies: [
                 "Embeddings",
+                "Shared",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -58,7 +58,7 @@ fuzz() {
     local name="$1" url="$2" bearer="$3" paths="$4"
     log "fuzz: $name ($paths)"
     # Run from the report folder: schemathesis keeps its cache in the working directory.
-    if ! (cd "$report" && "$ST/bin/schemathesis" run "$ZAAS_ROOT/docs/openapi.yaml" --url "$url" \
+    if ! (cd "$report" && PYTHONPATH="$ZAAS_ROOT/infra" SCHEMATHESIS_HOOKS=fuzz_hooks "$ST/bin/schemathesis" run "$ZAAS_ROOT/docs/openapi.yaml" --url "$url" \
         --header "Authorization: Bearer $bearer" --include-path-regex "$paths" \
         --exclude-path-regex '^/admin/v1/sessions' --exclude-operation-id stats \
         --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
@@ -71,7 +71,7 @@ fuzz() {
     fi
 }
 fuzz operator "$control" "$operator" '^/admin/v1/(tenants|base-canon|nodes|models)'
-fuzz tenant-admin "$control" "$tenant_admin" '^/admin/v1/(keys|admins|canon|tenant$|me$)'
+fuzz tenant-admin "$control" "$tenant_admin" '^/admin/v1/(keys|admins|canon|audit|tenant$|me$)'
 fuzz api-key "$data" "$DEMO_ENTERPRISE_KEY" '^/api/v1/'
 fuzz node "$control" "$node_token" '^/internal/v1/'
 [ "$failed" -eq 0 ] || { log "fuzz: FAILED"; exit 1; }

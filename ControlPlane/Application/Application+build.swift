@@ -35,6 +35,11 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
         services: [postgres as any Service, probe] + distribution.services + [
             builder,
             AnswerCacheSweeper(client: postgres, interval: configuration.cacheSweepInterval, logger: logger),
+            AuditMaintenance(
+                store: AuditStore(client: postgres), settings: configuration.auditMaintenance, logger: logger),
+            AuditExportWorker(
+                database: ScopedDatabase(client: postgres), signingKey: configuration.distribution.signingKey,
+                pollInterval: .seconds(2), logger: logger),
             PrometheusMetrics.server(
                 settings: configuration.server, serverName: "zaas-control-metrics", logger: logger),
         ],
@@ -92,7 +97,8 @@ func buildRouter(
         distribution: distribution,
         canon: InternalCanonController(
             store: canonStore, builder: builder, settings: configuration.canon, uploads: uploads),
-        cache: AnswerCacheController(store: AnswerCacheStore(client: postgres))
+        cache: AnswerCacheController(store: AnswerCacheStore(client: postgres)),
+        audit: AuditIngestController(store: AuditStore(client: postgres))
     ).addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
     SessionController(auth: auth).addRoutes(to: router)
@@ -103,6 +109,7 @@ func buildRouter(
     ).addRoutes(to: router)
     distribution.nodeController.addRoutes(to: router)
     ModelController(store: ModelCatalogStore(database: database)).addRoutes(to: router)
+    AuditController(database: database).addRoutes(to: router)
     CanonController(store: canonStore, builder: builder, settings: configuration.canon, uploads: uploads)
         .addRoutes(to: router)
     return router

@@ -16,6 +16,8 @@ public struct ControlPlaneConfiguration: Sendable {
     public var canon: CanonSettings
     /// How often expired answers and answers of replaced canon versions leave the persistent cache.
     public var cacheSweepInterval: Duration
+    /// The audit trail's partitions and retention (`audit.*`).
+    var auditMaintenance: AuditMaintenance.Settings
 
     public init(reader: ConfigReader) throws {
         self.server = try ServerSettings(reader: reader)
@@ -36,11 +38,13 @@ public struct ControlPlaneConfiguration: Sendable {
         self.distribution = try DistributionSettings(reader: reader)
         self.canon = try CanonSettings(reader: reader)
         self.cacheSweepInterval = .seconds(try reader.setting("cache.sweep_interval_seconds", in: 1...86_400))
+        self.auditMaintenance = try AuditMaintenance.Settings(reader: reader)
     }
 
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
         ServerSettings.defaults(port: 8400)
             .merging(DatabaseConfiguration.defaults) { $1 }
+            .merging(AuditMaintenance.Settings.defaults) { $1 }
             .merging([
                 "migrations.on_start": "true",
                 "sessions.lifetime_seconds": "43200",

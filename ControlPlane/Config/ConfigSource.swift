@@ -195,17 +195,15 @@ public struct ConfigSource: Sendable {
             """,
             logger: logger
         )
-        // The semantic-cache thresholds the quota policies set (migration 9).
-        var thresholds: [UUID: Float] = [:]
-        let thresholdRows = try await connection.query(
-            "SELECT tenant_id, semantic_cache_threshold FROM zaas_config_cache_thresholds(\(idList))", logger: logger)
-        for try await (tenant, threshold) in thresholdRows.decode((UUID, Float).self) { thresholds[tenant] = threshold }
-        // The routing thresholds (migration 18).
-        var routingThresholds: [UUID: Float] = [:]
-        let routingRows = try await connection.query(
-            "SELECT tenant_id, routing_threshold FROM zaas_config_routing_thresholds(\(idList))", logger: logger)
-        for try await (tenant, threshold) in routingRows.decode((UUID, Float).self) {
-            routingThresholds[tenant] = threshold
+        // The quota policies' settings only nodes read (migration 20).
+        var settings: [UUID: (semantic: Float?, routing: Float?, raw: Bool?)] = [:]
+        let settingRows = try await connection.query(
+            """
+            SELECT tenant_id, semantic_cache_threshold, routing_threshold, store_raw_questions
+            FROM zaas_config_policy_settings(\(idList))
+            """, logger: logger)
+        for try await (tenant, semantic, routing, raw) in settingRows.decode((UUID, Float?, Float?, Bool?).self) {
+            settings[tenant] = (semantic, routing, raw)
         }
         var tenants: [TenantConfig] = []
         for try await row in rows.decode(
@@ -229,8 +227,9 @@ public struct ConfigSource: Sendable {
                         cacheTTLSeconds: UInt32(clamping: ttl),
                         auditRetentionDays: UInt16(clamping: retention),
                         canonUpdatesAllowed: canonUpdates,
-                        semanticCacheThreshold: thresholds[id],
-                        routingThreshold: routingThresholds[id]
+                        semanticCacheThreshold: settings[id]?.semantic,
+                        routingThreshold: settings[id]?.routing,
+                        storeRawQuestions: settings[id]?.raw ?? false
                     ),
                     canon: canon[id]
                 ))

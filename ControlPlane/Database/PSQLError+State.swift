@@ -10,4 +10,10 @@ extension PSQLError {
         guard let state = self.sqlState else { return false }
         return state.hasPrefix("22") || state.hasPrefix("23")
     }
+
+    /// A conflict between concurrent transactions (deadlock, serialization failure): the same
+    /// statement may succeed when run again.
+    var isTransientConflict: Bool {
+        ["40P01", "40001"].contains(self.sqlState ?? "")
+    }
 }

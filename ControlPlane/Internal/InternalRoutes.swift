@@ -8,6 +8,7 @@ struct InternalRoutes: Sendable {
     let distribution: ConfigDistribution
     let canon: InternalCanonController
     let cache: AnswerCacheController
+    let audit: AuditIngestController
 
     func addRoutes(to router: Router<AdminRequestContext>) {
         let group = router.group().add(middleware: NodeAuthenticator(credentials: self.credentials))
@@ -16,5 +17,6 @@ struct InternalRoutes: Sendable {
         KeyUsageController(registry: self.distribution.registry).addRoutes(to: group)
         self.canon.addRoutes(to: group)
         self.cache.addRoutes(to: group)
+        self.audit.addRoutes(to: group)
     }
 }

@@ -37,6 +37,10 @@ public enum Migrations {
         Migration(version: 16, name: "model_catalog", statements: ModelCatalogSchema.statements),
         Migration(version: 17, name: "canon_build_warnings", statements: CanonWarningsSchema.statements),
         Migration(version: 18, name: "routing_threshold", statements: RoutingThresholdSchema.statements),
+        Migration(version: 19, name: "audit_events", statements: AuditSchema.statements),
+        Migration(version: 20, name: "raw_questions_opt_in", statements: RawQuestionsSchema.statements),
+        Migration(version: 21, name: "audit_exports_and_erasure", statements: AuditExportSchema.statements),
+        Migration(version: 22, name: "config_changes_audited", statements: ChangeAuditSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -21,6 +21,8 @@ struct TenantBody: Encodable, Sendable {
         let semanticCacheThreshold: Float?
         /// nil: the nodes' default (0.5): `auto` answers in the cloud class at or above it.
         let routingThreshold: Float?
+        /// Whether audit events and the answer cache keep questions as asked; false: redacted.
+        let storeRawQuestions: Bool
     }
 
     let id: String
@@ -41,12 +43,13 @@ struct TenantBody: Encodable, Sendable {
                coalesce(p.cache_ttl_seconds, tr.cache_ttl_seconds),
                coalesce(p.audit_retention_days, tr.audit_retention_days),
                coalesce(p.canon_updates_allowed, tr.canon_updates_allowed), p.semantic_cache_threshold,
-               p.routing_threshold
+               p.routing_threshold, coalesce(p.store_raw_questions, false)
         FROM tenants t JOIN tiers tr ON tr.id = t.tier_id LEFT JOIN quota_policies p ON p.tenant_id = t.id
         """
 
     typealias Row = (
-        UUID, String, String, String, String, Date, Int, Int, Int, Int, [String], Int, Int, Int, Bool, Float?, Float?
+        UUID, String, String, String, String, Date, Int, Int, Int, Int, [String], Int, Int, Int, Bool, Float?, Float?,
+        Bool
     )
 
     init(_ row: Row) {
@@ -60,7 +63,7 @@ struct TenantBody: Encodable, Sendable {
         self.limits = Limits(
             queriesPerHour: row.7, tenantQueriesPerHour: row.8, maxActiveKeys: row.9, modelClasses: row.10,
             maxCitations: row.11, cacheTtlSeconds: row.12, auditRetentionDays: row.13, canonUpdatesAllowed: row.14,
-            semanticCacheThreshold: row.15, routingThreshold: row.16
+            semanticCacheThreshold: row.15, routingThreshold: row.16, storeRawQuestions: row.17
         )
     }
 

@@ -32,12 +32,14 @@ struct TenantController: Sendable {
         let canonUpdatesAllowed: Bool?
         let semanticCacheThreshold: Float?
         let routingThreshold: Float?
+        /// Whether audit events and the answer cache keep questions as asked (not redacted).
+        let storeRawQuestions: Bool?
 
         static let fields: Set<String> = [
             "queries_per_hour", "tenant_queries_per_hour", "max_active_keys", "model_classes", "max_citations",
             "cache_ttl_seconds",
             "audit_retention_days", "canon_updates_allowed", "semantic_cache_threshold",
-            "routing_threshold",
+            "routing_threshold", "store_raw_questions",
         ]
 
         var errors: [FieldError] {

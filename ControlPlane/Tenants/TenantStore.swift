@@ -100,12 +100,12 @@ struct TenantStore: Sendable {
                 """
                 INSERT INTO quota_policies (tenant_id, queries_per_hour, tenant_queries_per_hour, max_active_keys,
                     model_classes, max_citations, cache_ttl_seconds, audit_retention_days, canon_updates_allowed,
-                    semantic_cache_threshold, routing_threshold)
+                    semantic_cache_threshold, routing_threshold, store_raw_questions)
                 VALUES (\(id), \(policy.queriesPerHour), \(policy.tenantQueriesPerHour), \(policy.maxActiveKeys),
                     \(policy.modelClasses),
                     \(policy.maxCitations), \(policy.cacheTtlSeconds), \(policy.auditRetentionDays),
                     \(policy.canonUpdatesAllowed), \(policy.semanticCacheThreshold),
-                    \(policy.routingThreshold))
+                    \(policy.routingThreshold), \(policy.storeRawQuestions))
                 ON CONFLICT (tenant_id) DO UPDATE SET
                     queries_per_hour = EXCLUDED.queries_per_hour,
                     tenant_queries_per_hour = EXCLUDED.tenant_queries_per_hour,
@@ -116,6 +116,7 @@ struct TenantStore: Sendable {
                     canon_updates_allowed = EXCLUDED.canon_updates_allowed,
                     semantic_cache_threshold = EXCLUDED.semantic_cache_threshold,
                     routing_threshold = EXCLUDED.routing_threshold,
+                    store_raw_questions = EXCLUDED.store_raw_questions,
                     updated_at = now(), revision = quota_policies.revision + 1
                 """,
                 logger: logger

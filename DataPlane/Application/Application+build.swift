@@ -53,6 +53,9 @@ public struct DataPlaneNode: Sendable {
     let inference: InferenceEngine
     /// Queries in progress on this node, bounded: past the bound the node sheds load.
     let queriesInFlight: InFlightLimit
+    /// Every query's audit event, in the spool before its response is sent, and its shipping.
+    let audit: AuditRecorder
+    let auditShipper: AuditShipper
 
     public init(configuration: DataPlaneConfiguration, logger: Logger) throws {
         self.verifier = KeyVerifier(digester: try APIKeyDigester(pepper: configuration.keyPepper))
@@ -106,9 +109,19 @@ public struct DataPlaneNode: Sendable {
         self.inference = InferenceEngine(
             settings: configuration.inference, embedder: self.embedder,
             catalog: { store.current?.settings.models ?? [] }, logger: logger)
+        do {
+            self.audit = try AuditRecorder(
+                nodeID: configuration.nodeID, settings: configuration.audit,
+                privacy: QuestionPrivacy(secret: configuration.audit.fingerprintSecret), logger: logger)
+        } catch {
+            throw ConfigurationError.invalid(
+                key: "audit.spool_dir", value: configuration.audit.directory,
+                expected: "a folder this node can write its audit spool in: \(error)")
+        }
+        self.auditShipper = AuditShipper(recorder: self.audit, control: control, logger: logger)
         self.pipeline = QueryPipeline(
             limiter: self.limiter, canon: self.canon, cache: self.cache, embedder: self.embedder,
-            inference: self.inference)
+            inference: self.inference, privacy: self.audit.privacy)
     }
 
     /// Started in this order and stopped in reverse: the clients first, so the last usage report
@@ -116,7 +129,7 @@ public struct DataPlaneNode: Sendable {
     public var services: [any Service] {
         [
             self.control, EmbedderService(embedder: self.embedder), self.redis, self.limiter, self.watcher, self.canon,
-            self.usage, self.persistentCache, self.sweeper, self.inference,
+            self.usage, self.auditShipper, self.persistentCache, self.sweeper, self.inference,
         ] + (self.semanticCache.map { [$0 as any Service] } ?? [])
     }
 }
@@ -128,20 +141,24 @@ func buildRouter(node: DataPlaneNode) -> Router<DataPlaneRequestContext> {
     router.add(middleware: ProblemMiddleware())
     router.add(middleware: MetricsMiddleware())
     HealthController(
-        nodeID: node.nodeID, redis: node.redis, limiter: node.limiter, watcher: node.watcher, canon: node.canon
+        nodeID: node.nodeID, redis: node.redis, limiter: node.limiter, watcher: node.watcher, canon: node.canon,
+        audit: node.audit, auditShipper: node.auditShipper
     )
     .addRoutes(to: router)
-    func authenticated(_ path: String, scopes: KeyScopes) -> RouterGroup<AuthenticatedRequestContext> {
+    func authenticated(
+        _ path: String, scopes: KeyScopes, audit: AuditRecorder? = nil
+    ) -> RouterGroup<AuthenticatedRequestContext> {
         router.group(RouterPath(path))
             .add(
                 middleware: APIKeyAuthenticator(
-                    verifier: node.verifier, store: node.watcher.store, usage: node.usage, requiredScopes: scopes)
+                    verifier: node.verifier, store: node.watcher.store, usage: node.usage, requiredScopes: scopes,
+                    audit: audit)
             )
             .group(context: AuthenticatedRequestContext.self)
     }
     KeyInfoController().addRoutes(to: authenticated("/api/v1", scopes: []))
-    QueryController(pipeline: node.pipeline, inFlight: node.queriesInFlight).addRoutes(
-        to: authenticated("/api/v1/query", scopes: [.query]))
+    QueryController(pipeline: node.pipeline, inFlight: node.queriesInFlight, audit: node.audit).addRoutes(
+        to: authenticated("/api/v1/query", scopes: [.query], audit: node.audit))
     CanonUpdateController(control: node.control).addRoutes(to: authenticated("/api/v1/canon", scopes: [.canonWrite]))
     return router
 }

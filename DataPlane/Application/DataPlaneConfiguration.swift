@@ -1,4 +1,5 @@
 import Configuration
+import Crypto
 import Foundation
 import Shared
 
@@ -33,6 +34,8 @@ public struct DataPlaneConfiguration: Sendable {
     /// Calling model backends (`models.*`): where their credentials are, how long a call waits
     /// for a free slot, how long an answer may be.
     var inference: InferenceEngine.Settings
+    /// The audit spool and its shipping (`audit.*`, docs/audit.md).
+    var audit: AuditRecorder.Settings
 
     /// The in-process sentence-embedding model.
     public struct EmbeddingSettings: Sendable {
@@ -126,6 +129,35 @@ public struct DataPlaneConfiguration: Sendable {
         self.rateLimit = RateLimiter.Settings(
             fallback: parsed,
             probeInterval: .milliseconds(try reader.setting("rate_limit.probe_interval_ms", in: 50...60_000)))
+        self.audit = try Self.auditSettings(reader: reader, stateDirectory: self.stateDirectory, pepper: self.keyPepper)
+    }
+
+    static func auditSettings(
+        reader: ConfigReader, stateDirectory: String, pepper: [UInt8]
+    ) throws -> AuditRecorder.Settings {
+        let whenFull = try reader.setting("audit.when_full")
+        guard let policy = AuditRecorder.WhenFull(rawValue: whenFull) else {
+            throw ConfigurationError.invalid(key: "audit.when_full", value: whenFull, expected: "refuse or answer")
+        }
+        // Shared by every node of a deployment, so repeats group across nodes; derived from the
+        // key pepper unless set.
+        let secret =
+            reader.optionalSetting("audit.fingerprint_secret", isSecret: true) == nil
+            ? QuestionPrivacy.secret(pepper: pepper)
+            : SymmetricKey(data: try reader.hexSecret("audit.fingerprint_secret", minimumBytes: 32))
+        let segmentBytes = try reader.setting("audit.segment_kb", in: 64...65_536) * 1024
+        let maximumBytes = try reader.setting("audit.max_spool_mb", in: 1...10_000_000) << 20
+        guard maximumBytes >= 2 * segmentBytes else {
+            throw ConfigurationError.invalid(
+                key: "audit.max_spool_mb", value: "\(maximumBytes >> 20)",
+                expected: "at least two segments (audit.segment_kb × 2)")
+        }
+        return AuditRecorder.Settings(
+            directory: reader.optionalSetting("audit.spool_dir") ?? stateDirectory + "/audit",
+            spool: .init(segmentBytes: segmentBytes, maximumBytes: maximumBytes),
+            syncInterval: .milliseconds(try reader.setting("audit.sync_interval_ms", in: 1...10_000)),
+            shipInterval: .milliseconds(try reader.setting("audit.ship_interval_ms", in: 10...60_000)),
+            whenFull: policy, enabled: try reader.flag("audit.enabled"), fingerprintSecret: secret)
     }
 
     /// 127.0.0.0/8, ::1 or localhost.
@@ -157,6 +189,12 @@ public struct DataPlaneConfiguration: Sendable {
                 "rate_limit.redis_fallback": "local",
                 "cache.semantic_threshold": "0.95",
                 "rate_limit.probe_interval_ms": "500",
+                "audit.segment_kb": "4096",
+                "audit.max_spool_mb": "4096",
+                "audit.sync_interval_ms": "100",
+                "audit.ship_interval_ms": "1000",
+                "audit.when_full": "refuse",
+                "audit.enabled": "true",
             ]) { $1 }
     }
 }

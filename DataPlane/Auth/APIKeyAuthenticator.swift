@@ -13,6 +13,8 @@ struct APIKeyAuthenticator: RouterMiddleware {
     let store: ConfigStore
     let usage: KeyUsageRecorder
     let requiredScopes: KeyScopes
+    /// Records refusals in the audit trail, on the routes whose requests are audited (queries).
+    var audit: AuditRecorder? = nil
     let rejected = Counter(label: "zaas_auth_rejected_total")
 
     func handle(
@@ -34,14 +36,22 @@ struct APIKeyAuthenticator: RouterMiddleware {
             return try await next(request, context)
         case .failure(let failure):
             self.rejected.increment()
+            let problem: Problem
+            var owner: (tenant: UUID, key: UUID)? = nil
             switch failure {
-            case .unauthenticated: throw Problem.invalidAPIKey
-            case .notReady: throw Problem.notReady
+            case .unauthenticated: problem = .invalidAPIKey
+            case .notReady: problem = .notReady
             case .missingScope(let missing):
-                throw Problem.forbidden("This API key lacks the scope \(missing.names.joined(separator: ", ")).")
+                problem = .forbidden("This API key lacks the scope \(missing.names.joined(separator: ", ")).")
+                owner = self.verifier.owner(of: request.headers[.authorization], state: self.store.current)
             case .wrongTenant:
-                throw Problem.forbidden("X-Tenant-ID names a tenant other than the API key's.")
+                problem = .forbidden("X-Tenant-ID names a tenant other than the API key's.")
+                owner = self.verifier.owner(of: request.headers[.authorization], state: self.store.current)
             }
+            // A refusal goes out even when its event cannot be recorded.
+            try? self.audit?.unanswered(
+                .init(error: problem), caller: nil, owner: owner, requestID: request.headers[.requestID], total: .zero)
+            throw problem
         }
     }
 }

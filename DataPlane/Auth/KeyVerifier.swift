@@ -61,6 +61,18 @@ public struct KeyVerifier: Sendable {
         return .success(Caller(tenant: tenant, key: key, configVersion: state.version))
     }
 
+    /// The tenant and key record of the key in `authorization`, without checking it: for the
+    /// audit event of a request `verify` refused with 403 (which it does only for a key that
+    /// checked out).
+    public func owner(of authorization: String?, state: ConfigState?) -> (tenant: UUID, key: UUID)? {
+        guard let authorization, let state else { return nil }
+        var bytes = Array(authorization.utf8)
+        guard bytes.count > 7, Self.isBearerScheme(bytes) else { return nil }
+        bytes.removeFirst(7)
+        guard let presented = try? APIKey(utf8: &bytes), let key = state.keys[presented.keyID] else { return nil }
+        return (key.tenantID, key.id)
+    }
+
     private static func isBearerScheme(_ bytes: [UInt8]) -> Bool {
         let scheme: [UInt8] = Array("bearer ".utf8)
         for index in 0..<7 where bytes[index] | (index < 6 ? 0x20 : 0) != scheme[index] { return false }

@@ -161,7 +161,7 @@ final class PersistentAnswerCache: Service, Sendable {
     static func record(_ entry: Entry) -> AnswerCacheRecord {
         AnswerCacheRecord(
             tenantId: entry.key.tenant, digest: entry.key.digest, scope: entry.key.scope,
-            question: entry.key.question, embedding: entry.embedding.map(Self.encode),
+            question: entry.key.keptQuestion, embedding: entry.embedding.map(Self.encode),
             answer: String(decoding: entry.answer.json, as: UTF8.self), ttlSeconds: Int(entry.ttlSeconds))
     }
 

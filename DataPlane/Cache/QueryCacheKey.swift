@@ -17,6 +17,10 @@ struct QueryCacheKey: Sendable, Hashable {
     let digest: String
     /// NFKC, case folded, whitespace collapsed.
     let question: String
+    /// The question as the caches keep it and the semantic guard compares it: `question`
+    /// redacted and tagged unless the tenant opted in to raw questions (`QuestionPrivacy`; the
+    /// pipeline sets it before the tiers that store questions are asked).
+    var keptQuestion: String
     /// A query with context is answered from the exact tiers only (never the semantic cache).
     let hasContext: Bool
 
@@ -24,6 +28,7 @@ struct QueryCacheKey: Sendable, Hashable {
         self.tenant = tenant
         self.canonTag = Self.canonTag(canon)
         self.question = QuestionGuard.normalize(question)
+        self.keptQuestion = self.question
         self.hasContext = context != nil
         var scope = SHA256()
         for field in [

@@ -81,7 +81,7 @@ final class SemanticAnswerCache: Service, Sendable {
         }
         for candidate in candidates where candidate.similarity >= (threshold ?? self.threshold) {
             guard candidate.digest != key.digest else { continue }
-            let verdict = QuestionGuard.compare(key.question, candidate.question, isKeyTerm: isKeyTerm)
+            let verdict = QuestionGuard.compare(key.keptQuestion, candidate.question, isKeyTerm: isKeyTerm)
             if verdict == .compatible { return candidate }
             Counter(label: "zaas_semantic_cache_guard_refusals_total", dimensions: [("reason", verdict.rawValue)])
                 .increment()
@@ -107,7 +107,7 @@ final class SemanticAnswerCache: Service, Sendable {
             _ = try await self.redis.pipeline([
                 [
                     "XADD", .string(stream), "MINID", "~", .int(oldest), "*", "d", .string(key.digest), "q",
-                    .string(key.question), "v", .bytes(payload),
+                    .string(key.keptQuestion), "v", .bytes(payload),
                 ],
                 ["EXPIRE", .string(stream), .int(ttlSeconds)],
             ])
@@ -118,7 +118,7 @@ final class SemanticAnswerCache: Service, Sendable {
         let expiresAt = Self.nowMilliseconds + Int64(ttlSeconds) * 1000
         self.withScope(stream, dimensions: vector.count) { scope in
             scope.index.add(
-                id: key.digest, question: key.question, quantised: quantised, scale: scale, expiresAt: expiresAt)
+                id: key.digest, question: key.keptQuestion, quantised: quantised, scale: scale, expiresAt: expiresAt)
             self.bound(&scope.index)
         }
     }

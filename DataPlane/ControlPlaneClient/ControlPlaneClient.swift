@@ -95,6 +95,18 @@ public final class ControlPlaneClient: Service, Sendable {
             .noContent, .POST, InternalAPI.usage, body: try Self.encoder.encode(usage), allowance: .seconds(5))
     }
 
+    /// `POST /internal/v1/audit`: audit events, one JSON object per line. Throws unless the
+    /// control plane accounted for every event (stored, held already, or refused for good).
+    func shipAudit(_ lines: [UInt8]) async throws -> AuditIngestReply {
+        let reply = try await self.call(
+            .POST, InternalAPI.audit, body: ByteBuffer(bytes: lines), contentType: "application/x-ndjson",
+            allowance: .seconds(30), maximumBytes: 4 << 20)
+        guard reply.status == 200 else { throw ControlPlaneError(reply) }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(AuditIngestReply.self, from: Data(reply.body.readableBytesView))
+    }
+
     /// `GET /internal/v1/canon/artifacts/{sha256}`: the bytes, unverified (the caller checks the hash).
     func artifact(sha256: String, maximumBytes: Int) async throws -> ByteBuffer {
         let reply = try await self.call(
@@ -142,7 +154,7 @@ public final class ControlPlaneClient: Service, Sendable {
     /// the connect timeout plus `allowance`.
     func call(
         _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: ByteBuffer? = nil,
-        allowance: Duration, maximumBytes: Int
+        contentType: String = "application/json", allowance: Duration, maximumBytes: Int
     ) async throws -> Reply {
         var url = self.settings.url + path
         if !query.isEmpty {
@@ -152,7 +164,7 @@ public final class ControlPlaneClient: Service, Sendable {
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(body)
         }
         let response = try await self.httpClient.execute(request, timeout: .init(self.settings.timeout + allowance))

@@ -19,6 +19,8 @@ struct HealthController: Sendable {
     let limiter: RateLimiter
     let watcher: ConfigWatcher
     let canon: CanonLibrary
+    let audit: AuditRecorder
+    let auditShipper: AuditShipper
     let redisGauge = Gauge(label: "zaas_redis_up")
 
     func addRoutes(to router: Router<some RequestContext>) {
@@ -62,6 +64,7 @@ struct HealthController: Sendable {
                     : "this node's share of each limit (\(self.limiter.liveNodes() ?? 1) live nodes)")
                     + " since \(since.formatted(.iso8601)): \(reason)")
         }
+        checks["audit"] = self.auditCheck()
         let state = self.watcher.store.current
         var extra: [String: ProblemValue] = [
             "node_id": .string(self.nodeID),
@@ -93,16 +96,42 @@ struct HealthController: Sendable {
         }
 
         let status: HealthReport.Status =
-            if state == nil || (checks["redis"]?.status != "up" && self.limiter.settings.fallback == .refuse) {
+            if state == nil || (checks["redis"]?.status != "up" && self.limiter.settings.fallback == .refuse)
+                || checks["audit"]?.status == "down"
+            {
                 .down
             } else if checks["control_plane"]?.status != "up" || checks["redis"]?.status != "up"
-                || checks["rate_limit"]?.status != "up"
+                || checks["rate_limit"]?.status != "up" || !["up", "off"].contains(checks["audit"]?.status)
             {
                 .degraded
             } else {
                 .ok
             }
         return HealthReport(status: status, service: "zaas-data", checks: checks, extra: extra)
+    }
+
+    /// The audit spool: `down` when it cannot take events and the node refuses queries for it
+    /// (`audit.when_full = refuse`); `degraded` when it is losing events (`answer`), is more than
+    /// 80 % full, or shipping has failed for a minute; otherwise `up`.
+    func auditCheck() -> HealthReport.Check {
+        guard self.audit.settings.enabled else {
+            return .init(status: "off", detail: "audit.enabled is false: queries are not recorded")
+        }
+        let bytes = self.audit.spool.totalBytes
+        let limit = self.audit.settings.spool.maximumBytes
+        var detail = "\(bytes) of \(limit) bytes spooled"
+        if let failure = self.audit.recentFailure {
+            let refusing = self.audit.settings.whenFull == .refuse
+            return .init(
+                status: refusing ? "down" : "degraded",
+                detail: "\(detail); cannot record events (\(failure)): "
+                    + (refusing ? "refusing queries" : "answering without recording"))
+        }
+        if let failure = self.auditShipper.failure, Date().timeIntervalSince(failure.since) >= 60 {
+            detail += "; shipping has failed since \(failure.since.formatted(.iso8601)): \(failure.reason)"
+            return .init(status: "degraded", detail: detail)
+        }
+        return .init(status: bytes * 5 > limit * 4 ? "degraded" : "up", detail: detail)
     }
 
     static func describe(_ error: any Error) -> String {

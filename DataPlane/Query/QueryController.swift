@@ -16,6 +16,7 @@ struct QueryController: Sendable {
 
     let pipeline: QueryPipeline
     let inFlight: InFlightLimit
+    let audit: AuditRecorder
 
     func addRoutes(to group: RouterGroup<AuthenticatedRequestContext>) {
         group.post { request, context in
@@ -23,29 +24,62 @@ struct QueryController: Sendable {
         }
     }
 
+    /// Every outcome is recorded in the audit before its response is written: an answer here,
+    /// a refusal or failure by `recordFailure` (the authenticator records its own).
     func query(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
         let started = ContinuousClock.now
+        let queryID = UUID()
+        let requestID = request.headers[.requestID]
+        do {
+            return try await self.answer(request, context: context, queryID: queryID, started: started)
+        } catch {
+            self.recordFailure(
+                error, caller: context.caller, queryID: queryID, requestID: requestID,
+                total: ContinuousClock.now - started)
+            throw error
+        }
+    }
+
+    /// A refusal is not an answer: when even its event cannot be recorded, the refusal still
+    /// goes out (and the event is counted lost).
+    private func recordFailure(
+        _ error: any Error, caller: Caller, queryID: UUID, requestID: String?, total: Duration
+    ) {
+        try? self.audit.unanswered(
+            .init(error: error), caller: caller, queryID: queryID, requestID: requestID, total: total)
+    }
+
+    private func answer(
+        _ request: Request, context: AuthenticatedRequestContext, queryID: UUID, started: ContinuousClock.Instant
+    ) async throws -> Response {
         if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
             throw Problem.unsupportedMediaType("Send the query as application/json.")
         }
+        let caller = context.caller
+        let requestID = request.headers[.requestID]
         // Held while this request works, streaming included: given back when the last reference goes.
         let place = try InFlightLimit.Place(self.inFlight)
         let body = try await request.collectBody(upTo: Self.maximumBody)
         guard Self.wantsEventStream(request.headers[.accept]) else {
-            let (answer, rateLimit) = try await self.pipeline.run(body, caller: context.caller)
-            return Self.response(answer, rateLimit: rateLimit, total: ContinuousClock.now - started)
+            let (answer, question, rateLimit) = try await self.pipeline.run(body, caller: caller)
+            let total = ContinuousClock.now - started
+            try self.audit.answered(
+                answer, question: question, caller: caller, queryID: queryID, requestID: requestID, total: total)
+            return Self.response(answer, queryID: queryID, rateLimit: rateLimit, total: total)
         }
         // Refusals (a bad body, the limit, an overloaded embedder) are plain problem responses;
         // the caches are asked before the stream begins; a failure after the first byte is an
         // `error` event.
-        let (admission, rateLimit) = try await self.pipeline.admit(body, caller: context.caller)
+        let (admission, rateLimit) = try await self.pipeline.admit(body, caller: caller)
         var headers = rateLimit.headers
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-store"
         let lookup: QueryPipeline.Lookup
+        let question: String
         switch admission {
-        case .answered(let answer): lookup = .hit(answer)
-        case .missing(let admitted): lookup = try await self.pipeline.lookUp(admitted)
+        case .answered(let answer, let asked): (lookup, question) = (.hit(answer), asked)
+        case .missing(let admitted):
+            (lookup, question) = (try await self.pipeline.lookUp(admitted), admitted.query.question)
         }
         let (admitted, vector): (QueryPipeline.Admitted, [Float])
         switch lookup {
@@ -56,15 +90,18 @@ struct QueryController: Sendable {
             if let similarity = answer.similarity {
                 headers[.zaasCacheSimilarity] = String(format: "%.4f", Double(similarity))
             }
-            let event = Self.event("answer", Self.json(answer, total: ContinuousClock.now - started))
+            let total = ContinuousClock.now - started
+            try self.audit.answered(
+                answer, question: question, caller: caller, queryID: queryID, requestID: requestID, total: total)
+            let event = Self.event("answer", Self.json(answer, queryID: queryID, total: total))
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: event))
         case .miss(let missing, let embedding):
             (admitted, vector) = (missing, embedding)
         }
         headers[.zaasCache] = CacheOutcome.miss.rawValue
         let pipeline = self.pipeline
+        let audit = self.audit
         let logger = context.logger
-        let requestID = request.headers[.requestID]
         let instance = request.uri.path
         return Response(
             status: .ok, headers: headers,
@@ -80,13 +117,23 @@ struct QueryController: Sendable {
                                 continuation.yield(Self.event(event))
                             }
                             pipeline.record(answer)
+                            let total = ContinuousClock.now - started
+                            try audit.answered(
+                                answer, question: question, caller: caller, queryID: queryID, requestID: requestID,
+                                total: total)
                             continuation.yield(
-                                Self.event("answer", Self.json(answer, total: ContinuousClock.now - started)))
+                                Self.event("answer", Self.json(answer, queryID: queryID, total: total)))
                         } catch is CancellationError {
-                            return
+                            try? audit.unanswered(
+                                .init(outcome: AuditEvent.Outcome.abandoned, status: 200), caller: caller,
+                                question: question, queryID: queryID, requestID: requestID,
+                                total: ContinuousClock.now - started)
                         } catch {
                             let problem = ProblemMiddleware<AuthenticatedRequestContext>.problem(
                                 for: error, logger: logger)
+                            try? audit.unanswered(
+                                .init(error: problem), caller: caller, question: question, queryID: queryID,
+                                requestID: requestID, total: ContinuousClock.now - started)
                             var event = ByteBuffer()
                             event.writeBytes(problem.json(instance: instance, requestID: requestID))
                             continuation.yield(Self.event("error", event))
@@ -117,7 +164,9 @@ struct QueryController: Sendable {
 
     /// The stored answer with `cache_hit`, a fresh `query_id` (and the similarity of a semantic
     /// hit) added to its bytes; the limits and which cache answered in the headers.
-    static func response(_ answer: QueryPipeline.Answer, rateLimit: RateLimitDecision, total: Duration) -> Response {
+    static func response(
+        _ answer: QueryPipeline.Answer, queryID: UUID, rateLimit: RateLimitDecision, total: Duration
+    ) -> Response {
         var headers = rateLimit.headers
         headers[.zaasCache] = answer.outcome.rawValue
         headers[.contentType] = "application/json"
@@ -125,17 +174,18 @@ struct QueryController: Sendable {
         if let similarity = answer.similarity {
             headers[.zaasCacheSimilarity] = String(format: "%.4f", Double(similarity))
         }
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: Self.json(answer, total: total)))
+        return Response(
+            status: .ok, headers: headers, body: .init(byteBuffer: Self.json(answer, queryID: queryID, total: total)))
     }
 
     /// The answer's JSON: the stored bytes with `cache_hit`, `query_id`, `cache_similarity` and
     /// `timings_ms` added.
-    static func json(_ answer: QueryPipeline.Answer, total: Duration) -> ByteBuffer {
+    static func json(_ answer: QueryPipeline.Answer, queryID: UUID, total: Duration) -> ByteBuffer {
         let json = answer.stored.json
         var body = ByteBuffer()
         body.reserveCapacity(json.count + 256)
         body.writeBytes(json.dropLast())
-        body.writeString(#","cache_hit":\#(answer.outcome != .miss),"query_id":"\#(UUID().lowercased)""#)
+        body.writeString(#","cache_hit":\#(answer.outcome != .miss),"query_id":"\#(queryID.lowercased)""#)
         if let similarity = answer.similarity {
             body.writeString(#","cache_similarity":\#(String(format: "%.4f", Double(similarity)))"#)
         }

@@ -34,12 +34,23 @@ struct QueryPipeline: Sendable {
         let outcome: CacheOutcome
         let similarity: Float?
         var timings: StageTimings = StageTimings()
+        /// An exact answer that PostgreSQL kept after Redis lost it.
+        var persistent = false
+        /// What a model call cost, for a computed answer that called one.
+        var usage: ModelUsage? = nil
+    }
+
+    /// Tokens and cost of the model calls behind one answer.
+    struct ModelUsage: Sendable, Equatable {
+        var inputTokens: Int
+        var outputTokens: Int
+        var costNanoDollars: UInt64
     }
 
     /// A query past validation, the limit and the exact cache: what computing its answer needs.
     struct Admitted: Sendable {
         let query: QueryRequest
-        let key: QueryCacheKey
+        var key: QueryCacheKey
         let layers: [CanonLayer]
         let policy: TenantPolicy
         /// The stages it went through so far.
@@ -47,8 +58,8 @@ struct QueryPipeline: Sendable {
     }
 
     enum Admission: Sendable {
-        /// The exact cache answered.
-        case answered(Answer)
+        /// The exact cache answered (the question asked, for the audit).
+        case answered(Answer, question: String)
         /// No exact answer: `lookUp`, then `compute` (what `run` does, in a single flight).
         case missing(Admitted)
     }
@@ -58,6 +69,8 @@ struct QueryPipeline: Sendable {
     let cache: AnswerCache
     let embedder: any Embedder
     let inference: InferenceEngine
+    /// What the caches keep of a question (redacted unless the tenant opted in to raw questions).
+    let privacy: QuestionPrivacy
     let retriever = HybridRetriever()
     let answerer = ExtractiveAnswerer()
     /// Identical questions arriving together on this node are answered once (and the persistent
@@ -68,28 +81,29 @@ struct QueryPipeline: Sendable {
 
     init(
         limiter: RateLimiter, canon: CanonLibrary, cache: AnswerCache, embedder: any Embedder,
-        inference: InferenceEngine
+        inference: InferenceEngine, privacy: QuestionPrivacy
     ) {
         self.limiter = limiter
         self.canon = canon
         self.cache = cache
         self.embedder = embedder
         self.inference = inference
+        self.privacy = privacy
     }
 
     /// The answer to a query body of an authenticated caller, and the rate-limit decision its
     /// response shows. Throws a `Problem` for a query that is refused.
-    func run(_ body: ByteBuffer, caller: Caller) async throws -> (Answer, RateLimitDecision) {
+    func run(_ body: ByteBuffer, caller: Caller) async throws -> (Answer, question: String, RateLimitDecision) {
         let (admission, decision) = try await self.admit(body, caller: caller)
         switch admission {
-        case .answered(let answer):
-            return (answer, decision)
+        case .answered(let answer, let question):
+            return (answer, question, decision)
         case .missing(let admitted):
             let (answer, _) = try await self.flights.run(admitted.key.digest) {
                 try await self.answerMissing(admitted)
             }
             self.cache.record(answer.outcome)
-            return (answer, decision)
+            return (answer, admitted.query.question, decision)
         }
     }
 
@@ -126,7 +140,8 @@ struct QueryPipeline: Sendable {
         // 4. Exact cache.
         if let cached = await self.cache.exact(key, prefetched: prefetched) {
             self.cache.record(.exact)
-            return (.answered(Answer(stored: cached, outcome: .exact, similarity: nil, timings: timings)), decision)
+            let answer = Answer(stored: cached, outcome: .exact, similarity: nil, timings: timings)
+            return (.answered(answer, question: query.question), decision)
         }
         return (
             .missing(Admitted(query: query, key: key, layers: layers, policy: caller.policy, timings: timings)),
@@ -146,10 +161,16 @@ struct QueryPipeline: Sendable {
     /// `X-ZaaS-Cache` is known and an overloaded embedder is a plain 503.
     func lookUp(_ admitted: Admitted) async throws -> Lookup {
         var admitted = admitted
+        // From here on the caches keep (and the semantic guard compares) the question in the form
+        // the tenant chose: redacted and tagged, or raw.
+        admitted.key.keptQuestion = self.privacy.forCache(
+            admitted.key.question, tenant: admitted.key.tenant, raw: admitted.policy.storeRawQuestions)
         let (query, key, layers, policy) = (admitted.query, admitted.key, admitted.layers, admitted.policy)
         // 4. Exact answers Redis lost, kept in PostgreSQL.
         if let recovered = await admitted.timings.measure("cache", { await self.cache.recovered(key) }) {
-            return .hit(Answer(stored: recovered, outcome: .exact, similarity: nil, timings: admitted.timings))
+            return .hit(
+                Answer(stored: recovered, outcome: .exact, similarity: nil, timings: admitted.timings, persistent: true)
+            )
         }
         let vector: [Float]
         do {
@@ -179,16 +200,16 @@ struct QueryPipeline: Sendable {
     /// that leaves cancels its own model call and no one else's).
     func compute(_ admitted: Admitted, vector: [Float], stream: InferenceEngine.StreamSink?) async throws -> Answer {
         var timings = admitted.timings
-        let stored = try StoredAnswer(
-            await self.answer(
-                admitted.query, vector: vector, layers: admitted.layers, policy: admitted.policy, timings: &timings,
-                stream: stream))
+        let (answer, usage) = try await self.answer(
+            admitted.query, vector: vector, layers: admitted.layers, policy: admitted.policy, timings: &timings,
+            stream: stream)
+        let stored = try StoredAnswer(answer)
         // 10. Store.
         await timings.measure("store") {
             await self.cache.store(
                 stored, for: admitted.key, vector: vector, ttlSeconds: admitted.policy.cacheTTLSeconds)
         }
-        return Answer(stored: stored, outcome: .miss, similarity: nil, timings: timings)
+        return Answer(stored: stored, outcome: .miss, similarity: nil, timings: timings, usage: usage)
     }
 
     /// Counts an answer a streaming caller got (`run` counts its own).
@@ -203,11 +224,12 @@ struct QueryPipeline: Sendable {
         }
     }
 
-    /// Retrieval, then the routed answer (the extractive answer when no model can give one).
+    /// Retrieval, then the routed answer (the extractive answer when no model can give one), and
+    /// what its model calls cost (nil when none was made).
     func answer(
         _ query: QueryRequest, vector: [Float], layers: [CanonLayer], policy: TenantPolicy,
         timings: inout StageTimings, stream: InferenceEngine.StreamSink? = nil
-    ) async throws -> CachedAnswer {
+    ) async throws -> (CachedAnswer, ModelUsage?) {
         let started = ContinuousClock.now
         let retrieval = self.retriever.retrieve(
             layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
@@ -223,10 +245,17 @@ struct QueryPipeline: Sendable {
             stream: stream)
         if let model = routed.modelTime { timings.add("model", model) }
         if let filter = routed.filterTime { timings.add("filter", filter) }
-        return CachedAnswer(
+        let usage =
+            routed.modelTime == nil
+            ? nil
+            : ModelUsage(
+                inputTokens: routed.inputTokens, outputTokens: routed.outputTokens,
+                costNanoDollars: routed.costNanoDollars)
+        let answer = CachedAnswer(
             answer: routed.text, citations: routed.citations, confidence: routed.confidence,
             modelUsed: routed.modelUsed, canonVersion: layers.map(\.index.label).joined(separator: "+"),
             covered: routed.covered, route: routed.route, fallbackReason: routed.fallbackReason, filter: routed.filter)
+        return (answer, usage)
     }
 }
 

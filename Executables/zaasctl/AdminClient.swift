@@ -64,6 +64,24 @@ struct AdminClient {
         return json
     }
 
+    /// A file's bytes as they are (an export's files).
+    func download(_ path: String) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: self.baseURL + path)
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(600))
+        } catch {
+            throw Failure(status: 0, title: "cannot reach \(self.baseURL)", detail: "\(error)", errors: [])
+        }
+        let body = try await response.body.collect(upTo: 4 << 30)
+        guard response.status.code == 200 else {
+            throw Failure(
+                status: Int(response.status.code), title: response.status.reasonPhrase, detail: nil, errors: [])
+        }
+        return Array(body.readableBytesView)
+    }
+
     /// Every item of a paged list, following `next_cursor`.
     func all(_ path: String) async throws -> [Any] {
         var items: [Any] = []

@@ -66,6 +66,13 @@ struct HTTPIsolationTests {
             let betaVersion = try #require(try API.json(upload)["id"] as? String)
             _ = try await CanonAPITests.built(client, "/admin/v1/canon", token: beta, id: betaVersion)
 
+            // An audit export of B's.
+            let export = try await API.send(
+                client, .post, "/admin/v1/audit/exports", token: beta,
+                json: #"{"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}"#)
+            #expect(export.status == .accepted)
+            let betaExport = try #require(try API.json(export)["id"] as? String)
+
             func snapshot() async throws -> [String] {
                 try await [
                     "/admin/v1/keys/\(betaKey.id)", "/admin/v1/admins", "/admin/v1/canon/versions/\(betaVersion)",
@@ -79,11 +86,13 @@ struct HTTPIsolationTests {
                 "/admin/v1/admins/{id}": betaViewer,
                 "/admin/v1/canon/versions/{id}": betaVersion, "/admin/v1/canon/versions/{id}/diff": betaVersion,
                 "/admin/v1/canon/versions/{id}/publish": betaVersion,
+                "/admin/v1/audit/exports/{id}": betaExport, "/admin/v1/audit/exports/{id}/files/{name}": betaExport,
             ]
             let operatorRoutes: [String: String] = [
                 "/admin/v1/tenants/{id}": fixture.tenantB.uuidString,
                 "/admin/v1/tenants/{id}/quota-policy": fixture.tenantB.uuidString,
                 "/admin/v1/tenants/{id}/admins": fixture.tenantB.uuidString,
+                "/admin/v1/tenants/{id}/audit/events": fixture.tenantB.uuidString,
                 "/admin/v1/base-canon/versions/{id}": betaVersion,
                 "/admin/v1/base-canon/versions/{id}/diff": betaVersion,
                 "/admin/v1/base-canon/versions/{id}/publish": betaVersion,
@@ -113,6 +122,7 @@ struct HTTPIsolationTests {
                     continue
                 }
                 let uri = template.replacingOccurrences(of: "{id}", with: id)
+                    .replacingOccurrences(of: "{name}", with: "events.csv")
                 let response = try await API.send(
                     client, HTTPRequest.Method(method)!, uri, token: alpha, json: bodies["\(method) \(template)"])
                 #expect(

@@ -67,4 +67,21 @@ struct QuestionRedactorTests {
         #expect(one != QuestionRedactor.fingerprint("What is a Lagrangian?", key: tenantB))
         #expect(one.count == 64 && one.allSatisfy(\.isHexDigit))
     }
+
+    @Test("tagged redaction: a datum's tag is eight keyed digits, the same for the same datum, other for another")
+    func tagged() throws {
+        let key = SymmetricKey(data: Data(repeating: 9, count: 32))
+        let redactor = QuestionRedactor()
+        let jane = redactor.redact("Did jane@example.org or +44 20 7946 0958 ask about 1915?", taggedWith: key)
+        let match = try #require(jane.wholeMatch(of: /Did \[email (\d{8})\] or \[phone (\d{8})\] ask about 1915\?/))
+        #expect(match.output.1 != match.output.2)
+        #expect(redactor.redact("Did jane@example.org or +44 20 7946 0958 ask about 1915?", taggedWith: key) == jane)
+        let bob = redactor.redact("Did bob@example.org or +44 20 7946 0958 ask about 1915?", taggedWith: key)
+        #expect(bob != jane && bob.hasSuffix("[phone \(match.output.2)] ask about 1915?"))
+        let otherKey = SymmetricKey(data: Data(repeating: 10, count: 32))
+        #expect(
+            redactor.redact("Did jane@example.org ask?", taggedWith: otherKey)
+                != redactor.redact("Did jane@example.org ask?", taggedWith: key))
+        #expect(redactor.redact("What is a Lagrangian?", taggedWith: key) == "What is a Lagrangian?")
+    }
 }

@@ -106,7 +106,7 @@ struct SignedConfigDocumentTests {
         }
         #expect(
             ConfigDocumentError.unsupportedFormatVersion(1).description
-                == "config format version 1 is not supported (this build reads 4...6)")
+                == "config format version 1 is not supported (this build reads 4...7)")
     }
 
     @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")
@@ -147,10 +147,11 @@ struct SignedConfigDocumentTests {
     func formatFive() throws {
         let snapshot = ConfigFixtures.snapshot(version: 8, tenants: [ConfigFixtures.tenant(slug: "alpha")], keys: [])
         var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
-        // The tenant ends with three absent optionals (semantic threshold, routing threshold, canon),
-        // then the key count: format 5 has one absent optional fewer.
-        #expect(Array(payload.suffix(7)) == [0, 0, 0, 0, 0, 0, 0])
-        payload.remove(at: payload.count - 5)
+        // The tenant ends with an absent semantic threshold, an absent routing threshold, no flags
+        // and no canon, then the key count: format 5 has neither the routing threshold nor the flags.
+        #expect(Array(payload.suffix(8)) == [0, 0, 0, 0, 0, 0, 0, 0])
+        payload.remove(at: payload.count - 6)
+        payload.remove(at: payload.count - 6)
         let old = try Self.resign(payload: payload, kind: 1, format: 5)
         let decoded = try SignedConfigDocument.decode(old, verifyingWith: Self.key.verificationKey)
         #expect(decoded == .full(snapshot))
@@ -168,10 +169,40 @@ struct SignedConfigDocumentTests {
         tenant.policy.routingThreshold = 0.5
         let snapshot = ConfigFixtures.snapshot(version: 9, tenants: [tenant], keys: [])
         var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
-        // …, present (1), 5000 as u16, no canon (0), no keys (0 0 0 0).
-        #expect(Array(payload.suffix(8)) == [1, 0x13, 0x88, 0, 0, 0, 0, 0])
-        payload.replaceSubrange((payload.count - 7)..<(payload.count - 5), with: [0x27, 0x11])
+        // …, present (1), 5000 as u16, no flags (0), no canon (0), no keys (0 0 0 0).
+        #expect(Array(payload.suffix(9)) == [1, 0x13, 0x88, 0, 0, 0, 0, 0, 0])
+        payload.replaceSubrange((payload.count - 8)..<(payload.count - 6), with: [0x27, 0x11])
         #expect(throws: ConfigDocumentError.malformed("routing threshold 10001 out of range")) {
+            try SignedConfigDocument.decode(
+                try Self.resign(payload: payload, kind: 1), verifyingWith: Self.key.verificationKey)
+        }
+    }
+
+    @Test("a format-6 document (before policy flags) still reads: no tenant keeps raw questions")
+    func formatSix() throws {
+        let snapshot = ConfigFixtures.snapshot(version: 8, tenants: [ConfigFixtures.tenant(slug: "alpha")], keys: [])
+        var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
+        payload.remove(at: payload.count - 6)
+        let decoded = try SignedConfigDocument.decode(
+            try Self.resign(payload: payload, kind: 1, format: 6), verifyingWith: Self.key.verificationKey)
+        #expect(decoded == .full(snapshot))
+        #expect(throws: ConfigDocumentError.self) {
+            try SignedConfigDocument.decode(
+                try Self.resign(payload: payload, kind: 1, format: 7), verifyingWith: Self.key.verificationKey)
+        }
+    }
+
+    @Test("a tenant that keeps raw questions says so in its flags; unknown flags are refused as malformed")
+    func policyFlags() throws {
+        var tenant = ConfigFixtures.tenant(slug: "alpha")
+        tenant.policy.storeRawQuestions = true
+        let snapshot = ConfigFixtures.snapshot(version: 9, tenants: [tenant], keys: [])
+        let document = SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key)
+        #expect(try SignedConfigDocument.decode(document, verifyingWith: Self.key.verificationKey) == .full(snapshot))
+        var payload = Self.payload(of: document)
+        #expect(Array(payload.suffix(6)) == [1, 0, 0, 0, 0, 0])
+        payload[payload.count - 6] = 3
+        #expect(throws: ConfigDocumentError.malformed("unknown policy flags 3")) {
             try SignedConfigDocument.decode(
                 try Self.resign(payload: payload, kind: 1), verifyingWith: Self.key.verificationKey)
         }

@@ -13,9 +13,10 @@ public final class BenchStack: @unchecked Sendable {
     let directory: String
 
     /// Starts the control plane (healthy) and `nodeCount` nodes (answering health), runs `body`,
-    /// stops everything.
+    /// stops everything. `settingsOfNode` adds settings to one node (by index from 1).
     public static func with<Result: Sendable>(
         nodeCount: Int = 1, controlSettings: [String: String] = [:], nodeSettings: [String: String] = [:],
+        settingsOfNode: [Int: [String: String]] = [:],
         _ body: (BenchStack) async throws -> Result
     ) async throws -> Result {
         try await TestDatabase.withFresh { database in
@@ -36,7 +37,8 @@ public final class BenchStack: @unchecked Sendable {
                     settings: environment.dataPlaneSettings(
                         controlURL: control.baseURL, nodeID: "node-\(index)",
                         stateDirectory: directory + "/node-\(index)"
-                    ).merging(["log.level": "warning"]) { $1 }.merging(nodeSettings) { $1 },
+                    ).merging(["log.level": "warning"]) { $1 }.merging(nodeSettings) { $1 }
+                        .merging(settingsOfNode[index] ?? [:]) { $1 },
                     port: try RedisServerProcess.freePort(), logDirectory: directory)
             }
             let stack = BenchStack(control: control, nodes: nodes, directory: directory)

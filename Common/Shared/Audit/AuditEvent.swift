@@ -28,6 +28,43 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         }
     }
 
+    /// What answered: the answer as the response gave it. Nodes write the answer's stored JSON
+    /// here as is; fields an answer has beyond these (passages' snippets, the filter's report)
+    /// are dropped when the control plane ingests the event.
+    public struct Answer: Codable, Sendable, Equatable {
+        public var text: String
+        public var citations: [Citation]
+        public var confidence: Double?
+        public var modelUsed: String?
+        public var canonVersion: String?
+        /// Whether the canon covered the question.
+        public var covered: Bool?
+        public var route: Route?
+        public var fallbackReason: String?
+
+        public init(
+            text: String, citations: [Citation], confidence: Double?, modelUsed: String?, canonVersion: String?,
+            covered: Bool? = nil, route: Route? = nil, fallbackReason: String? = nil
+        ) {
+            self.text = text
+            self.citations = citations
+            self.confidence = confidence
+            self.modelUsed = modelUsed
+            self.canonVersion = canonVersion
+            self.covered = covered
+            self.route = route
+            self.fallbackReason = fallbackReason
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case citations, confidence, covered, route
+            case text = "answer"
+            case modelUsed = "model_used"
+            case canonVersion = "canon_version"
+            case fallbackReason = "fallback_reason"
+        }
+    }
+
     public struct Citation: Codable, Sendable, Equatable {
         public var id: String
         public var canonVersion: String
@@ -62,43 +99,104 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         }
     }
 
+    /// What a change event changed: the entity (a table: `tenants`, `api_keys`,
+    /// `quota_policies`, `canon_publications`, `model_backends`, …), its id, and the
+    /// configuration version that carried it to the nodes.
+    public struct Change: Codable, Sendable, Equatable {
+        public var entity: String
+        public var entityID: String
+        public var configVersion: Int64
+
+        public init(entity: String, entityID: String, configVersion: Int64) {
+            self.entity = entity
+            self.entityID = entityID
+            self.configVersion = configVersion
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case entity
+            case entityID = "entity_id"
+            case configVersion = "config_version"
+        }
+    }
+
+    /// Which cache gave a query's answer.
+    public enum CacheKind: String, Codable, Sendable, CaseIterable {
+        /// Redis's exact tier.
+        case exact
+        /// PostgreSQL's copy of an exact answer Redis had lost.
+        case persistent
+        case semantic
+        /// No cache: the answer was computed.
+        case miss
+    }
+
+    /// A query's outcome (`outcome`); changes use their own words (`canon_published`, …).
+    public enum Outcome {
+        public static let answered = "answered"
+        public static let cacheExact = "cache_exact"
+        public static let cachePersistent = "cache_persistent"
+        public static let cacheSemantic = "cache_semantic"
+        /// 401, 403 or 429: the caller may not ask (now).
+        public static let refused = "refused"
+        /// 400, 413, 415, 422: the request itself is wrong.
+        public static let invalid = "invalid"
+        /// 5xx: the node could not answer (overloaded, a canon not loaded, a failure).
+        public static let failed = "failed"
+        /// A streaming caller left before the answer was complete.
+        public static let abandoned = "abandoned"
+
+        public static let queryOutcomes: Set<String> = [
+            answered, cacheExact, cachePersistent, cacheSemantic, refused, invalid, failed, abandoned,
+        ]
+
+        /// The outcome of a query answered with `status` (not 200).
+        public static func of(status: Int) -> String {
+            switch status {
+            case 401, 403, 429: refused
+            case 400..<500: invalid
+            default: failed
+            }
+        }
+    }
+
     public var schema: Int
     /// Time-ordered (UUIDv7): the key that makes ingestion idempotent.
     public var id: UUID
+    /// When the node recorded it, by the node's clock.
     public var time: Date
     public var kind: Kind
+    /// Nil for a query refused before any tenant was known (an invalid key).
     public var tenantID: UUID?
     public var keyID: UUID?
     public var queryID: UUID?
     public var requestID: String?
+    /// Who made a change (`operator:<id>`, `admin:<id>`); absent for queries (the key says).
+    public var actor: String?
     public var node: String
-    /// `answered`, `cache_exact`, `cache_semantic`, `refused`, `invalid`, `failed`, or for
-    /// changes, what was done (`canon_published`, …).
+    /// An `Outcome` for a query; for changes, what was done (`canon_published`, …).
     public var outcome: String
     public var status: Int
     /// The problem's `type` when the outcome is an error.
     public var problemType: String?
     public var question: Question?
-    public var answer: String?
-    public var citations: [Citation]
-    public var canonVersion: String?
-    public var modelUsed: String?
-    public var route: Route?
-    public var fallbackReason: String?
+    public var answer: Answer?
+    public var cache: CacheKind?
     public var cacheSimilarity: Double?
-    public var confidence: Double?
     public var inputTokens: Int?
     public var outputTokens: Int?
     public var costNanoDollars: UInt64?
+    /// For a change event: what changed.
+    public var change: Change?
     /// Milliseconds per stage, as the answer's `timings_ms`.
     public var timingsMs: [String: Double]
 
     public init(
         id: UUID = UUID.timeOrdered(), time: Date = Date(), kind: Kind, tenantID: UUID?, keyID: UUID? = nil,
-        queryID: UUID? = nil, requestID: String? = nil, node: String, outcome: String, status: Int,
-        problemType: String? = nil, question: Question? = nil, answer: String? = nil, citations: [Citation] = [],
-        canonVersion: String? = nil, modelUsed: String? = nil, route: Route? = nil, fallbackReason: String? = nil,
-        cacheSimilarity: Double? = nil, confidence: Double? = nil, inputTokens: Int? = nil, outputTokens: Int? = nil,
+        queryID: UUID? = nil, requestID: String? = nil, actor: String? = nil, node: String, outcome: String,
+        status: Int,
+        problemType: String? = nil, question: Question? = nil, answer: Answer? = nil, cache: CacheKind? = nil,
+        cacheSimilarity: Double? = nil, inputTokens: Int? = nil, outputTokens: Int? = nil,
         costNanoDollars: UInt64? = nil, timingsMs: [String: Double] = [:]
     ) {
         self.schema = Self.schemaVersion
@@ -109,19 +207,15 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         self.keyID = keyID
         self.queryID = queryID
         self.requestID = requestID
+        self.actor = actor
         self.node = node
         self.outcome = outcome
         self.status = status
         self.problemType = problemType
         self.question = question
         self.answer = answer
-        self.citations = citations
-        self.canonVersion = canonVersion
-        self.modelUsed = modelUsed
-        self.route = route
-        self.fallbackReason = fallbackReason
+        self.cache = cache
         self.cacheSimilarity = cacheSimilarity
-        self.confidence = confidence
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
         self.costNanoDollars = costNanoDollars
@@ -129,20 +223,70 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, id, time, kind, node, outcome, status, question, answer, citations, route, confidence
+        case schema, id, time, kind, node, outcome, status, question, answer, cache, actor, change
         case tenantID = "tenant_id"
         case keyID = "key_id"
         case queryID = "query_id"
         case requestID = "request_id"
         case problemType = "problem_type"
-        case canonVersion = "canon_version"
-        case modelUsed = "model_used"
-        case fallbackReason = "fallback_reason"
         case cacheSimilarity = "cache_similarity"
         case inputTokens = "input_tokens"
         case outputTokens = "output_tokens"
         case costNanoDollars = "cost_nanodollars"
         case timingsMs = "timings_ms"
+    }
+
+    /// Ids in lower case, as everything else in ZaaS writes them (Foundation writes upper case).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(self.schema, forKey: .schema)
+        try container.encode(self.id.lowercased, forKey: .id)
+        try container.encode(self.time, forKey: .time)
+        try container.encode(self.kind, forKey: .kind)
+        try container.encodeIfPresent(self.tenantID?.lowercased, forKey: .tenantID)
+        try container.encodeIfPresent(self.keyID?.lowercased, forKey: .keyID)
+        try container.encodeIfPresent(self.queryID?.lowercased, forKey: .queryID)
+        try container.encodeIfPresent(self.requestID, forKey: .requestID)
+        try container.encodeIfPresent(self.actor, forKey: .actor)
+        try container.encode(self.node, forKey: .node)
+        try container.encode(self.outcome, forKey: .outcome)
+        try container.encode(self.status, forKey: .status)
+        try container.encodeIfPresent(self.problemType, forKey: .problemType)
+        try container.encodeIfPresent(self.question, forKey: .question)
+        try container.encodeIfPresent(self.answer, forKey: .answer)
+        try container.encodeIfPresent(self.cache, forKey: .cache)
+        try container.encodeIfPresent(self.cacheSimilarity, forKey: .cacheSimilarity)
+        try container.encodeIfPresent(self.inputTokens, forKey: .inputTokens)
+        try container.encodeIfPresent(self.outputTokens, forKey: .outputTokens)
+        try container.encodeIfPresent(self.costNanoDollars, forKey: .costNanoDollars)
+        try container.encodeIfPresent(self.change, forKey: .change)
+        try container.encode(self.timingsMs, forKey: .timingsMs)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.schema = try container.decode(Int.self, forKey: .schema)
+        self.id = try container.decode(UUID.self, forKey: .id)
+        self.time = try container.decode(Date.self, forKey: .time)
+        self.kind = try container.decode(Kind.self, forKey: .kind)
+        self.tenantID = try container.decodeIfPresent(UUID.self, forKey: .tenantID)
+        self.keyID = try container.decodeIfPresent(UUID.self, forKey: .keyID)
+        self.queryID = try container.decodeIfPresent(UUID.self, forKey: .queryID)
+        self.requestID = try container.decodeIfPresent(String.self, forKey: .requestID)
+        self.actor = try container.decodeIfPresent(String.self, forKey: .actor)
+        self.node = try container.decode(String.self, forKey: .node)
+        self.outcome = try container.decode(String.self, forKey: .outcome)
+        self.status = try container.decode(Int.self, forKey: .status)
+        self.problemType = try container.decodeIfPresent(String.self, forKey: .problemType)
+        self.question = try container.decodeIfPresent(Question.self, forKey: .question)
+        self.answer = try container.decodeIfPresent(Answer.self, forKey: .answer)
+        self.cache = try container.decodeIfPresent(CacheKind.self, forKey: .cache)
+        self.cacheSimilarity = try container.decodeIfPresent(Double.self, forKey: .cacheSimilarity)
+        self.inputTokens = try container.decodeIfPresent(Int.self, forKey: .inputTokens)
+        self.outputTokens = try container.decodeIfPresent(Int.self, forKey: .outputTokens)
+        self.costNanoDollars = try container.decodeIfPresent(UInt64.self, forKey: .costNanoDollars)
+        self.change = try container.decodeIfPresent(Change.self, forKey: .change)
+        self.timingsMs = try container.decodeIfPresent([String: Double].self, forKey: .timingsMs) ?? [:]
     }
 
     /// The encoding of spool records and exports: sorted keys, times in ISO 8601 with milliseconds.
@@ -169,7 +313,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         return decoder
     }()
 
-    static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    public static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 }
 
 extension UUID {

@@ -26,28 +26,47 @@ public struct QuestionRedactor: Sendable {
 
     /// `text` with every personal datum replaced by its label.
     public func redact(_ text: String) -> String {
+        self.redact(text) { name, _ in "[\(name)]" }
+    }
+
+    /// `text` with every personal datum replaced by its label and a keyed tag of eight decimal
+    /// digits (`[email 40213377]`): the same datum always gets the same tag and different ones
+    /// (almost always) differ, so two questions that differ only in a personal datum still
+    /// differ, as numbers, to the semantic cache's guard. The form the answer cache keeps of a
+    /// question when the tenant has not opted in to raw questions.
+    public func redact(_ text: String, taggedWith key: SymmetricKey) -> String {
+        self.redact(text) { name, value in
+            let code = HMAC<SHA256>.authenticationCode(for: Data(value.utf8), using: key)
+            let number = code.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) } % 100_000_000
+            let digits = String(number)
+            return "[\(name) \(String(repeating: "0", count: 8 - digits.count))\(digits)]"
+        }
+    }
+
+    private func redact(_ text: String, label: (String, Substring) -> String) -> String {
         var text = text
-        text.replace(Self.urlWithCredentials) { _ in "[url-with-credentials]" }
-        text.replace(SecretShapes.pattern) { _ in "[secret]" }
-        text.replace(Self.email) { _ in "[email]" }
-        text.replace(Self.ipv4) { _ in "[ip]" }
+        text.replace(Self.urlWithCredentials) { label("url-with-credentials", $0.output) }
+        text.replace(SecretShapes.pattern) { label("secret", $0.output) }
+        text.replace(Self.email) { label("email", $0.output) }
+        text.replace(Self.ipv4) { label("ip", $0.output) }
         text.replace(Self.ipv6) { match in
             // `12:30:45` is a time, not an address: an IPv6 address has a letter or `::` or 8 groups.
             let value = match.output
             let groups = value.split(separator: ":", omittingEmptySubsequences: false).count
-            return value.contains("::") || value.contains(where: \.isLetter) || groups == 8 ? "[ip]" : String(value)
+            return value.contains("::") || value.contains(where: \.isLetter) || groups == 8
+                ? label("ip", value) : String(value)
         }
         text.replace(Self.cardCandidate) { match in
-            Self.luhn(match.output.filter(\.isNumber)) ? "[card]" : String(match.output)
+            Self.luhn(match.output.filter(\.isNumber)) ? label("card", match.output) : String(match.output)
         }
-        text.replace(Self.iban) { _ in "[iban]" }
-        text.replace(Self.socialSecurity) { _ in "[national-id]" }
-        text.replace(Self.nationalInsurance) { _ in "[national-id]" }
+        text.replace(Self.iban) { label("iban", $0.output) }
+        text.replace(Self.socialSecurity) { label("national-id", $0.output) }
+        text.replace(Self.nationalInsurance) { label("national-id", $0.output) }
         text.replace(Self.phone) { match in
             // A date (`2024-05-01`, `01.05.2024`) has the shape of a short phone number.
             let digits = match.output.filter(\.isNumber).count
             let isDate = match.output.wholeMatch(of: Self.date) != nil
-            return (8...15).contains(digits) && !isDate ? "[phone]" : String(match.output)
+            return (8...15).contains(digits) && !isDate ? label("phone", match.output) : String(match.output)
         }
         return text
     }

@@ -154,13 +154,16 @@ public struct TenantPolicy: Sendable, Equatable {
     /// The complexity estimate at or above which `auto` answers in the cloud class, when the
     /// tenant's quota policy sets one (nil: `defaultRoutingThreshold`). Carried in 1/10 000ths.
     public var routingThreshold: Float?
+    /// Whether the tenant opted in to keeping raw questions (audit events, the answer cache);
+    /// otherwise they are kept redacted and fingerprinted (docs/audit.md).
+    public var storeRawQuestions: Bool
 
     public static let defaultRoutingThreshold: Float = 0.5
 
     public init(
         tier: String, queriesPerHour: UInt32, tenantQueriesPerHour: UInt32?, modelClasses: ModelClasses,
         maxCitations: UInt16, cacheTTLSeconds: UInt32, auditRetentionDays: UInt16, canonUpdatesAllowed: Bool,
-        semanticCacheThreshold: Float? = nil, routingThreshold: Float? = nil
+        semanticCacheThreshold: Float? = nil, routingThreshold: Float? = nil, storeRawQuestions: Bool = false
     ) {
         self.tier = tier
         self.queriesPerHour = queriesPerHour
@@ -172,6 +175,7 @@ public struct TenantPolicy: Sendable, Equatable {
         self.canonUpdatesAllowed = canonUpdatesAllowed
         self.semanticCacheThreshold = semanticCacheThreshold
         self.routingThreshold = routingThreshold
+        self.storeRawQuestions = storeRawQuestions
     }
 }
 

@@ -13,12 +13,14 @@ import NIOCore
 public enum SignedConfigDocument {
     public static let magic: [UInt8] = Array("ZCFG".utf8)
     /// 4: documents carry `validUntil` after `createdAt`. 5: the settings carry the model catalog.
-    /// 6: a tenant's policy carries its routing threshold.
-    public static let formatVersion: UInt16 = 6
+    /// 6: a tenant's policy carries its routing threshold. 7: and a byte of flags (bit 0: the
+    /// tenant keeps raw questions).
+    public static let formatVersion: UInt16 = 7
     /// Formats this build still reads: a node upgraded while the control plane is away starts from
     /// the document it kept on disk (format 4 has no model catalog: it reads as empty; formats 4
-    /// and 5 have no routing thresholds: every tenant has the default).
-    public static let readableFormatVersions: ClosedRange<UInt16> = 4...6
+    /// and 5 have no routing thresholds: every tenant has the default; formats before 7 have no
+    /// policy flags: no tenant keeps raw questions).
+    public static let readableFormatVersions: ClosedRange<UInt16> = 4...7
     public static let headerLength = 4 + 2 + 1 + 4
     public static let signatureLength = 64
     /// Refused before reading further: far above what 1M keys need.
@@ -349,6 +351,7 @@ extension ByteBuffer {
         self.writeInteger(UInt8(policy.canonUpdatesAllowed ? 1 : 0))
         self.writeOptional(policy.semanticCacheThreshold) { $0.writeInteger(UInt16(($1 * 10_000).rounded())) }
         self.writeOptional(policy.routingThreshold) { $0.writeInteger(UInt16(($1 * 10_000).rounded())) }
+        self.writeInteger(UInt8(policy.storeRawQuestions ? 1 : 0))
         self.writeOptional(tenant.canon) { $0.writeCanon($1) }
     }
 
@@ -377,6 +380,8 @@ extension ByteBuffer {
         if let routing, routing > 10_000 {
             throw ConfigDocumentError.malformed("routing threshold \(routing) out of range")
         }
+        let flags: UInt8 = format >= 7 ? try self.read() : 0
+        guard flags & ~1 == 0 else { throw ConfigDocumentError.malformed("unknown policy flags \(flags)") }
         let canon = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readCanon() }
         return TenantConfig(
             id: id, slug: slug, status: status,
@@ -385,7 +390,7 @@ extension ByteBuffer {
                 modelClasses: modelClasses, maxCitations: maxCitations, cacheTTLSeconds: cacheTTL,
                 auditRetentionDays: retention, canonUpdatesAllowed: canonUpdates,
                 semanticCacheThreshold: threshold.map { Float($0) / 10_000 },
-                routingThreshold: routing.map { Float($0) / 10_000 }
+                routingThreshold: routing.map { Float($0) / 10_000 }, storeRawQuestions: flags & 1 == 1
             ),
             canon: canon
         )
@@ -504,5 +509,22 @@ extension ByteBuffer {
         elements.reserveCapacity(Int(count))
         for _ in 0..<count { elements.append(try read(&self)) }
         return elements
+    }
+}
+
+// MARK: Audit export manifests
+
+/// Audit exports' manifests are signed with the same key as config documents, over a prefix of
+/// their own, so a manifest's signature can never pass for a document's or the other way round.
+extension ConfigSigningKey {
+    public func signExportManifest(_ manifest: [UInt8]) -> [UInt8] {
+        self.sign(AuditExportManifest.signingPrefix + manifest)
+    }
+}
+
+extension ConfigVerificationKey {
+    public func verifiesExportManifest(_ manifest: [UInt8], signature: [UInt8]) -> Bool {
+        let signed = AuditExportManifest.signingPrefix + manifest
+        return self.isValidSignature(signature, for: signed[...])
     }
 }

@@ -98,15 +98,7 @@ extension AnswerCacheRecord {
 /// which it refused for good, by index in the batch, so the node drops those and nothing else.
 /// Entries of tenants that no longer exist are neither stored nor refused.
 public struct AnswerCacheStoreReply: Codable, Sendable, Equatable {
-    public struct Refused: Codable, Sendable, Equatable {
-        public var index: Int
-        public var reason: String
-
-        public init(index: Int, reason: String) {
-            self.index = index
-            self.reason = reason
-        }
-    }
+    public typealias Refused = BatchRefusal
 
     public var stored: Int
     public var refused: [Refused]

@@ -8,6 +8,8 @@ import HTTPTypes
 ///   update from version N (a full snapshot without `since`), or 204 after `wait` seconds.
 /// - `POST usage`: keys' last-used times (`KeyUsageReport`).
 /// - `POST cache`, `GET cache/{tenant}/{digest}`: the persistent answer cache (`AnswerCacheRecord`).
+/// - `POST audit`: audit events from a node's spool, one JSON object per line
+///   (`application/x-ndjson`), stored once each (`AuditIngestReply`).
 /// - `GET canon/artifacts/{sha256}`: a canon artifact's bytes.
 /// - `POST canon/update`, `GET canon/versions/{id}` (`?tenant_id=…&key_id=…`): a tenant's canon
 ///   update made through the public API, and its progress.
@@ -18,6 +20,7 @@ public enum InternalAPI {
     public static let config = root + "/config"
     public static let usage = root + "/usage"
     public static let cache = root + "/cache"
+    public static let audit = root + "/audit"
     public static let canonArtifacts = root + "/canon/artifacts"
     public static let canonUpdate = root + "/canon/update"
     public static let canonVersions = root + "/canon/versions"
@@ -61,5 +64,35 @@ public struct KeyUsageReport: Codable, Sendable, Equatable {
     public init(nodeId: String, keys: [Entry]) {
         self.nodeId = nodeId
         self.keys = keys
+    }
+}
+
+/// An entry of a batch that the control plane refused for good, by its index in the batch, and why.
+public struct BatchRefusal: Codable, Sendable, Equatable {
+    public var index: Int
+    public var reason: String
+
+    public init(index: Int, reason: String) {
+        self.index = index
+        self.reason = reason
+    }
+}
+
+/// The control plane's answer to a batch of audit events (`POST /internal/v1/audit`): how many
+/// were stored, how many it held already (a batch sent again), and which it refused for good.
+/// Every event of the batch is one of the three; the node may delete what it sent.
+public struct AuditIngestReply: Codable, Sendable, Equatable {
+    /// At most this many events per batch, and this many bytes.
+    public static let maximumEvents = 2000
+    public static let maximumBytes = 16 << 20
+
+    public var stored: Int
+    public var duplicates: Int
+    public var refused: [BatchRefusal]
+
+    public init(stored: Int, duplicates: Int, refused: [BatchRefusal]) {
+        self.stored = stored
+        self.duplicates = duplicates
+        self.refused = refused
     }
 }
