@@ -340,7 +340,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "bench-cache",
-            dependencies: ["Canon", "Shared", "DataPlane", "TestSupport"],
+            dependencies: [
+                "Canon", "Shared", "DataPlane", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             path: "Tests/Benchmarks/CacheBench",
             swiftSettings: swiftSettings
         ),

@@ -65,6 +65,9 @@ final class AuditSpool: Sendable {
         /// Every segment's bytes, the current one included.
         var totalBytes: Int
         var dirty = false
+        /// Descriptors of segments sealed since the last `sync`: fsynced and closed there, outside
+        /// the lock appends take.
+        var sealing: [Int32] = []
     }
     private let state: Mutex<State>
 
@@ -95,8 +98,10 @@ final class AuditSpool: Sendable {
 
     deinit {
         self.state.withLock { state in
-            _ = fsync(state.descriptor)
-            _ = close(state.descriptor)
+            for descriptor in state.sealing + [state.descriptor] {
+                _ = fsync(descriptor)
+                _ = close(descriptor)
+            }
         }
     }
 
@@ -131,13 +136,26 @@ final class AuditSpool: Sendable {
         }
     }
 
-    /// Makes what was appended durable (fsync), when anything was.
+    /// Makes what was appended durable (fsync), when anything was; segments sealed since the
+    /// last call are fsynced and closed here, so an append never waits for a disk flush.
     func sync() throws(SpoolError) {
-        try self.state.withLock { (state: inout State) throws(SpoolError) in
-            guard state.dirty else { return }
-            guard fsync(state.descriptor) == 0 else { throw .io("fsync of the audit spool", errno) }
-            state.dirty = false
+        let (current, sealing) = self.state.withLock { state in
+            defer {
+                state.sealing = []
+                state.dirty = false
+            }
+            return (state.dirty ? state.descriptor : -1, state.sealing)
         }
+        var failure: SpoolError?
+        for descriptor in sealing {
+            if fsync(descriptor) != 0 { failure = .io("fsync of the audit spool", errno) }
+            _ = close(descriptor)
+        }
+        if current >= 0, fsync(current) != 0 {
+            failure = .io("fsync of the audit spool", errno)
+            self.state.withLock { $0.dirty = true }
+        }
+        if let failure { throw failure }
     }
 
     /// Seals the current segment when it holds anything, so it can be shipped.
@@ -170,11 +188,12 @@ final class AuditSpool: Sendable {
 
     // MARK: Files
 
+    /// Starts the next segment; the sealed one is made durable and closed by the next `sync`.
     private func rotate(_ state: inout State) throws(SpoolError) {
-        guard fsync(state.descriptor) == 0 else { throw .io("fsync of the audit spool", errno) }
-        _ = close(state.descriptor)
+        let next = try Self.open(Self.path(self.directory, state.sequence + 1))
+        state.sealing.append(state.descriptor)
         state.sequence += 1
-        state.descriptor = try Self.open(Self.path(self.directory, state.sequence))
+        state.descriptor = next
         state.currentBytes = 0
         state.dirty = false
     }

@@ -101,7 +101,9 @@ struct AuditTrailTests {
             // The node column is the shipping node's; the event keeps its own.
             let nodes = try await withPostgresClient(database.owner) { client in
                 var nodes: [String] = []
-                for try await node in try await client.query("SELECT DISTINCT node FROM audit_events WHERE kind = 'query'").decode(
+                for try await node in try await client.query(
+                    "SELECT DISTINCT node FROM audit_events WHERE kind = 'query'"
+                ).decode(
                     String.self)
                 {
                     nodes.append(node)
@@ -453,7 +455,8 @@ struct AuditTrailTests {
                 }
                 return rows
             }
-            #expect(recorded.count == 1 && recorded[0].hasPrefix("erase ") && recorded[0].hasSuffix(": \(inPeriod) events"))
+            #expect(
+                recorded.count == 1 && recorded[0].hasPrefix("erase ") && recorded[0].hasSuffix(": \(inPeriod) events"))
         }
     }
 }
