@@ -219,7 +219,18 @@ extension ProcessClusters {
                 let question = "Mail ada@example.org: how is the Lagrangian defined?"
                 #expect(try await Self.ask(node, key: redactingKey.text, question, requestID: "private").status == 200)
                 #expect(try await Self.ask(node, key: rawKey.text, question, requestID: "open").status == 200)
-                let events = try await Self.events(cluster, covering: ["private", "open"])
+                // A semantic hit is recorded as one, with its similarity.
+                let original = try await Self.ask(
+                    node, key: redactingKey.text, "What does Noether's theorem state?", requestID: "original")
+                #expect(original.headers["x-zaas-cache"] == "miss")
+                let paraphrase = try await Self.ask(
+                    node, key: redactingKey.text, "What exactly does Noether's theorem state?", requestID: "paraphrase")
+                #expect(paraphrase.headers["x-zaas-cache"] == "semantic", "\(paraphrase.headers)")
+                let events = try await Self.events(cluster, covering: ["private", "open", "paraphrase"])
+                let semantic = try #require(events["paraphrase"]?.first)
+                #expect(
+                    semantic["outcome"] as? String == "cache_semantic" && semantic["cache"] as? String == "semantic")
+                #expect((semantic["cache_similarity"] as? Double).map { $0 >= 0.95 } == true, "\(semantic)")
                 let hidden = try #require(events["private"]?.first?["question"] as? [String: Any])
                 #expect(hidden["text"] as? String == "Mail [email]: how is the Lagrangian defined?")
                 #expect(hidden["redacted"] as? Bool == true)
