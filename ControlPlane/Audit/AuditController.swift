@@ -144,7 +144,7 @@ struct AuditController: Sendable {
             let query = request.uri.queryParameters
             var errors: [FieldError] = []
             func time(_ name: String) -> Date? {
-                guard let value = query[Substring(name)], let date = try? Date(String(value), strategy: .iso8601) else {
+                guard let date = query[Substring(name)].flatMap(Self.time) else {
                     errors.append(FieldError(name, "is required, an ISO 8601 time"))
                     return nil
                 }
@@ -266,15 +266,18 @@ struct AuditController: Sendable {
         }
     }
 
+    /// An ISO 8601 time, with or without fractional seconds.
+    static func time(_ text: Substring) -> Date? {
+        (try? Date(String(text), strategy: .iso8601))
+            ?? (try? Date(String(text), strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+    }
+
     static func parse(_ request: Request) throws -> (AuditStore.Filter, AuditStore.Cursor?, Int) {
         let query = request.uri.queryParameters
         var errors: [FieldError] = []
         func time(_ name: String) -> Date? {
             guard let text = query[Substring(name)] else { return nil }
-            if let date = try? Date(String(text), strategy: .iso8601) { return date }
-            if let date = try? Date(String(text), strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)) {
-                return date
-            }
+            if let date = Self.time(text) { return date }
             errors.append(FieldError(name, "must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z"))
             return nil
         }

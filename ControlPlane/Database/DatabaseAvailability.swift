@@ -14,25 +14,37 @@ import _ConnectionPoolModule
 /// While PostgreSQL is down the pool keeps new requests waiting for a connection for up to a
 /// minute before failing; with this, the control plane answers them at once with 503
 /// `database-unavailable` and `Retry-After` instead (`DatabaseAvailabilityMiddleware`).
+///
+/// One slow or failed probe is not an outage: a machine busy enough to delay a connection by a
+/// couple of seconds would otherwise refuse every admin call meanwhile. PostgreSQL counts as
+/// unreachable once every probe has failed for `outageAfter`; one success ends it.
 final class DatabaseProbe: Service, Sendable {
     let client: PostgresClient
     let interval: Duration
     let timeout: Duration
+    let outageAfter: Duration
     let logger: Logger
-    private let state = Mutex<Bool>(true)
+    private let state = Mutex<State>(State())
+
+    private struct State {
+        var reachable = true
+        /// When the first probe of the current run of failures began (nil after a success).
+        var failingSince: ContinuousClock.Instant?
+    }
 
     init(
         configuration: PostgresClient.Configuration, interval: Duration = .seconds(1),
-        timeout: Duration = .seconds(2), logger: Logger
+        timeout: Duration = .seconds(2), outageAfter: Duration = .seconds(4), logger: Logger
     ) {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.interval = interval
         self.timeout = timeout
+        self.outageAfter = outageAfter
         self.logger = logger
     }
 
-    /// The last probe's verdict (true until the first probe has failed).
-    var isReachable: Bool { self.state.withLock { $0 } }
+    /// The verdict: false once probes have failed for `outageAfter`, true again after one success.
+    var isReachable: Bool { self.state.withLock { $0.reachable } }
 
     func run() async throws {
         await withTaskGroup(of: Void.self) { group in
@@ -41,33 +53,36 @@ final class DatabaseProbe: Service, Sendable {
                 // One attempt at a time, never awaited past the timeout: a lease or connect that
                 // does not notice cancellation must not hold the verdict (it stays "unreachable"
                 // until that attempt ends and a later one succeeds).
-                var attempt: Task<Bool, Never>?
+                var attempt: (task: Task<Bool, Never>, started: ContinuousClock.Instant)?
                 while !Task.isCancelled {
                     if attempt == nil {
                         let (client, logger) = (self.client, self.logger)
-                        attempt = Task {
-                            (try? await client.query("SELECT 1", logger: logger)) != nil
-                        }
+                        attempt = (Task { (try? await client.query("SELECT 1", logger: logger)) != nil }, .now)
                     }
-                    let reachable = await result(of: attempt!, within: self.timeout)
-                    if let reachable {
-                        attempt = nil
-                        self.record(reachable: reachable)
-                    } else {
-                        self.record(reachable: false)
-                    }
+                    let started = attempt!.started
+                    let reachable = await result(of: attempt!.task, within: self.timeout)
+                    if reachable != nil { attempt = nil }
+                    self.record(succeeded: reachable == true, attemptStarted: started, now: .now)
                     try await Task.sleep(for: self.interval)
                 }
-                attempt?.cancel()
+                attempt?.task.cancel()
             }
             group.cancelAll()
         }
     }
 
-    private func record(reachable: Bool) {
-        let changed = self.state.withLock { state in
-            defer { state = reachable }
-            return state != reachable
+    /// Takes one probe's outcome (a failure includes an attempt still unanswered at its timeout).
+    func record(succeeded: Bool, attemptStarted: ContinuousClock.Instant, now: ContinuousClock.Instant) {
+        let (changed, reachable) = self.state.withLock { state -> (Bool, Bool) in
+            let before = state.reachable
+            if succeeded {
+                state = State()
+            } else {
+                let since = state.failingSince ?? attemptStarted
+                state.failingSince = since
+                if now - since >= self.outageAfter { state.reachable = false }
+            }
+            return (before != state.reachable, state.reachable)
         }
         guard changed else { return }
         if reachable {

@@ -414,7 +414,12 @@ struct AuditTrailTests {
             ]
             _ = try await AuditIngestController(store: AuditStore(client: fixture.db.client)).ingest(
                 try events.map(Self.line), node: "node-a", logger: Self.logger)
-            let period = "from=\(now.addingTimeInterval(-1200).formatted(.iso8601))&to=\(now.formatted(.iso8601))"
+            // The bounds as the query carries them (whole seconds), so the count below is of the same period.
+            let (from, to) = (
+                now.addingTimeInterval(-1200).formatted(.iso8601), now.addingTimeInterval(60).formatted(.iso8601)
+            )
+            let (fromTime, toTime) = (try Date(from, strategy: .iso8601), try Date(to, strategy: .iso8601))
+            let period = "from=\(from)&to=\(to)"
             let path = "/admin/v1/tenants/\(fixture.tenantA)/audit/events?\(period)"
             let admin = try await AdminAPITests.signIn(fixture.client, "admin@alpha.example")
             #expect(try await AdminAPITests.send(fixture.client, .delete, path, token: admin).status == .forbidden)
@@ -433,7 +438,7 @@ struct AuditTrailTests {
                 for try await value in try await client.query(
                     """
                     SELECT count(*)::integer FROM audit_events WHERE tenant_id = \(fixture.tenantA)
-                      AND time >= \(now.addingTimeInterval(-1200)) AND time < \(now)
+                      AND time >= \(fromTime) AND time < \(toTime)
                     """
                 ).decode(Int32.self) {
                     count = Int(value)

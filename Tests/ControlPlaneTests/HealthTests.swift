@@ -165,3 +165,36 @@ struct ControlPlaneConfigurationTests {
         #expect(valid.bootstrapOperator?.email == "ops@zaas.example")
     }
 }
+
+@Suite("the database probe's verdict")
+struct DatabaseProbeVerdictTests {
+    static func probe() -> DatabaseProbe {
+        let configuration = PostgresClient.Configuration(
+            host: "127.0.0.1", port: 1, username: "nobody", password: nil, database: nil, tls: .disable)
+        return DatabaseProbe(
+            configuration: configuration, outageAfter: .seconds(4), logger: Logger(label: "test.probe"))
+    }
+
+    @Test("one slow or failed probe is no outage; failures lasting outageAfter are; one success ends it")
+    func verdict() {
+        let probe = Self.probe()
+        let start = ContinuousClock.now
+        // A probe that began at 0 s and timed out at 2 s, another failed at 3 s: still reachable.
+        probe.record(succeeded: false, attemptStarted: start, now: start + .seconds(2))
+        #expect(probe.isReachable)
+        probe.record(succeeded: false, attemptStarted: start + .seconds(3), now: start + .seconds(3.5))
+        #expect(probe.isReachable)
+        // Failing since 0 s, still failing at 4 s: unreachable.
+        probe.record(succeeded: false, attemptStarted: start + .seconds(3), now: start + .seconds(4))
+        #expect(!probe.isReachable)
+        probe.record(succeeded: false, attemptStarted: start + .seconds(5), now: start + .seconds(5))
+        #expect(!probe.isReachable)
+        // One success: reachable, and the next failure starts a new count.
+        probe.record(succeeded: true, attemptStarted: start + .seconds(6), now: start + .seconds(6))
+        #expect(probe.isReachable)
+        probe.record(succeeded: false, attemptStarted: start + .seconds(7), now: start + .seconds(10))
+        #expect(probe.isReachable)
+        probe.record(succeeded: false, attemptStarted: start + .seconds(11), now: start + .seconds(11))
+        #expect(!probe.isReachable)
+    }
+}

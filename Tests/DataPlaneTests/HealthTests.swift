@@ -231,8 +231,10 @@ struct DataPlaneHealthTests {
             try await server.start()
             var status: HTTPResponse.Status = .serviceUnavailable
             var redis: String?
-            for _ in 0..<40 where status != .ok || redis != "up" {
-                try await Task.sleep(for: .milliseconds(50))
+            // The client reconnects with a backoff; on a loaded machine that can take seconds.
+            let deadline = ContinuousClock.now + .seconds(20)
+            while status != .ok || redis != "up", ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
                 let response = try await client.execute(uri: "/api/v1/health", method: .get)
                 status = response.status
                 redis =
