@@ -34,7 +34,7 @@ final class DatabaseProbe: Service, Sendable {
 
     init(
         configuration: PostgresClient.Configuration, interval: Duration = .seconds(1),
-        timeout: Duration = .seconds(2), outageAfter: Duration = .seconds(4), logger: Logger
+        timeout: Duration = .seconds(2), outageAfter: Duration = .seconds(8), logger: Logger
     ) {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.interval = interval

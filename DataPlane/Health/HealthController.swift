@@ -110,28 +110,13 @@ struct HealthController: Sendable {
         return HealthReport(status: status, service: "zaas-data", checks: checks, extra: extra)
     }
 
-    /// The audit spool: `down` when it cannot take events and the node refuses queries for it
-    /// (`audit.when_full = refuse`); `degraded` when it is losing events (`answer`), is more than
-    /// 80 % full, or shipping has failed for a minute; otherwise `up`.
     func auditCheck() -> HealthReport.Check {
-        guard self.audit.settings.enabled else {
-            return .init(status: "off", detail: "audit.enabled is false: queries are not recorded")
-        }
-        let bytes = self.audit.spool.totalBytes
-        let limit = self.audit.settings.spool.maximumBytes
-        var detail = "\(bytes) of \(limit) bytes spooled"
-        if let failure = self.audit.recentFailure {
-            let refusing = self.audit.settings.whenFull == .refuse
-            return .init(
-                status: refusing ? "down" : "degraded",
-                detail: "\(detail); cannot record events (\(failure)): "
-                    + (refusing ? "refusing queries" : "answering without recording"))
-        }
-        if let failure = self.auditShipper.failure, Date().timeIntervalSince(failure.since) >= 60 {
-            detail += "; shipping has failed since \(failure.since.formatted(.iso8601)): \(failure.reason)"
-            return .init(status: "degraded", detail: detail)
-        }
-        return .init(status: bytes * 5 > limit * 4 ? "degraded" : "up", detail: detail)
+        .audit(
+            AuditState(
+                enabled: self.audit.settings.enabled, spooledBytes: self.audit.spool.totalBytes,
+                maximumBytes: self.audit.settings.spool.maximumBytes, appendFailure: self.audit.recentFailure,
+                whenFull: self.audit.settings.whenFull, shippingFailure: self.auditShipper.failure),
+            now: Date())
     }
 
     static func describe(_ error: any Error) -> String {
@@ -147,5 +132,40 @@ struct HealthController: Sendable {
             }
         default: return "unavailable"
         }
+    }
+}
+
+/// What the audit check looks at, read from the recorder and the shipper.
+struct AuditState: Sendable {
+    var enabled: Bool
+    var spooledBytes: Int
+    var maximumBytes: Int
+    /// Why the last append failed, when that was within the last minute.
+    var appendFailure: String?
+    var whenFull: AuditRecorder.WhenFull
+    var shippingFailure: (since: Date, reason: String)?
+}
+
+extension HealthReport.Check {
+    /// The audit spool: `off` when auditing is disabled; `down` when it cannot take events and
+    /// the node refuses queries for it (`audit.when_full = refuse`); `degraded` when it is losing
+    /// events (`answer`), is more than 80 % full, or shipping has failed for a minute; otherwise `up`.
+    static func audit(_ state: AuditState, now: Date) -> Self {
+        guard state.enabled else {
+            return .init(status: "off", detail: "audit.enabled is false: queries are not recorded")
+        }
+        var detail = "\(state.spooledBytes) of \(state.maximumBytes) bytes spooled"
+        if let failure = state.appendFailure {
+            let refusing = state.whenFull == .refuse
+            return .init(
+                status: refusing ? "down" : "degraded",
+                detail: "\(detail); cannot record events (\(failure)): "
+                    + (refusing ? "refusing queries" : "answering without recording"))
+        }
+        if let failure = state.shippingFailure, now.timeIntervalSince(failure.since) >= 60 {
+            detail += "; shipping has failed since \(failure.since.formatted(.iso8601)): \(failure.reason)"
+            return .init(status: "degraded", detail: detail)
+        }
+        return .init(status: state.spooledBytes * 5 > state.maximumBytes * 4 ? "degraded" : "up", detail: detail)
     }
 }

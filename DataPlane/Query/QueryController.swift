@@ -31,7 +31,8 @@ struct QueryController: Sendable {
         let queryID = UUID()
         let requestID = request.headers[.requestID]
         do {
-            return try await self.answer(request, context: context, queryID: queryID, started: started)
+            return try await self.answer(
+                request, context: context, queryID: queryID, requestID: requestID, started: started)
         } catch {
             self.recordFailure(
                 error, caller: context.caller, queryID: queryID, requestID: requestID,
@@ -50,13 +51,13 @@ struct QueryController: Sendable {
     }
 
     private func answer(
-        _ request: Request, context: AuthenticatedRequestContext, queryID: UUID, started: ContinuousClock.Instant
+        _ request: Request, context: AuthenticatedRequestContext, queryID: UUID, requestID: String?,
+        started: ContinuousClock.Instant
     ) async throws -> Response {
         if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
             throw Problem.unsupportedMediaType("Send the query as application/json.")
         }
         let caller = context.caller
-        let requestID = request.headers[.requestID]
         // Held while this request works, streaming included: given back when the last reference goes.
         let place = try InFlightLimit.Place(self.inFlight)
         let body = try await request.collectBody(upTo: Self.maximumBody)

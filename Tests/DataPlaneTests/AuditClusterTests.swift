@@ -34,6 +34,18 @@ extension ProcessClusters {
             return byRequest
         }
 
+        /// The stored events that `matching` picks, once there is at least one (or after 20 s).
+        static func events(
+            _ cluster: Cluster, matching: @escaping @Sendable ([String: Any]) -> Bool
+        ) async throws -> [[String: Any]] {
+            var found: [[String: Any]] = []
+            _ = try await TestHTTP.waitUntil(timeout: .seconds(20)) {
+                found = try await Self.storedEvents(cluster).filter(matching)
+                return !found.isEmpty
+            }
+            return found
+        }
+
         static func ask(
             _ node: ServerProcess, key: String, _ question: String, requestID: String, timeout: Duration = .seconds(60)
         ) async throws -> TestHTTP.Reply {
@@ -197,6 +209,44 @@ extension ProcessClusters {
                 #expect(Set(all).count == all.count)
             }
         }
+        @Test(
+            "a query the node cannot answer (Redis down, limits set to refuse: 503) is recorded as failed with its problem type"
+        )
+        func failedQuery() async throws {
+            let redis = try RedisServerProcess()
+            try await redis.start()
+            defer { redis.stop() }
+            let settings = [
+                "redis.port": String(redis.port), "redis.password": "", "rate_limit.redis_fallback": "refuse",
+                "audit.ship_interval_ms": "100",
+            ]
+            try await Cluster.with(nodeCount: 1, nodeSettings: settings) { cluster in
+                let node = cluster.nodes[0]
+                let (tenant, admin) = try await cluster.makeTenant(slug: "lab", tier: "enterprise")
+                let key = try await cluster.createKey(token: admin)
+                #expect(try await cluster.waitForAllNodes(key.text, status: 200) != nil)
+                try await redis.kill()
+                var attempts = 0
+                let refused = try await TestHTTP.waitUntil(timeout: .seconds(20)) {
+                    attempts += 1
+                    return try await Self.ask(
+                        node, key: key.text, "What is the principle of stationary action?",
+                        requestID: "failed-\(attempts)"
+                    ).status == 503
+                }
+                #expect(refused != nil, "no 503 with Redis down and rate_limit.redis_fallback=refuse")
+                let requestID = "failed-\(attempts)"
+                let events = try await Self.events(cluster) { $0["request_id"] as? String == requestID }
+                #expect(events.count == 1)
+                let event = try #require(events.first)
+                #expect(event["outcome"] as? String == "failed", "\(event)")
+                #expect(event["status"] as? Int == 503)
+                #expect(event["problem_type"] as? String == Problem.typeBase + "rate-limiter-unavailable", "\(event)")
+                #expect(event["tenant_id"] as? String == tenant.lowercased)
+                #expect(event["answer"] == nil)
+            }
+        }
+
         @Test("questions are kept raw only where the tenant opted in: in audit events and in the answer cache")
         func rawQuestionsOptIn() async throws {
             try await Cluster.with(nodeCount: 1, nodeSettings: ["audit.ship_interval_ms": "100"]) { cluster in

@@ -127,6 +127,13 @@ extension ProcessClusters {
                 #expect(fromPostgres.headers["x-zaas-cache"] == "exact", "lookup errors: \(lookupErrors)")
                 #expect(fromPostgres.json?["cache_hit"] as? Bool == true)
                 #expect(fromPostgres.json?["answer"] as? String == answer)
+                // Its audit event says which tier answered.
+                let queryID = try #require(fromPostgres.json?["query_id"] as? String)
+                let events = try await AuditClusterTests.events(cluster) { $0["query_id"] as? String == queryID }
+                #expect(events.count == 1)
+                #expect(events.first?["outcome"] as? String == "cache_persistent", "\(events)")
+                #expect(events.first?["cache"] as? String == "persistent")
+                #expect((events.first?["answer"] as? [String: Any])?["answer"] as? String == answer)
                 // Back in Redis: found there without asking PostgreSQL (evicting again proves it was there).
                 #expect(try await Self.evictFromRedis(tenant: tenant) == 1)
 

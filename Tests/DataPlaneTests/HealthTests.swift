@@ -245,3 +245,45 @@ struct DataPlaneHealthTests {
         }
     }
 }
+
+@Suite("the audit health check")
+struct AuditHealthCheckTests {
+    static let now = Date(timeIntervalSince1970: 1_796_000_000)
+
+    static func state(
+        enabled: Bool = true, spooled: Int = 1000, appendFailure: String? = nil,
+        whenFull: AuditRecorder.WhenFull = .refuse, shippingFailingFor seconds: TimeInterval? = nil
+    ) -> AuditState {
+        AuditState(
+            enabled: enabled, spooledBytes: spooled, maximumBytes: 10_000, appendFailure: appendFailure,
+            whenFull: whenFull,
+            shippingFailure: seconds.map { (Self.now.addingTimeInterval(-$0), "control plane unreachable") })
+    }
+
+    @Test(
+        "off when disabled; down when it cannot record and refuses; degraded when losing events, over 80 % full or shipping has failed for a minute; otherwise up",
+        arguments: [
+            (state(enabled: false, appendFailure: "disk full"), "off"),
+            (state(), "up"),
+            (state(spooled: 8000), "up"),
+            (state(spooled: 8001), "degraded"),
+            (state(appendFailure: "the audit spool is full"), "down"),
+            (state(appendFailure: "the audit spool is full", whenFull: .answer), "degraded"),
+            (state(shippingFailingFor: 59), "up"),
+            (state(shippingFailingFor: 60), "degraded"),
+            (state(appendFailure: "disk full", shippingFailingFor: 600), "down"),
+        ])
+    func status(state: AuditState, expected: String) {
+        let check = HealthReport.Check.audit(state, now: Self.now)
+        #expect(check.status == expected, "\(check.detail ?? "")")
+        if let failure = state.appendFailure, state.enabled {
+            #expect(check.detail?.contains(failure) == true)
+            #expect(
+                check.detail?.hasSuffix(state.whenFull == .refuse ? "refusing queries" : "answering without recording")
+                    == true)
+        }
+        if expected == "degraded", let shipping = state.shippingFailure, state.appendFailure == nil {
+            #expect(check.detail?.contains(shipping.reason) == true)
+        }
+    }
+}

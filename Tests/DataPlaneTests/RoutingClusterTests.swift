@@ -453,6 +453,13 @@ extension ProcessClusters {
                 #expect(left != nil, "the backend call went on after the client left")
                 // Well before the scripted answer's 10 s.
                 #expect(ContinuousClock.now - started < .seconds(8))
+                // Recorded as abandoned, with what the node had of the question.
+                let abandoned = try await AuditClusterTests.events(fixture.cluster) {
+                    ($0["question"] as? [String: Any])?["text"] as? String == "How is the Lagrangian defined, left?"
+                }
+                #expect(abandoned.count == 1)
+                #expect(abandoned.first?["outcome"] as? String == "abandoned", "\(abandoned)")
+                #expect(abandoned.first?["status"] as? Int == 200)
                 // The node is still whole: it answers the next query.
                 try await fixture.local.script([.answer("The Lagrangian is kinetic minus potential energy [1].")])
                 let after = try await Self.ask(fixture, "How is the Lagrangian defined, after?", preference: "local")

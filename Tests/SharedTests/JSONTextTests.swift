@@ -37,3 +37,46 @@ struct JSONTextTests {
         }
     }
 }
+
+@Suite("JSON members left out by name")
+struct JSONMemberRemovalTests {
+    func removing(_ names: Set<String>, _ json: String) -> String {
+        String(decoding: JSONText.removingMembers(named: names, from: Array(json.utf8)), as: UTF8.self)
+    }
+
+    @Test(
+        "named members go at any depth, first, middle or last, whatever their value; the rest is copied byte for byte",
+        arguments: [
+            (#"{"a":1,"snippet":"x","b":2}"#, #"{"a":1,"b":2}"#),
+            (#"{"snippet":"x","b":2}"#, #"{"b":2}"#),
+            (#"{"a":1,"snippet":"x"}"#, #"{"a":1}"#),
+            (#"{"snippet":"x"}"#, #"{}"#),
+            (
+                #"{"c":[{"id":"e1","snippet":"s \" } ] , \\","score":0.5},{"snippet":{"deep":[1,2]},"id":"e2"}]}"#,
+                #"{"c":[{"id":"e1"},{"id":"e2"}]}"#
+            ),
+            (
+                #"{"filter":{"dropped":{"snippet":1}},"answer":"ok","n":null,"t":true,"e":-1.5e-3}"#,
+                #"{"answer":"ok","n":null,"t":true,"e":-1.5e-3}"#
+            ),
+            (#" { "a" : [ ] , "score" : 1 , "b" : { } } "#, #"{"a":[],"b":{}}"#),
+            (#"{"a":"snippet","b":["snippet"]}"#, #"{"a":"snippet","b":["snippet"]}"#),
+        ])
+    func removes(json: String, expected: String) throws {
+        let result = self.removing(["snippet", "score", "filter"], json)
+        #expect(result == expected)
+        // Still JSON, and equal to what a parser makes of the expected text.
+        let parsed = try JSONSerialization.jsonObject(with: Data(result.utf8)) as? NSDictionary
+        let wanted = try JSONSerialization.jsonObject(with: Data(expected.utf8)) as? NSDictionary
+        #expect(parsed == wanted)
+    }
+
+    @Test(
+        "what is not well-formed comes back unchanged",
+        arguments: [
+            #"{"a":1,"snippet":"x""#, #"{"a" 1}"#, #"{"a":1,}"#, #"{"a":[1,2}"#, #"{"a":"x}"#, #"{"a":1} x"#, "",
+        ])
+    func malformed(json: String) {
+        #expect(self.removing(["snippet"], json) == json)
+    }
+}

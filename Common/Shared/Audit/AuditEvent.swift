@@ -29,8 +29,9 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     }
 
     /// What answered: the answer as the response gave it. Nodes write the answer's stored JSON
-    /// here as is; fields an answer has beyond these (passages' snippets, the filter's report)
-    /// are dropped when the control plane ingests the event.
+    /// here without the passages' text, titles, kinds and scores and the filter's report
+    /// (`AuditRecorder.answerDetail`); any other field beyond these is dropped when the control
+    /// plane ingests the event.
     public struct Answer: Codable, Sendable, Equatable {
         public var text: String
         public var citations: [Citation]

@@ -72,3 +72,145 @@ extension JSONText {
         bytes += [UInt8(ascii: "Z"), UInt8(ascii: "\"")]
     }
 }
+
+extension JSONText {
+    /// `json` without the members named in `names`, at any depth (a member's whole value goes),
+    /// copied otherwise byte for byte. For JSON this code wrote itself (a cached answer's stored
+    /// bytes): what is not well-formed, or a key with escapes that matches a name only once
+    /// unescaped, comes back unchanged or keeps that member; nothing is ever invented.
+    public static func removingMembers(named names: Set<String>, from json: [UInt8]) -> [UInt8] {
+        let names = Set(names.map { Array($0.utf8) })
+        var filter = MemberFilter(input: json, names: names)
+        filter.output.reserveCapacity(json.count)
+        guard filter.value(write: true), filter.skipWhitespace(), filter.index == json.count else { return json }
+        return filter.output
+    }
+
+    /// A single pass over JSON text that copies it, leaving out named members.
+    private struct MemberFilter {
+        let input: [UInt8]
+        let names: Set<[UInt8]>
+        var index = 0
+        var output: [UInt8] = []
+
+        init(input: [UInt8], names: Set<[UInt8]>) {
+            self.input = input
+            self.names = names
+        }
+
+        /// Skips whitespace (always true, for use in conditions).
+        mutating func skipWhitespace() -> Bool {
+            while self.index < self.input.count {
+                switch self.input[self.index] {
+                case 0x20, 0x09, 0x0A, 0x0D: self.index += 1
+                default: return true
+                }
+            }
+            return true
+        }
+
+        var current: UInt8? { self.index < self.input.count ? self.input[self.index] : nil }
+
+        /// One value, copied when `write`; false when it is not well-formed.
+        mutating func value(write: Bool) -> Bool {
+            _ = self.skipWhitespace()
+            switch self.current {
+            case UInt8(ascii: "{"): return self.object(write: write)
+            case UInt8(ascii: "["): return self.array(write: write)
+            case UInt8(ascii: "\""): return self.string(write: write) != nil
+            case nil: return false
+            default:
+                // A number, true, false or null: up to the next delimiter.
+                let start = self.index
+                scalar: while let byte = self.current {
+                    switch byte {
+                    case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D: break scalar
+                    default: self.index += 1
+                    }
+                }
+                if write { self.output += self.input[start..<self.index] }
+                return self.index > start
+            }
+        }
+
+        /// A string (the quotes included), copied when `write`; its raw bytes between the quotes.
+        mutating func string(write: Bool) -> ArraySlice<UInt8>? {
+            let start = self.index
+            self.index += 1
+            while let byte = self.current {
+                self.index += 1
+                if byte == UInt8(ascii: "\\") {
+                    self.index += 1
+                } else if byte == UInt8(ascii: "\"") {
+                    if write { self.output += self.input[start..<self.index] }
+                    return self.input[(start + 1)..<(self.index - 1)]
+                }
+            }
+            return nil
+        }
+
+        mutating func object(write: Bool) -> Bool {
+            self.index += 1
+            if write { self.output.append(UInt8(ascii: "{")) }
+            var written = 0
+            _ = self.skipWhitespace()
+            if self.current == UInt8(ascii: "}") {
+                self.index += 1
+                if write { self.output.append(UInt8(ascii: "}")) }
+                return true
+            }
+            while true {
+                _ = self.skipWhitespace()
+                guard self.current == UInt8(ascii: "\"") else { return false }
+                let keyStart = self.index
+                guard let key = self.string(write: false) else { return false }
+                let keep = !self.names.contains(Array(key))
+                _ = self.skipWhitespace()
+                guard self.current == UInt8(ascii: ":") else { return false }
+                self.index += 1
+                if write && keep {
+                    if written > 0 { self.output.append(UInt8(ascii: ",")) }
+                    self.output += self.input[keyStart..<(keyStart + key.count + 2)]
+                    self.output.append(UInt8(ascii: ":"))
+                    written += 1
+                }
+                guard self.value(write: write && keep) else { return false }
+                _ = self.skipWhitespace()
+                switch self.current {
+                case UInt8(ascii: ","): self.index += 1
+                case UInt8(ascii: "}"):
+                    self.index += 1
+                    if write { self.output.append(UInt8(ascii: "}")) }
+                    return true
+                default: return false
+                }
+            }
+        }
+
+        mutating func array(write: Bool) -> Bool {
+            self.index += 1
+            if write { self.output.append(UInt8(ascii: "[")) }
+            _ = self.skipWhitespace()
+            if self.current == UInt8(ascii: "]") {
+                self.index += 1
+                if write { self.output.append(UInt8(ascii: "]")) }
+                return true
+            }
+            var first = true
+            while true {
+                if write && !first { self.output.append(UInt8(ascii: ",")) }
+                first = false
+                guard self.value(write: write) else { return false }
+                _ = self.skipWhitespace()
+                switch self.current {
+                case UInt8(ascii: ","): self.index += 1
+                case UInt8(ascii: "]"):
+                    self.index += 1
+                    if write { self.output.append(UInt8(ascii: "]")) }
+                    return true
+                default: return false
+                }
+            }
+        }
+    }
+}

@@ -14,7 +14,8 @@ import TestSupport
 // docs/benchmarks.md. The audit trail's cost on the hit path (issue 16): the same hits against
 // two nodes, one recording every query in its audit spool, one with `audit.enabled=false`.
 // BENCH_PARTS picks parts (limiter,semantic,hits,audit); BENCH_HIT_SECONDS and BENCH_HIT_CLIENTS
-// size the last two.
+// size the last two. BENCH_AUDIT_SETTINGS (`key=value,…`) adds settings to the audited node, for
+// example `audit.ship_interval_ms=60000` to measure the node's share without shipping.
 
 @main
 struct CacheBench {
@@ -195,6 +196,54 @@ func load(seconds: Int, _ request: @escaping @Sendable () async throws -> TestHT
     return (Double(results.0.count) / (milliseconds(clock.now - start) / 1000), results.0, results.1)
 }
 
+/// Two loads in alternating rounds of 2 s, so the machine's drift affects both alike: the ratio
+/// (measured / baseline) is taken per round and its median quoted.
+struct PairedRounds {
+    typealias Request = @Sendable () async throws -> TestHTTP.Reply
+
+    var baselineRates: [Double] = []
+    var measuredRates: [Double] = []
+    var baselineTimes: [Double] = []
+    var measuredTimes: [Double] = []
+    var ratios: [Double] = []
+    var failures = 0
+
+    /// `hitSeconds / 2` rounds (at least 2); the baseline goes first in each, or, with
+    /// `alternateOrder`, the measured load goes first in even rounds.
+    static func run(baseline: @escaping Request, measured: @escaping Request, alternateOrder: Bool = false)
+        async throws -> PairedRounds
+    {
+        var rounds = PairedRounds()
+        for round in 0..<max(2, hitSeconds / 2) {
+            let measuredFirst = alternateOrder && round % 2 == 0
+            let first = try await load(seconds: 2, measuredFirst ? measured : baseline)
+            let second = try await load(seconds: 2, measuredFirst ? baseline : measured)
+            let (on, off) = measuredFirst ? (first, second) : (second, first)
+            rounds.baselineRates.append(off.rate)
+            rounds.measuredRates.append(on.rate)
+            rounds.ratios.append(on.rate / off.rate)
+            rounds.baselineTimes += off.times
+            rounds.measuredTimes += on.times
+            rounds.failures += on.failures + off.failures
+        }
+        return rounds
+    }
+
+    func report(per what: String, baseline: String, measured: String, ratio: String, target: Int) {
+        print("  \(self.ratios.count) rounds of 2 s per \(what), alternating; \(self.failures) answers not 200")
+        print(
+            "  \(baseline): median \(Int(percentile(self.baselineRates, 50))) req/s; latency \(summary(self.baselineTimes))"
+        )
+        print(
+            "  \(measured): median \(Int(percentile(self.measuredRates, 50))) req/s; latency \(summary(self.measuredTimes))"
+        )
+        let each = self.ratios.map { String(format: "%.0f %%", $0 * 100) }.joined(separator: ", ")
+        print(
+            "  \(ratio) per round: \(each); median \(String(format: "%.0f", percentile(self.ratios, 50) * 100)) % (target ≥ \(target) %)"
+        )
+    }
+}
+
 /// Waits until `node` answers `body` with an exact hit of an answer from the demo canon (not of
 /// one given before the canon loaded) under the benchmark's large limit.
 func waitForExactHit(_ node: ServerProcess, key: String, body: String) async throws {
@@ -232,33 +281,10 @@ func hitBenchmark() async throws {
             _ = try await noop()
             _ = try await hit()
         }
-        // Alternating rounds, so the machine's drift affects both routes alike; the ratio is
-        // taken per round and its median quoted.
-        let rounds = max(2, hitSeconds / 2)
-        var ratios: [Double] = []
-        var noopRates: [Double] = []
-        var hitRates: [Double] = []
-        var noopTimes: [Double] = []
-        var hitTimes: [Double] = []
-        var failures = 0
-        for _ in 0..<rounds {
-            let a = try await load(seconds: 2, noop)
-            let b = try await load(seconds: 2, hit)
-            noopRates.append(a.rate)
-            hitRates.append(b.rate)
-            ratios.append(b.rate / a.rate)
-            noopTimes += a.times
-            hitTimes += b.times
-            failures += a.failures + b.failures
-        }
-        print("  \(rounds) rounds of 2 s per route, alternating; \(failures) answers not 200")
-        print("  GET /livez (no-op): median \(Int(percentile(noopRates, 50))) req/s; latency \(summary(noopTimes))")
-        print(
-            "  POST /api/v1/query (exact hits): median \(Int(percentile(hitRates, 50))) req/s; latency \(summary(hitTimes))"
-        )
-        print(
-            "  cache-hit rate / no-op rate per round: \(ratios.map { String(format: "%.0f %%", $0 * 100) }.joined(separator: ", ")); median \(String(format: "%.0f", percentile(ratios, 50) * 100)) % (target ≥ 35 %)"
-        )
+        let rounds = try await PairedRounds.run(baseline: noop, measured: hit)
+        rounds.report(
+            per: "route", baseline: "GET /livez (no-op)", measured: "POST /api/v1/query (exact hits)",
+            ratio: "cache-hit rate / no-op rate", target: 35)
         let memory = try await TestHTTP.send("GET", node.metricsURL).text.split(separator: "\n")
             .filter { $0.hasPrefix("zaas_cache_lookups_total") }
         print("  node metrics: \(memory.joined(separator: "; "))")
@@ -271,7 +297,14 @@ func auditBenchmark() async throws {
     print(
         "\n[audit] two nodes (release), \(hitClients) concurrent clients, exact cache hits: node-1 records every query in its audit spool, node-2 has audit.enabled=false"
     )
-    try await BenchStack.with(nodeCount: 2, settingsOfNode: [2: ["audit.enabled": "false"]]) { stack in
+    var audited: [String: String] = [:]
+    for pair in (environment["BENCH_AUDIT_SETTINGS"] ?? "").split(separator: ",") {
+        let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { throw TestEnvironment.SetupError(message: "BENCH_AUDIT_SETTINGS: \(pair)") }
+        audited[parts[0]] = parts[1]
+    }
+    if !audited.isEmpty { print("  node-1 also has \(audited.sorted { $0.key < $1.key })") }
+    try await BenchStack.with(nodeCount: 2, settingsOfNode: [1: audited, 2: ["audit.enabled": "false"]]) { stack in
         try await stack.publishDemoCanon()
         let (_, key) = try await stack.makeTenantKey(
             slug: "bench", tier: "enterprise",
@@ -286,32 +319,10 @@ func auditBenchmark() async throws {
             _ = try await hit(audited)()
             _ = try await hit(unaudited)()
         }
-        let rounds = max(2, hitSeconds / 2)
-        var ratios: [Double] = []
-        var onRates: [Double] = []
-        var offRates: [Double] = []
-        var onTimes: [Double] = []
-        var offTimes: [Double] = []
-        var failures = 0
-        for round in 0..<rounds {
-            // Which node goes first alternates too.
-            let first = round % 2 == 0
-            let a = try await load(seconds: 2, hit(first ? audited : unaudited))
-            let b = try await load(seconds: 2, hit(first ? unaudited : audited))
-            let (on, off) = first ? (a, b) : (b, a)
-            onRates.append(on.rate)
-            offRates.append(off.rate)
-            ratios.append(on.rate / off.rate)
-            onTimes += on.times
-            offTimes += off.times
-            failures += on.failures + off.failures
-        }
-        print("  \(rounds) rounds of 2 s per node, alternating; \(failures) answers not 200")
-        print("  without audit: median \(Int(percentile(offRates, 50))) req/s; latency \(summary(offTimes))")
-        print("  with audit:    median \(Int(percentile(onRates, 50))) req/s; latency \(summary(onTimes))")
-        print(
-            "  with / without per round: \(ratios.map { String(format: "%.0f %%", $0 * 100) }.joined(separator: ", ")); median \(String(format: "%.0f", percentile(ratios, 50) * 100)) % (target ≥ 90 %)"
-        )
+        // Which node goes first alternates too.
+        let rounds = try await PairedRounds.run(baseline: hit(unaudited), measured: hit(audited), alternateOrder: true)
+        rounds.report(
+            per: "node", baseline: "without audit", measured: "with audit   ", ratio: "with / without", target: 90)
         try await sustainedLoad(node: audited, key: key, body: body)
         try await ingestThroughput(stack)
     }
