@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "bench-cache", targets: ["bench-cache"]),
         .executable(name: "bench-soak", targets: ["bench-soak"]),
         .executable(name: "bench-gateway", targets: ["bench-gateway"]),
+        .executable(name: "bench-usage", targets: ["bench-usage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -347,6 +348,17 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Tests/Benchmarks/CacheBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "bench-usage",
+            dependencies: [
+                "Shared", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/Benchmarks/UsageBench",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

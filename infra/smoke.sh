@@ -145,6 +145,21 @@ if "$ZAAS_BIN/zaasctl" audit verify "$export_dir" --public-key "$ZAAS_CONFIG_PUB
     fail "a tampered export verified"
 fi
 
+# Usage: the same tenant's answered queries are in its rollups (zaasctl usage), and the rollups
+# of the last two hours agree with the events (zaasctl usage verify exits 1 otherwise).
+usage=$("$ZAAS_BIN/zaasctl" usage --url "$CONTROL_URL" --token "$ops_token" --tenant "$audit_tenant" --json) \
+    || fail "zaasctl usage: $usage"
+python3 -c 'import json, sys; assert json.loads(sys.argv[1])["totals"]["answered"] >= 1' "$usage" \
+    || fail "no answered query in the usage report: $usage"
+"$ZAAS_BIN/zaasctl" usage verify --url "$CONTROL_URL" --token "$ops_token" \
+    --from "$(date -u -d '-2 hour' +%Y-%m-%dT%H:00:00Z)" --to "$(date -u -d '+1 hour' +%Y-%m-%dT%H:00:00Z)" \
+    >"$ZAAS_RUN_DIR/usage-verify.log" 2>&1 || fail "zaasctl usage verify: $(cat "$ZAAS_RUN_DIR/usage-verify.log")"
+
+# Billing: the published price lists are there (zaasctl billing prices).
+"$ZAAS_BIN/zaasctl" billing prices --url "$CONTROL_URL" --token "$ops_token" >"$ZAAS_RUN_DIR/billing-prices.log" 2>&1 \
+    || fail "zaasctl billing prices: $(cat "$ZAAS_RUN_DIR/billing-prices.log")"
+grep -q 'tier enterprise' "$ZAAS_RUN_DIR/billing-prices.log" || fail "no Enterprise price list: $(cat "$ZAAS_RUN_DIR/billing-prices.log")"
+
 # Control plane down: nodes keep serving and say degraded; back up: nodes see it without restart.
 kill -TERM "$(cat "$ZAAS_RUN_DIR/control.pid")"
 for _ in $(seq 1 50); do kill -0 "$(cat "$ZAAS_RUN_DIR/control.pid")" 2>/dev/null || break; sleep 0.1; done

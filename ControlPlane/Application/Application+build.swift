@@ -37,6 +37,8 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
             AnswerCacheSweeper(client: postgres, interval: configuration.cacheSweepInterval, logger: logger),
             AuditMaintenance(
                 store: AuditStore(client: postgres), settings: configuration.auditMaintenance, logger: logger),
+            BillingCloser(
+                database: ScopedDatabase(client: postgres), settings: configuration.billingCloser, logger: logger),
             AuditExportWorker(
                 database: ScopedDatabase(client: postgres), signingKey: configuration.distribution.signingKey,
                 pollInterval: .seconds(2), logger: logger),
@@ -98,7 +100,8 @@ func buildRouter(
         canon: InternalCanonController(
             store: canonStore, builder: builder, settings: configuration.canon, uploads: uploads),
         cache: AnswerCacheController(store: AnswerCacheStore(client: postgres)),
-        audit: AuditIngestController(store: AuditStore(client: postgres))
+        audit: AuditIngestController(store: AuditStore(client: postgres)),
+        usage: UsageController(database: database)
     ).addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
     SessionController(auth: auth).addRoutes(to: router)
@@ -110,6 +113,8 @@ func buildRouter(
     distribution.nodeController.addRoutes(to: router)
     ModelController(store: ModelCatalogStore(database: database)).addRoutes(to: router)
     AuditController(database: database).addRoutes(to: router)
+    UsageController(database: database).addRoutes(to: router)
+    BillingController(database: database).addRoutes(to: router)
     CanonController(store: canonStore, builder: builder, settings: configuration.canon, uploads: uploads)
         .addRoutes(to: router)
     return router

@@ -18,6 +18,8 @@ public struct ControlPlaneConfiguration: Sendable {
     public var cacheSweepInterval: Duration
     /// The audit trail's partitions and retention (`audit.*`).
     var auditMaintenance: AuditMaintenance.Settings
+    /// Closing billing periods by schedule (`billing.*`).
+    var billingCloser: BillingCloser.Settings
 
     public init(reader: ConfigReader) throws {
         self.server = try ServerSettings(reader: reader)
@@ -39,12 +41,14 @@ public struct ControlPlaneConfiguration: Sendable {
         self.canon = try CanonSettings(reader: reader)
         self.cacheSweepInterval = .seconds(try reader.setting("cache.sweep_interval_seconds", in: 1...86_400))
         self.auditMaintenance = try AuditMaintenance.Settings(reader: reader)
+        self.billingCloser = try BillingCloser.Settings(reader: reader)
     }
 
     public static var defaults: [AbsoluteConfigKey: ConfigValue] {
         ServerSettings.defaults(port: 8400)
             .merging(DatabaseConfiguration.defaults) { $1 }
             .merging(AuditMaintenance.Settings.defaults) { $1 }
+            .merging(BillingCloser.Settings.defaults) { $1 }
             .merging([
                 "migrations.on_start": "true",
                 "sessions.lifetime_seconds": "43200",

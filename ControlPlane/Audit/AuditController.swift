@@ -266,11 +266,8 @@ struct AuditController: Sendable {
         }
     }
 
-    /// An ISO 8601 time, with or without fractional seconds.
-    static func time(_ text: Substring) -> Date? {
-        (try? Date(String(text), strategy: .iso8601))
-            ?? (try? Date(String(text), strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
-    }
+    /// An ISO 8601 time, with or without fractional seconds, or a date (midnight UTC).
+    static func time(_ text: Substring) -> Date? { ISO8601Time.parse(text) }
 
     static func parse(_ request: Request) throws -> (AuditStore.Filter, AuditStore.Cursor?, Int) {
         let query = request.uri.queryParameters

@@ -9,6 +9,7 @@ struct InternalRoutes: Sendable {
     let canon: InternalCanonController
     let cache: AnswerCacheController
     let audit: AuditIngestController
+    let usage: UsageController
 
     func addRoutes(to router: Router<AdminRequestContext>) {
         let group = router.group().add(middleware: NodeAuthenticator(credentials: self.credentials))
@@ -18,5 +19,6 @@ struct InternalRoutes: Sendable {
         self.canon.addRoutes(to: group)
         self.cache.addRoutes(to: group)
         self.audit.addRoutes(to: group)
+        self.usage.addRoutes(to: group)
     }
 }

@@ -41,6 +41,8 @@ public enum Migrations {
         Migration(version: 20, name: "raw_questions_opt_in", statements: RawQuestionsSchema.statements),
         Migration(version: 21, name: "audit_exports_and_erasure", statements: AuditExportSchema.statements),
         Migration(version: 22, name: "config_changes_audited", statements: ChangeAuditSchema.statements),
+        Migration(version: 23, name: "usage_rollups", statements: UsageSchema.statements),
+        Migration(version: 24, name: "billing", statements: BillingSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

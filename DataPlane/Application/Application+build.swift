@@ -160,6 +160,8 @@ func buildRouter(node: DataPlaneNode) -> Router<DataPlaneRequestContext> {
     QueryController(pipeline: node.pipeline, inFlight: node.queriesInFlight, audit: node.audit).addRoutes(
         to: authenticated("/api/v1/query", scopes: [.query], audit: node.audit))
     CanonUpdateController(control: node.control).addRoutes(to: authenticated("/api/v1/canon", scopes: [.canonWrite]))
+    StatsController(control: node.control, limiter: node.limiter).addRoutes(
+        to: authenticated("/api/v1/stats", scopes: [.statsRead]))
     return router
 }
 

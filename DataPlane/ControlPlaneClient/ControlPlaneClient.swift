@@ -138,6 +138,14 @@ public final class ControlPlaneClient: Service, Sendable {
         }
     }
 
+    /// `GET /internal/v1/stats/{tenant}`: the tenant's usage report for the period `query` names;
+    /// the control plane's answer whatever its status.
+    func stats(tenant: UUID, query: [(String, String)]) async throws -> Reply {
+        try await self.call(
+            .GET, InternalAPI.stats + "/" + tenant.lowercased, query: query, allowance: .seconds(10),
+            maximumBytes: 8 << 20)
+    }
+
     /// A tenant's canon update or version (`InternalAPI.canonUpdate`, `canonVersion`), as the
     /// key's tenant; the control plane's answer is returned whatever its status.
     func canon(

@@ -12,7 +12,7 @@ struct Zaasctl: AsyncParsableCommand {
         abstract: "Administer ZaaS through its admin API.",
         subcommands: [
             Login.self, Logout.self, Me.self, Tenants.self, Admins.self, Keys.self, Canon.self, Nodes.self, Models.self,
-            Audit.self, Embed.self,
+            Audit.self, Usage.self, Billing.self, Embed.self,
         ]
     )
 }

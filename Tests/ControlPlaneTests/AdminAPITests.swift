@@ -43,6 +43,8 @@ struct AdminAPITests {
                 environment[ConfigurationError.environmentName(key)] = value
             }
             environment["ZAAS_BOOTSTRAP_OPERATOR_EMAIL"] = "ops@zaas.example"
+            // Billing tests close periods themselves (BillingTests drives the scheduled closer).
+            environment["ZAAS_BILLING_AUTO_CLOSE"] = "false"
             environment["ZAAS_BOOTSTRAP_OPERATOR_PASSWORD"] = password
             let configuration = try ControlPlaneConfiguration(
                 reader: try await ConfigurationLoader.reader(

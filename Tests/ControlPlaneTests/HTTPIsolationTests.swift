@@ -93,17 +93,26 @@ struct HTTPIsolationTests {
                 "/admin/v1/tenants/{id}/quota-policy": fixture.tenantB.uuidString,
                 "/admin/v1/tenants/{id}/admins": fixture.tenantB.uuidString,
                 "/admin/v1/tenants/{id}/audit/events": fixture.tenantB.uuidString,
+                "/admin/v1/tenants/{id}/usage/rebuild": fixture.tenantB.uuidString,
                 "/admin/v1/base-canon/versions/{id}": betaVersion,
                 "/admin/v1/base-canon/versions/{id}/diff": betaVersion,
                 "/admin/v1/base-canon/versions/{id}/publish": betaVersion,
                 "/admin/v1/nodes/credentials/{id}": betaVersion,
                 "/admin/v1/models/{id}": betaVersion,
+                "/admin/v1/billing/periods/{period}/close": "2026-01",
+            ]
+            // Routes whose path names no tenant's thing (a billing period is everyone's month):
+            // A gets only its own tenant's view of it, here that the period has no lines yet.
+            let sharedRoutes: [String: (id: String, status: HTTPResponse.Status)] = [
+                "/admin/v1/billing/periods/{period}/lines": ("2026-01", .conflict)
             ]
             let bodies: [String: String] = [
                 "PATCH /admin/v1/admins/{id}": #"{"status": "disabled"}"#,
                 "POST /admin/v1/keys/{id}/rotate": #"{"grace_seconds": 0}"#,
                 "PATCH /admin/v1/tenants/{id}": #"{"status": "suspended"}"#,
                 "PUT /admin/v1/tenants/{id}/quota-policy": #"{"queries_per_hour": 1}"#,
+                "POST /admin/v1/tenants/{id}/usage/rebuild":
+                    #"{"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}"#,
                 "PUT /admin/v1/models/{id}":
                     #"{"name": "m", "model_class": "local", "base_url": "http://127.0.0.1:1/v1"}"#,
                 "POST /admin/v1/tenants/{id}/admins":
@@ -117,12 +126,15 @@ struct HTTPIsolationTests {
                     (expected, id) = (.notFound, tenantID)
                 } else if let operatorID = operatorRoutes[template] {
                     (expected, id) = (.forbidden, operatorID)
+                } else if let shared = sharedRoutes[template] {
+                    (expected, id) = (shared.status, shared.id)
                 } else {
                     Issue.record("\(method) \(template) takes an id but this suite does not try it")
                     continue
                 }
                 let uri = template.replacingOccurrences(of: "{id}", with: id)
-                    .replacingOccurrences(of: "{name}", with: "events.csv")
+                    .replacingOccurrences(of: "{period}", with: id).replacingOccurrences(
+                        of: "{name}", with: "events.csv")
                 let response = try await API.send(
                     client, HTTPRequest.Method(method)!, uri, token: alpha, json: bodies["\(method) \(template)"])
                 #expect(
@@ -133,7 +145,7 @@ struct HTTPIsolationTests {
                 covered += 1
             }
             // keys/{id}, admins/{id} and tenants/{id} each take two methods, models/{id} three.
-            #expect(covered == tenantRoutes.count + operatorRoutes.count + 5)
+            #expect(covered == tenantRoutes.count + operatorRoutes.count + sharedRoutes.count + 5)
             #expect(try await snapshot() == before)
         }
     }

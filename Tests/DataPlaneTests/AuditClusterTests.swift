@@ -135,6 +135,38 @@ extension ProcessClusters {
                 let redacted = try #require(events["personal"]?.first?["question"] as? [String: Any])
                 #expect(redacted["text"] as? String == "Mail [email]: what is the principle of stationary action?")
                 #expect(redacted["fingerprint"] as? String != asked["fingerprint"] as? String)
+
+                // GET /api/v1/stats (a stats:read key): the rollups say what the stored events say.
+                let hour = (Date().timeIntervalSince1970 / 3600).rounded(.down) * 3600
+                let range =
+                    "from=\(Date(timeIntervalSince1970: hour - 3600).formatted(.iso8601))&to=\(Date(timeIntervalSince1970: hour + 3600).formatted(.iso8601))"
+                let stats = try await TestHTTP.send(
+                    "GET", node.baseURL + "/api/v1/stats?\(range)", bearer: statsOnly.text)
+                #expect(stats.status == 200, "\(stats.text)")
+                let report = try UsageReport.decoder.decode(UsageReport.self, from: Data(stats.text.utf8))
+                var expectedTotals = UsageReport.Counters()
+                var keys: Set<String> = []
+                for event in try await Self.storedEvents(cluster)
+                where event["tenant_id"] as? String == tenant.lowercased && event["kind"] as? String == "query" {
+                    expectedTotals.add(
+                        outcome: event["outcome"] as? String ?? "", status: event["status"] as? Int ?? 0, queries: 1)
+                    keys.insert(event["key_id"] as? String ?? "")
+                }
+                #expect(report.totals == expectedTotals)
+                #expect(
+                    report.totals.queries == 13 && report.totals.refusedByLimit == 1 && report.totals.refusedOther == 1)
+                #expect(Set(report.byKey.map(\.keyId)) == keys)
+                #expect(report.latency.samples == report.totals.answered + report.totals.cacheHits)
+                // Free: 10 an hour, all spent.
+                #expect(
+                    report.limit
+                        == UsageReport.Limit(limit: 10, remaining: 0, resetSeconds: report.limit?.resetSeconds ?? -1))
+                #expect(
+                    try await TestHTTP.send("GET", node.baseURL + "/api/v1/stats", bearer: key.text).status == 403)
+                let bad = try await TestHTTP.send(
+                    "GET", node.baseURL + "/api/v1/stats?period=2026-13", bearer: statsOnly.text)
+                #expect(bad.status == 422 && bad.headers["content-type"] == "application/problem+json", "\(bad.text)")
+                #expect(bad.json?["type"] as? String == Problem.typeBase + "validation-failed")
             }
         }
 

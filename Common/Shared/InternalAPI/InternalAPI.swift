@@ -21,6 +21,8 @@ public enum InternalAPI {
     public static let usage = root + "/usage"
     public static let cache = root + "/cache"
     public static let audit = root + "/audit"
+    /// `/{tenant}`: a tenant's usage report, for `GET /api/v1/stats`.
+    public static let stats = root + "/stats"
     public static let canonArtifacts = root + "/canon/artifacts"
     public static let canonUpdate = root + "/canon/update"
     public static let canonVersions = root + "/canon/versions"
