@@ -23,10 +23,13 @@ struct AuditStore: Sendable {
             do {
                 let rows = try await self.client.query(
                     "SELECT stored, unknown_tenants FROM zaas_audit_ingest(\(node), \(events))", logger: logger)
+                // Read to the end: the row arrives before the statement's implicit commit, and the
+                // batch may be acknowledged (its segment deleted by the node) only once committed.
+                var outcome = IngestOutcome(stored: 0, unknownTenants: [])
                 for try await (stored, unknown) in rows.decode((Int32, [UUID]).self) {
-                    return IngestOutcome(stored: Int(stored), unknownTenants: Set(unknown))
+                    outcome = IngestOutcome(stored: Int(stored), unknownTenants: Set(unknown))
                 }
-                return IngestOutcome(stored: 0, unknownTenants: [])
+                return outcome
             } catch let error as PSQLError where error.isTransientConflict && attempt < 2 {
                 attempt += 1
                 logger.notice("audit ingest conflicted with another transaction; trying again")
@@ -47,18 +50,20 @@ struct AuditStore: Sendable {
             """
             SELECT created, dropped, ran FROM zaas_audit_maintain(\(Int32(daysAhead)), \(Int32(unattributedDays)))
             """, logger: logger)
+        var maintenance = Maintenance(created: 0, dropped: 0, ran: false)
         for try await (created, dropped, ran) in rows.decode((Int32, Int32, Bool).self) {
-            return Maintenance(created: Int(created), dropped: Int(dropped), ran: ran)
+            maintenance = Maintenance(created: Int(created), dropped: Int(dropped), ran: ran)
         }
-        return Maintenance(created: 0, dropped: 0, ran: false)
+        return maintenance
     }
 
     /// Deletes up to `batch` events past their retention; how many went.
     func expire(batch: Int, unattributedDays: Int, logger: Logger) async throws -> Int {
         let rows = try await self.client.query(
             "SELECT zaas_audit_expire(\(Int32(batch)), \(Int32(unattributedDays)))", logger: logger)
-        for try await removed in rows.decode(Int32.self) { return Int(removed) }
-        return 0
+        var removed = 0
+        for try await count in rows.decode(Int32.self) { removed = Int(count) }
+        return removed
     }
 }
 

@@ -97,43 +97,61 @@ enum UsageStore {
         // Whole days from the daily rollups, the hours at either end from the hourly ones.
         let days = period.wholeDays
         let (dayFrom, dayTo) = (days?.from ?? period.from, days?.to ?? period.from)
+        // Summed in the database, one grouping per slice of the report: a month of a busy tenant
+        // is tens of thousands of rollup rows, the report a few hundred.
         let rows = try await connection.query(
             """
-            SELECT day::text, key_id, outcome, status, model_class, model, queries, input_tokens, output_tokens,
-                   cost_nanodollars
-            FROM usage_daily
-            WHERE tenant_id = \(tenant) AND day >= (\(dayFrom)::timestamptz AT TIME ZONE 'UTC')::date
-              AND day < (\(dayTo)::timestamptz AT TIME ZONE 'UTC')::date
-            UNION ALL
-            SELECT (hour AT TIME ZONE 'UTC')::date::text, key_id, outcome, status, model_class, model, queries,
-                   input_tokens, output_tokens, cost_nanodollars
-            FROM usage_hourly
-            WHERE tenant_id = \(tenant) AND hour >= \(period.from) AND hour < \(period.to)
-              AND NOT (hour >= \(dayFrom) AND hour < \(dayTo))
+            WITH rollup AS (
+                SELECT day, key_id, outcome, status, model_class, model, queries, input_tokens, output_tokens,
+                       cost_nanodollars
+                FROM usage_daily
+                WHERE tenant_id = \(tenant) AND day >= (\(dayFrom)::timestamptz AT TIME ZONE 'UTC')::date
+                  AND day < (\(dayTo)::timestamptz AT TIME ZONE 'UTC')::date
+                UNION ALL
+                SELECT (hour AT TIME ZONE 'UTC')::date, key_id, outcome, status, model_class, model, queries,
+                       input_tokens, output_tokens, cost_nanodollars
+                FROM usage_hourly
+                WHERE tenant_id = \(tenant) AND hour >= \(period.from) AND hour < \(period.to)
+                  AND NOT (hour >= \(dayFrom) AND hour < \(dayTo))
+            )
+            SELECT grouping(day, key_id, model_class, model)::integer, day::text, key_id, model_class, model,
+                   outcome, status, sum(queries)::bigint, sum(input_tokens)::bigint, sum(output_tokens)::bigint,
+                   sum(cost_nanodollars)::bigint
+            FROM rollup
+            GROUP BY GROUPING SETS ((day, outcome, status), (key_id, outcome, status),
+                                    (model_class, model, outcome, status))
             """, logger: logger)
         var totals = UsageReport.Counters()
         var byDay: [String: UsageReport.Counters] = [:]
         var byKey: [UUID: UsageReport.Counters] = [:]
         var byModel: [String: UsageReport.Model] = [:]
-        for try await (day, key, outcome, status, modelClass, model, queries, input, output, cost) in rows.decode(
-            (String, UUID?, String, Int16, String, String, Int64, Int64, Int64, Int64).self)
+        for try await (grouping, day, key, modelClass, model, outcome, status, queries, input, output, cost)
+            in rows.decode((Int32, String?, UUID?, String?, String?, String, Int16, Int64, Int64, Int64, Int64).self)
         {
             func add(_ counters: inout UsageReport.Counters) {
                 counters.add(
                     outcome: outcome, status: Int(status), queries: Int(queries), inputTokens: Int(input),
                     outputTokens: Int(output), costNanodollars: Int(cost))
             }
-            add(&totals)
-            add(&byDay[day, default: UsageReport.Counters()])
-            if let key { add(&byKey[key, default: UsageReport.Counters()]) }
-            guard !model.isEmpty else { continue }
-            var entry = byModel[modelClass + "\u{0}" + model] ?? UsageReport.Model(modelClass: modelClass, model: model)
-            if outcome == AuditEvent.Outcome.answered { entry.computed += Int(queries) }
-            if outcome.hasPrefix("cache_") { entry.cacheHits += Int(queries) }
-            entry.inputTokens += Int(input)
-            entry.outputTokens += Int(output)
-            entry.costNanodollars += Int(cost)
-            byModel[modelClass + "\u{0}" + model] = entry
+            // grouping(): a bit per column summed over (day, key_id, model_class, model), 8 to 1.
+            switch grouping {
+            case 0b0111:
+                guard let day else { continue }
+                add(&totals)
+                add(&byDay[day, default: UsageReport.Counters()])
+            case 0b1011:
+                if let key { add(&byKey[key, default: UsageReport.Counters()]) }
+            default:
+                guard let modelClass, let model, !model.isEmpty else { continue }
+                var entry =
+                    byModel[modelClass + "\u{0}" + model] ?? UsageReport.Model(modelClass: modelClass, model: model)
+                if outcome == AuditEvent.Outcome.answered { entry.computed += Int(queries) }
+                if outcome.hasPrefix("cache_") { entry.cacheHits += Int(queries) }
+                entry.inputTokens += Int(input)
+                entry.outputTokens += Int(output)
+                entry.costNanodollars += Int(cost)
+                byModel[modelClass + "\u{0}" + model] = entry
+            }
         }
 
         let latencyRows = try await connection.query(

@@ -144,17 +144,8 @@ func semanticBenchmark() {
     print("  lookup: \(summary(times)); nudged questions found first: \(found) of \(paraphrases)")
 }
 
-/// A small seeded generator, so runs compare.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix {
+    /// A standard normal draw (Box–Muller).
     mutating func gaussian() -> Float {
         let u = max(Double(self.next() >> 11) / Double(1 << 53), 1e-12)
         let v = Double(self.next() >> 11) / Double(1 << 53)

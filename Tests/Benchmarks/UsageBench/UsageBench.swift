@@ -117,6 +117,10 @@ func runUsageBenchmark() async throws {
         let live = UUID(uuidString: liveText)!
         let liveRange =
             "from=\(Date(timeIntervalSince1970: hour - 3600).formatted(.iso8601))&to=\(Date(timeIntervalSince1970: hour + 3 * 3600).formatted(.iso8601))"
+        // The node knows a key once its configuration arrives: wait for that before the load.
+        _ = try await TestHTTP.waitUntil(timeout: .seconds(30)) {
+            try await TestHTTP.send("GET", stack.node.baseURL + "/api/v1/stats", bearer: liveKey).status == 200
+        }
         let progress = Progress()
         let reader = Task { () -> [(acked: Int, seen: Int)] in
             var samples: [(acked: Int, seen: Int)] = []
@@ -124,7 +128,11 @@ func runUsageBenchmark() async throws {
                 let acked = progress.acknowledged.withLock { $0 }
                 let reply = try await TestHTTP.send(
                     "GET", stack.node.baseURL + "/api/v1/stats?\(liveRange)", bearer: liveKey)
-                samples.append((acked, (reply.json?["totals"] as? [String: Any])?["queries"] as? Int ?? -1))
+                guard reply.status == 200, let seen = (reply.json?["totals"] as? [String: Any])?["queries"] as? Int
+                else {
+                    throw TestEnvironment.SetupError(message: "stats during the load: \(reply.status) \(reply.text)")
+                }
+                samples.append((acked, seen))
                 try await Task.sleep(for: .milliseconds(250))
             }
             return samples
@@ -147,6 +155,10 @@ func runUsageBenchmark() async throws {
         progress.done.withLock { $0 = true }
         let samples = try await reader.value
         let behind = samples.map { max(0, $0.acked - $0.seen) }
+        let final = try await TestHTTP.send("GET", stack.node.baseURL + "/api/v1/stats?\(liveRange)", bearer: liveKey)
+        print(
+            "  after the load: \((final.json?["totals"] as? [String: Any])?["queries"] ?? "?") in the figures; samples behind (acknowledged/seen): \(samples.filter { $0.acked > $0.seen }.map { "\($0.acked)/\($0.seen)" })"
+        )
         let sortedBatches = batchTimes.sorted()
         print(
             "  \(progress.acknowledged.withLock { $0 }) events acknowledged; batch of 100 acknowledged in p50 \(String(format: "%.1f", sortedBatches[sortedBatches.count / 2])) ms, p99 \(String(format: "%.1f", sortedBatches[Int(Double(sortedBatches.count) * 0.99)])) ms"
@@ -206,18 +218,5 @@ extension UsageBench {
             throw TestEnvironment.SetupError(message: "ingest: \(response.status) \(String(buffer: reply))")
         }
         return (stored, json?["duplicates"] as? Int ?? 0)
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so runs send the same mix.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
