@@ -231,6 +231,28 @@ struct UsageTests {
                 #expect(reply.status == .unprocessableContent, "\(bad): \(reply.body)")
                 #expect(reply.body.contains(AdminAPITests.type("validation-failed")), "\(bad)")
             }
+            // Canon meters: A (Enterprise: overlays allowed) builds an overlay; its report counts
+            // the build and the artifact's bytes, B's counts nothing.
+            try await fixture.db.withOperator(fixture.operatorID, logger: Self.logger) { connection in
+                try await connection.query(
+                    "UPDATE tenants SET tier_id = 'enterprise' WHERE id = \(fixture.tenantA)", logger: Self.logger)
+            }
+            let upload = try await CanonAPITests.upload(
+                fixture.client, "/admin/v1/canon", token: alpha, type: "application/json",
+                body:
+                    #"[{"id": "a.one", "kind": "definition", "title": "A", "body": "Alpha's own.", "status": "Proven"}]"#
+            )
+            #expect(upload.status == .accepted, "\(String(buffer: upload.body))")
+            let version = try #require(try AdminAPITests.json(upload)["id"] as? String)
+            let built = try await CanonAPITests.built(fixture.client, "/admin/v1/canon", token: alpha, id: version)
+            #expect(built["state"] as? String == "ready", "\(built)")
+            let withCanon = try #require(try await Self.report(fixture.client, token: alpha, "").report)
+            #expect(withCanon.canon.builds == 1 && withCanon.canon.failedBuilds == 0)
+            #expect(withCanon.canon.storedBytes > 0)
+            let other = try #require(
+                try await Self.report(fixture.client, token: ops, "?tenant_id=\(fixture.tenantB)").report)
+            #expect(other.canon == UsageReport.Canon(builds: 0, failedBuilds: 0, storedBytes: 0))
+
             let month = try await Self.report(fixture.client, token: alpha, "?period=2020-02")
             #expect(
                 month.report?.totals.queries == 0
