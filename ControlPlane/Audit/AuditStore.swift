@@ -21,15 +21,18 @@ struct AuditStore: Sendable {
         var attempt = 0
         while true {
             do {
-                let rows = try await self.client.query(
-                    "SELECT stored, unknown_tenants FROM zaas_audit_ingest(\(node), \(events))", logger: logger)
-                // Read to the end: the row arrives before the statement's implicit commit, and the
-                // batch may be acknowledged (its segment deleted by the node) only once committed.
-                var outcome = IngestOutcome(stored: 0, unknownTenants: [])
-                for try await (stored, unknown) in rows.decode((Int32, [UUID]).self) {
-                    outcome = IngestOutcome(stored: Int(stored), unknownTenants: Set(unknown))
+                // In an explicit transaction: the batch may be acknowledged (its segment deleted by
+                // the node) only once committed, and an autocommit statement's row arrives before
+                // its commit.
+                return try await ScopedDatabase(client: self.client).unscoped(logger: logger) { connection in
+                    let rows = try await connection.query(
+                        "SELECT stored, unknown_tenants FROM zaas_audit_ingest(\(node), \(events))", logger: logger)
+                    var outcome = IngestOutcome(stored: 0, unknownTenants: [])
+                    for try await (stored, unknown) in rows.decode((Int32, [UUID]).self) {
+                        outcome = IngestOutcome(stored: Int(stored), unknownTenants: Set(unknown))
+                    }
+                    return outcome
                 }
-                return outcome
             } catch let error as PSQLError where error.isTransientConflict && attempt < 2 {
                 attempt += 1
                 logger.notice("audit ingest conflicted with another transaction; trying again")
