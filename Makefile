@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT_SOURCES := Package.swift Common ControlPlane DataPlane Executables Tests
 
-.PHONY: help install model llm services run stop stop-services build release test bench format format-check clean
+.PHONY: help install model llm airllm services run stop stop-services build release test bench format format-check clean
 
 help:
 	@echo "make run           install what is missing, start PostgreSQL, Redis, the control plane and two data-plane nodes"
@@ -27,6 +27,12 @@ model: install
 llm: install
 	@[ "$${ZAAS_LLM:-on}" = off ] || bash infra/fetch-llm.sh >/dev/null
 
+# The AirLLM sidecar's Python environment (PyTorch, AirLLM; about 3.5 GB, 3 minutes the first
+# time) and its tiny test model (trained in a few minutes), once per machine under /var/cache/zaas.
+# `make run` starts the sidecar only with ZAAS_AIRLLM=on; `make test` always tests it.
+airllm: install
+	@bash infra/airllm/setup.sh >/dev/null
+
 build: install
 	swift build
 
@@ -44,6 +50,7 @@ run: services model llm release
 	for url in $$DATA_URLS; do echo "  data plane      $$url   (health: $$url/api/v1/health)"; done; \
 	echo "  PostgreSQL      127.0.0.1:$${ZAAS_PG_PORT:-54320}   Redis 127.0.0.1:$${ZAAS_REDIS_PORT:-63790}"; \
 	[ "$${ZAAS_LLM:-on}" = off ] || echo "  local model     smollm2-135m-instruct on llama-server, 127.0.0.1:$${ZAAS_LLM_PORT:-8090} (the catalog's local class)"; \
+	[ "$${ZAAS_AIRLLM:-off}" != on ] || echo "  large model     zaas-tiny-llama on the AirLLM sidecar, 127.0.0.1:$${ZAAS_AIRLLM_PORT:-8095} (the large-local class; docs/airllm.md)"; \
 	echo "  logs            .zaas/logs/   connection details: .zaas/stack.env"; \
 	echo; \
 	echo "Ask the demo canon a question (the Pro demo key: 100 queries an hour; -i shows the RateLimit-* headers):"; \
@@ -51,6 +58,11 @@ run: services model llm release
 	echo '    -d '"'"'{"question": "What is the principle of stationary action?"}'"'"' $${DATA_URLS%% *}/api/v1/query | python3 -m json.tool'; \
 	echo "  (The local model answers, model_used names it, and \"filter\" says what the citation and support checks removed;"; \
 	echo "   add \"model_preference\": \"local\" or \"cloud\" to force a class. DEMO_FREE_KEY is a Free key: its 11th query within an hour gets 429.)"; \
+	[ "$${ZAAS_AIRLLM:-off}" != on ] || { \
+	echo "Ask the large-local model (AirLLM, one layer at a time: tens of seconds on a processor):"; \
+	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" -H "Content-Type: application/json" \'; \
+	echo '    -d '"'"'{"question": "What is configuration space?", "model_preference": "large-local"}'"'"' $${DATA_URLS%% *}/api/v1/query | python3 -m json.tool'; \
+	}; \
 	echo; \
 	echo "Try:"; \
 	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \
@@ -70,7 +82,7 @@ stop:
 stop-services:
 	@bash infra/stop-services.sh
 
-test: services model llm
+test: services model llm airllm
 	@bash infra/test.sh
 
 bench: services model llm

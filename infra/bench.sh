@@ -14,6 +14,8 @@ if [ -z "$benches" ]; then
     log "no benchmarks defined yet"
     exit 0
 fi
+# bench-airllm is Python (infra/airllm/bench.py), in the sidecar's environment.
+benches="$benches bench-airllm"
 # BENCH=bench-gateway (or several, space-separated) runs only those.
 benches="${BENCH:-$benches}"
 # Everything in release: benchmarks start zaas-control and zaas-data from the same build.
@@ -27,5 +29,10 @@ ZAAS_LITELLM="$(bash "$(dirname "$0")/fetch-bench-tools.sh")"
 export ZAAS_LITELLM
 for bench in $benches; do
     log "running $bench"
+    if [ "$bench" = bench-airllm ]; then
+        eval "$(bash "$(dirname "$0")/airllm/setup.sh")"
+        "$ZAAS_AIRLLM_PYTHON" "$(dirname "$0")/airllm/bench.py" --model "$ZAAS_AIRLLM_TINY_MODEL"
+        continue
+    fi
     ".build/release/$bench"
 done

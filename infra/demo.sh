@@ -75,6 +75,18 @@ if [ "${ZAAS_LLM:-on}" != off ] && ! as "$ops" models list | grep -q "smollm2-13
         --base-url "http://127.0.0.1:${ZAAS_LLM_PORT:-8090}/v1" --no-credential --timeout-ms 30000 \
         --max-concurrency 2 --context-window 2048 >/dev/null
 fi
+# The large-local class: the AirLLM sidecar from infra/start-airllm.sh (ZAAS_AIRLLM=on). One
+# generation at a time, seconds a token on a processor: one call per node, up to 10 minutes.
+if [ "${ZAAS_AIRLLM:-off}" = on ]; then
+    airllm_url="http://127.0.0.1:${ZAAS_AIRLLM_PORT:-8095}/v1"
+    if as "$ops" models list | grep -q "zaas-tiny-llama"; then
+        # Another run (the smoke test's, say) may have pointed it at its own port.
+        as "$ops" models update zaas-tiny-llama --base-url "$airllm_url" >/dev/null
+    else
+        as "$ops" models add zaas-tiny-llama --class large-local --base-url "$airllm_url" --no-credential \
+            --timeout-ms 600000 --max-concurrency 1 --context-window 4096 >/dev/null
+    fi
+fi
 as "$ops" logout
 keys=$(
     ensure_key ZAAS_DEMO_API_KEY demo query stats:read

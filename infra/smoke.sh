@@ -7,6 +7,8 @@ source "$(dirname "$0")/common.sh"
 export ZAAS_BIN="${ZAAS_BIN:-$ZAAS_ROOT/.build/debug}"
 export ZAAS_CONTROL_PORT=18400 ZAAS_DATA_PORTS="18401 18402"
 export ZAAS_RUN_DIR="$ZAAS_HOME/smoke" ZAAS_LOG_DIR="$ZAAS_HOME/smoke" ZAAS_STACK_ENV="$ZAAS_HOME/smoke/stack.env"
+# The AirLLM sidecar as `ZAAS_AIRLLM=on make run` starts it (the large-local class), on a port of its own.
+export ZAAS_AIRLLM=on ZAAS_AIRLLM_PORT=18495
 trap 'bash "$(dirname "$0")/stop-stack.sh" >/dev/null 2>&1 || true' EXIT
 
 fail() { log "smoke: FAILED: $*"; exit 1; }
@@ -74,6 +76,24 @@ for sentence in re.split(r"(?<=[.!?])\s+", a["answer"].strip()):
     numbers = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
     assert numbers and all(1 <= n <= len(a["citations"]) for n in numbers), (sentence, a)
 PY
+# The large-local class: the tiny model through AirLLM's layer-by-layer inference in the sidecar,
+# checked by the filter like any model's answer.
+large=$(curl -sS -H "Authorization: Bearer $ZAAS_DEMO_API_KEY" -H 'Content-Type: application/json' \
+    -d '{"question": "What is configuration space?", "model_preference": "large-local"}' \
+    http://127.0.0.1:18401/api/v1/query)
+python3 - "$large" <<'PY' || fail "large-local answer: $large"
+import json, re, sys
+a = json.loads(sys.argv[1])
+assert a["model_used"] == "zaas-tiny-llama", a
+assert a["route"]["class"] == "large-local" and "fallback_reason" not in a, a
+assert a["citations"][0]["id"] == "def.configuration-space", a
+assert "generalized coordinates" in a["answer"], a
+for sentence in re.split(r"(?<=[.!?])\s+", a["answer"].strip()):
+    numbers = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
+    assert numbers and all(1 <= n <= len(a["citations"]) for n in numbers), (sentence, a)
+PY
+curl -fsS "http://127.0.0.1:$ZAAS_AIRLLM_PORT/metrics" | grep -q '^airllm_requests_total{outcome="ok"} [1-9]' \
+    || fail "the AirLLM sidecar did not count the answer"
 # The same question streamed (server-sent events from llama-server through the filter), asked by
 # another tenant so no cache answers: sentences arrive as delta events, then the answer's JSON.
 stream=$(curl -sS -N -H "Authorization: Bearer $DEMO_ENTERPRISE_KEY" -H 'Accept: text/event-stream' \

@@ -16,6 +16,8 @@ only="${1:-all}"
 [ "$only" = all ] && bash "$(dirname "$0")/stop-stack.sh"
 # The local model (llama-server; built once per machine, several minutes the first time).
 [ "$only" = all ] && { bash "$(dirname "$0")/start-llm.sh" || exit 1; }
+# The large-local class (the AirLLM sidecar), when ZAAS_AIRLLM=on (docs/airllm.md).
+[ "$only" = all ] && { bash "$(dirname "$0")/start-airllm.sh" || exit 1; }
 
 wait_healthy() { # url name
     for _ in $(seq 1 150); do

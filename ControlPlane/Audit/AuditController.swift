@@ -118,7 +118,7 @@ struct AuditController: Sendable {
                 ],
                 body: ResponseBody { writer in
                     for part in 0..<parts {
-                        let bytes = try await Self.scoped(database, principal, logger) { connection in
+                        let bytes = try await database.within(principal, logger: logger) { connection in
                             var bytes = ByteBuffer()
                             for try await value in try await connection.query(
                                 """
@@ -253,17 +253,7 @@ struct AuditController: Sendable {
     private func scoped<Result: Sendable>(
         _ context: AuthenticatedContext, _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
-        try await Self.scoped(self.database, context.principal, context.logger, body)
-    }
-
-    static func scoped<Result: Sendable>(
-        _ database: ScopedDatabase, _ principal: Principal, _ logger: Logger,
-        _ body: (PostgresConnection) async throws -> Result
-    ) async throws -> Result {
-        switch principal {
-        case .platformOperator(let id): try await database.withOperator(id, logger: logger, body)
-        case .tenantAdmin(_, let tenantID, _): try await database.withTenant(tenantID, logger: logger, body)
-        }
+        try await self.database.within(context.principal, logger: context.logger, body)
     }
 
     /// An ISO 8601 time, with or without fractional seconds, or a date (midnight UTC).

@@ -44,15 +44,8 @@ struct AuditMaintenance: Service {
     static let batch = 10_000
 
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            // Migrations run as the server starts: the first round waits for them a little, and a
-            // round that fails (the schema not there yet, the database away) is tried again soon.
-            try await Task.sleep(for: .seconds(2))
-            while !Task.isCancelled {
-                let done = await self.runOnce() != nil
-                try await Task.sleep(for: done ? self.settings.interval : min(self.settings.interval, .seconds(30)))
-            }
-        }
+        // Migrations run as the server starts: the first round waits for them a little.
+        await Rounds.run(firstAfter: .seconds(2), every: self.settings.interval) { await self.runOnce() != nil }
     }
 
     /// One round; what it did (nil when it failed, which is logged and counted).

@@ -47,15 +47,7 @@ struct BillingCloser: Service {
 
     func run() async throws {
         guard self.settings.enabled else { return try await gracefulShutdown() }
-        try? await cancelWhenGracefulShutdown {
-            try await Task.sleep(for: .seconds(5))
-            while !Task.isCancelled {
-                // A round that failed (the schema not migrated yet, the database away) is tried
-                // again soon.
-                let done = await self.runOnce() != nil
-                try await Task.sleep(for: done ? self.settings.interval : min(self.settings.interval, .seconds(30)))
-            }
-        }
+        await Rounds.run(firstAfter: .seconds(5), every: self.settings.interval) { await self.runOnce() != nil }
     }
 
     /// Closes every period that is due, oldest first; the periods closed (nil when a round failed,

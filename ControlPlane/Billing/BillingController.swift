@@ -31,13 +31,13 @@ struct BillingController: Sendable {
     func addRoutes(to router: Router<AdminRequestContext>) {
         let billing = router.group("/admin/v1/billing", context: AuthenticatedContext.self)
         billing.get("price-lists") { _, context in
-            let lists = try await AuditController.scoped(self.database, context.principal, context.logger) {
+            let lists = try await self.database.within(context.principal, logger: context.logger) {
                 try await BillingStore.priceLists(connection: $0, logger: context.logger)
             }
             return try StrictJSON.response(["items": lists.map(PriceListView.init)])
         }
         billing.get("periods") { _, context in
-            let periods = try await AuditController.scoped(self.database, context.principal, context.logger) {
+            let periods = try await self.database.within(context.principal, logger: context.logger) {
                 connection in
                 var periods: [PeriodView] = []
                 for try await (period, state, closedAt, closedBy) in try await connection.query(
@@ -69,7 +69,7 @@ struct BillingController: Sendable {
                 }
                 tenant = id
             }
-            let lines = try await AuditController.scoped(self.database, context.principal, context.logger) {
+            let lines = try await self.database.within(context.principal, logger: context.logger) {
                 connection in
                 var closed = false
                 for try await state in try await connection.query(
@@ -132,11 +132,15 @@ struct BillingController: Sendable {
                     "adjustments": "\(closed.adjustments)",
                 ])
             return try StrictJSON.response(
-                [
-                    "period": BillingStore.name(period), "charges": "\(closed.charges)",
-                    "adjustments": "\(closed.adjustments)",
-                ])
+                ClosedView(period: BillingStore.name(period), charges: closed.charges, adjustments: closed.adjustments))
         }
+    }
+
+    /// The reply to a close: the period and how many charge and adjustment lines it wrote.
+    struct ClosedView: Encodable {
+        let period: String
+        let charges: Int
+        let adjustments: Int
     }
 
     static func problem(_ error: BillingStore.CloseError, period: Date) -> Problem {
@@ -302,7 +306,7 @@ struct BillingController: Sendable {
                     idempotencyKey: row.0, period: BillingStore.name(period), tenantId: row.1.lowercased,
                     tenantSlug: row.2,
                     meter: row.3, kind: row.4, adjustsPeriod: row.5.map(BillingStore.name),
-                    quantity: Money.trimmed(Decimal(string: row.6) ?? 0), unit: row.7,
+                    quantity: NSDecimalNumber(decimal: Decimal(string: row.6) ?? 0).stringValue, unit: row.7,
                     unitPrice: Money.text(micros: Decimal(string: row.8) ?? 0, places: 9),
                     amount: Money.text(micros: Decimal(row.9)), currency: row.10, priceListId: row.11.lowercased,
                     inputs: inputs))
@@ -351,7 +355,11 @@ struct BillingController: Sendable {
     /// prefixed with ' so a spreadsheet does not run it.
     static func csvField(_ text: String) -> String {
         var text = text
-        if let first = text.first, "=+-@".contains(first), Decimal(string: text) == nil { text = "'" + text }
+        if let first = text.first, "=+-@".contains(first),
+            text.wholeMatch(of: /[+-]?[0-9]+(\.[0-9]+)?/) == nil
+        {
+            text = "'" + text
+        }
         guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
         return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
@@ -372,14 +380,8 @@ enum Money {
         var value = micros / 1_000_000
         var rounded = Decimal()
         NSDecimalRound(&rounded, &value, places, .plain)
-        var text = Self.trimmed(rounded)
+        var text = NSDecimalNumber(decimal: rounded).stringValue
         if !text.contains(".") { text += ".00" } else if text.split(separator: ".")[1].count == 1 { text += "0" }
-        return text
-    }
-
-    /// A decimal without exponent or trailing zeros.
-    static func trimmed(_ value: Decimal) -> String {
-        let text = NSDecimalNumber(decimal: value).stringValue
         return text
     }
 }

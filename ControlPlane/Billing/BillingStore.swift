@@ -9,21 +9,11 @@ enum BillingStore {
     /// How far back a closing looks for usage that reached closed periods late.
     static let adjustmentMonths = 12
 
-    /// The calendar in which periods are months: UTC.
-    static let calendar: Calendar = {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        return calendar
-    }()
-
-    static func nextMonth(_ period: Date) -> Date { calendar.date(byAdding: .month, value: 1, to: period)! }
-    static func previousMonth(_ period: Date) -> Date { calendar.date(byAdding: .month, value: -1, to: period)! }
+    static func nextMonth(_ period: Date) -> Date { UTCMonth.adding(1, to: period) }
+    static func previousMonth(_ period: Date) -> Date { UTCMonth.adding(-1, to: period) }
 
     /// `YYYY-MM` of a period.
-    static func name(_ period: Date) -> String {
-        let parts = calendar.dateComponents([.year, .month], from: period)
-        return String(format: "%04d-%02d", parts.year!, parts.month!)
-    }
+    static func name(_ period: Date) -> String { UTCMonth.name(period) }
 
     enum CloseError: Error, Equatable {
         case alreadyClosed
@@ -71,11 +61,11 @@ enum BillingStore {
         }
 
         var adjustments = 0
-        let since = calendar.date(byAdding: .month, value: -Self.adjustmentMonths, to: period)!
+        let since = UTCMonth.adding(-Self.adjustmentMonths, to: period)
         for earlier in closedPeriods where earlier < period && earlier >= since {
             let billed = try await Self.billed(earlier, connection: connection, logger: logger)
             for (tenant, now) in try await Self.compute(
-                earlier, pricesFrom: billed, connection: connection, logger: logger)
+                earlier, billed: billed, connection: connection, logger: logger)
             {
                 let before = billed[tenant]?.meters ?? [:]
                 for line in BillingCalculator.adjustments(now: now.lines, billed: before) {
@@ -94,11 +84,12 @@ enum BillingStore {
         return Closed(charges: charges, adjustments: adjustments)
     }
 
-    /// Every tenant's lines for `period` as the rollups stand now, with the price list used: the
-    /// one each tenant was billed under (`pricesFrom`, for an adjustment), else the one in force.
-    /// Tenants existing before the period ended pay the monthly fee unless deleted before it began.
+    /// Every tenant's lines for `period` as the rollups stand now, with the price list used.
+    /// Closing: the list in force; tenants existing before the period ended pay the monthly fee
+    /// unless deleted before it began. Adjusting a closed period (`billed`, what it was billed):
+    /// each tenant's list and subscription stay as billed, only usage may have grown.
     static func compute(
-        _ period: Date, pricesFrom billed: [UUID: Billed] = [:], connection: PostgresConnection, logger: Logger
+        _ period: Date, billed: [UUID: Billed]? = nil, connection: PostgresConnection, logger: Logger
     ) async throws -> [UUID: (prices: PriceList, lines: [BillingLine])] {
         let end = nextMonth(period)
         var usage: [UUID: BillableUsage] = [:]
@@ -131,13 +122,14 @@ enum BillingStore {
         var result: [UUID: (prices: PriceList, lines: [BillingLine])] = [:]
         for (tenant, tier, subscribed) in tenants {
             let usage = usage[tenant] ?? BillableUsage()
-            guard subscribed || !usage.queries.isEmpty || billed[tenant] != nil else { continue }
+            let bill = billed?[tenant]
+            let subscribed = billed == nil ? subscribed : bill?.meters["subscription"] != nil
+            guard subscribed || !usage.queries.isEmpty || bill != nil else { continue }
             let prices =
-                billed[tenant].flatMap { bill in lists.first { $0.id == bill.priceList } }
+                bill.flatMap { bill in lists.first { $0.id == bill.priceList } }
                 ?? Self.inForce(lists, tenant: tenant, tier: tier, period: period)
             guard let prices else { continue }
-            let lines = BillingCalculator.lines(
-                usage: usage, prices: prices, subscribed: billed[tenant]?.meters["subscription"] != nil || subscribed)
+            let lines = BillingCalculator.lines(usage: usage, prices: prices, subscribed: subscribed)
             result[tenant] = (prices, lines)
         }
         return result

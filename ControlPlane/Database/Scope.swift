@@ -33,6 +33,19 @@ public struct ScopedDatabase: Sendable {
         return try await self.scoped("app.operator_id", operatorID, logger: logger, body)
     }
 
+    /// Runs `body` in a signed-in admin's scope: an operator's (every tenant) or a tenant admin's
+    /// own tenant.
+    public func within<Result: Sendable>(
+        _ principal: Principal,
+        logger: Logger,
+        _ body: (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        switch principal {
+        case .platformOperator(let id): try await self.withOperator(id, logger: logger, body)
+        case .tenantAdmin(_, let tenantID, _): try await self.withTenant(tenantID, logger: logger, body)
+        }
+    }
+
     /// One transaction whose first statement sets `setting` for that transaction only.
     private func scoped<Result: Sendable>(
         _ setting: String,

@@ -43,6 +43,7 @@ public enum Migrations {
         Migration(version: 22, name: "config_changes_audited", statements: ChangeAuditSchema.statements),
         Migration(version: 23, name: "usage_rollups", statements: UsageSchema.statements),
         Migration(version: 24, name: "billing", statements: BillingSchema.statements),
+        Migration(version: 25, name: "large_local_model_class", statements: LargeLocalSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

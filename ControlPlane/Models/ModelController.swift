@@ -39,7 +39,11 @@ struct ModelController: Sendable {
                         "name", "must be 1 to 100 letters, digits and . _ : / -, starting with a letter or digit"))
             }
             let modelClass = ModelClass(rawValue: self.modelClass)
-            if modelClass == nil { errors.append(FieldError("model_class", "must be one of local, cloud")) }
+            if modelClass == nil {
+                errors.append(
+                    FieldError(
+                        "model_class", "must be one of \(ModelClass.allCases.map(\.rawValue).joined(separator: ", "))"))
+            }
             let api = ModelProtocol(rawValue: self.protocol ?? ModelProtocol.openAIChat.rawValue)
             if api == nil { errors.append(FieldError("protocol", "must be openai-chat")) }
             if let problem = ModelCatalogRules.problemWithBaseURL(self.baseUrl) {

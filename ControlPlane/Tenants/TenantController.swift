@@ -62,8 +62,9 @@ struct TenantController: Sendable {
                 errors.append(FieldError("routing_threshold", "must be between 0 and 1"))
             }
             if let modelClasses {
-                if modelClasses.isEmpty || !Set(modelClasses).isSubset(of: ["local", "cloud"]) {
-                    errors.append(FieldError("model_classes", "must be a non-empty list of local and cloud"))
+                if modelClasses.isEmpty || ModelClasses(names: modelClasses) == nil {
+                    let names = ModelClasses.names.map(\.0).joined(separator: ", ")
+                    errors.append(FieldError("model_classes", "must be a non-empty list of \(names)"))
                 }
             }
             return errors

@@ -70,7 +70,7 @@ struct UsageController: Sendable {
                 }
                 tenant = tenantID
             }
-            let report = try await AuditController.scoped(self.database, context.principal, context.logger) {
+            let report = try await self.database.within(context.principal, logger: context.logger) {
                 connection in
                 guard try await Self.exists(tenant, connection: connection, logger: context.logger) else {
                     throw Problem.notFound("No such tenant.")

@@ -26,23 +26,13 @@ enum UsageStore {
 
         /// The calendar month (UTC) holding `date`.
         static func month(of date: Date) -> Period {
-            var calendar = Calendar(identifier: .gregorian)
-            calendar.timeZone = TimeZone(identifier: "UTC")!
-            let parts = calendar.dateComponents([.year, .month], from: date)
-            let start = calendar.date(from: parts)!
-            return Period(from: start, to: calendar.date(byAdding: .month, value: 1, to: start)!)
+            let start = UTCMonth.start(of: date)
+            return Period(from: start, to: UTCMonth.adding(1, to: start))
         }
 
         /// `YYYY-MM`, nil when it is not a month from 2000 to 9999.
         static func month(_ text: String) -> Period? {
-            let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-            guard text.utf8.count == 7, parts.count == 2, let year = Int(parts[0]), let month = Int(parts[1]),
-                (2000...9999).contains(year), (1...12).contains(month)
-            else { return nil }
-            var calendar = Calendar(identifier: .gregorian)
-            calendar.timeZone = TimeZone(identifier: "UTC")!
-            guard let start = calendar.date(from: DateComponents(year: year, month: month, day: 1)) else { return nil }
-            return Period(from: start, to: calendar.date(byAdding: .month, value: 1, to: start)!)
+            UTCMonth.parse(text).map { Period(from: $0, to: UTCMonth.adding(1, to: $0)) }
         }
 
         /// The period a request's `period`, `from` and `to` name (the current month by default),

@@ -56,6 +56,9 @@ public struct DataPlaneNode: Sendable {
     /// Every query's audit event, in the spool before its response is sent, and its shipping.
     let audit: AuditRecorder
     let auditShipper: AuditShipper
+    /// Asynchronous queries, kept in Redis, and this node's worker running them.
+    let jobs: QueryJobs
+    let jobWorker: QueryJobWorker
 
     public init(configuration: DataPlaneConfiguration, logger: Logger) throws {
         self.verifier = KeyVerifier(digester: try APIKeyDigester(pepper: configuration.keyPepper))
@@ -122,6 +125,12 @@ public struct DataPlaneNode: Sendable {
         self.pipeline = QueryPipeline(
             limiter: self.limiter, canon: self.canon, cache: self.cache, embedder: self.embedder,
             inference: self.inference, privacy: self.audit.privacy)
+        self.jobs = QueryJobs(
+            redis: redis, namespace: configuration.jobs.namespace, node: configuration.nodeID,
+            lease: configuration.jobs.lease, maximumAttempts: configuration.jobs.maximumAttempts)
+        self.jobWorker = QueryJobWorker(
+            jobs: self.jobs, pipeline: self.pipeline, state: { store.current }, audit: self.audit,
+            settings: configuration.jobs, logger: logger)
     }
 
     /// Started in this order and stopped in reverse: the clients first, so the last usage report
@@ -129,7 +138,7 @@ public struct DataPlaneNode: Sendable {
     public var services: [any Service] {
         [
             self.control, EmbedderService(embedder: self.embedder), self.redis, self.limiter, self.watcher, self.canon,
-            self.usage, self.auditShipper, self.persistentCache, self.sweeper, self.inference,
+            self.usage, self.auditShipper, self.persistentCache, self.sweeper, self.inference, self.jobWorker,
         ] + (self.semanticCache.map { [$0 as any Service] } ?? [])
     }
 }
@@ -157,8 +166,9 @@ func buildRouter(node: DataPlaneNode) -> Router<DataPlaneRequestContext> {
             .group(context: AuthenticatedRequestContext.self)
     }
     KeyInfoController().addRoutes(to: authenticated("/api/v1", scopes: []))
-    QueryController(pipeline: node.pipeline, inFlight: node.queriesInFlight, audit: node.audit).addRoutes(
-        to: authenticated("/api/v1/query", scopes: [.query], audit: node.audit))
+    QueryController(pipeline: node.pipeline, inFlight: node.queriesInFlight, audit: node.audit, jobs: node.jobs)
+        .addRoutes(to: authenticated("/api/v1/query", scopes: [.query], audit: node.audit))
+    QueryStatusController(jobs: node.jobs).addRoutes(to: authenticated("/api/v1/queries", scopes: [.query]))
     CanonUpdateController(control: node.control).addRoutes(to: authenticated("/api/v1/canon", scopes: [.canonWrite]))
     StatsController(control: node.control, limiter: node.limiter).addRoutes(
         to: authenticated("/api/v1/stats", scopes: [.statsRead]))

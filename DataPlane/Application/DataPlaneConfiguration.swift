@@ -36,6 +36,8 @@ public struct DataPlaneConfiguration: Sendable {
     var inference: InferenceEngine.Settings
     /// The audit spool and its shipping (`audit.*`, docs/audit.md).
     var audit: AuditRecorder.Settings
+    /// Asynchronous queries run on this node (`jobs.*`, docs/airllm.md).
+    var jobs: QueryJobWorker.Settings
 
     /// The in-process sentence-embedding model.
     public struct EmbeddingSettings: Sendable {
@@ -125,11 +127,29 @@ public struct DataPlaneConfiguration: Sendable {
         self.inference = InferenceEngine.Settings(
             credentialsDirectory: reader.optionalSetting("models.credentials_dir"),
             maximumWait: .milliseconds(try reader.setting("models.max_wait_ms", in: 0...60_000)),
-            answerTokens: try reader.setting("models.max_answer_tokens", in: 16...8192))
+            answerTokens: try reader.setting("models.max_answer_tokens", in: 16...8192),
+            monitorInterval: .milliseconds(try reader.setting("models.monitor_interval_ms", in: 100...600_000)))
         self.rateLimit = RateLimiter.Settings(
             fallback: parsed,
             probeInterval: .milliseconds(try reader.setting("rate_limit.probe_interval_ms", in: 50...60_000)))
         self.audit = try Self.auditSettings(reader: reader, stateDirectory: self.stateDirectory, pepper: self.keyPepper)
+        self.jobs = QueryJobWorker.Settings(
+            workers: try reader.setting("jobs.workers", in: 0...64),
+            lease: .milliseconds(try reader.setting("jobs.lease_ms", in: 500...600_000)),
+            poll: .milliseconds(try reader.setting("jobs.poll_ms", in: 10...60_000)),
+            maximumAttempts: try reader.setting("jobs.max_attempts", in: 1...10),
+            minimumKeep: try reader.setting("jobs.min_keep_seconds", in: 1...86_400),
+            namespace: try Self.jobsNamespace(reader))
+    }
+
+    /// `jobs.namespace`: 1 to 64 letters, digits, `-` and `_` (it names Redis keys).
+    static func jobsNamespace(_ reader: ConfigReader) throws -> String {
+        let namespace: String = try reader.setting("jobs.namespace")
+        guard namespace.wholeMatch(of: /[A-Za-z0-9_-]{1,64}/) != nil else {
+            throw ConfigurationError.invalid(
+                key: "jobs.namespace", value: namespace, expected: "1 to 64 letters, digits, - and _")
+        }
+        return namespace
     }
 
     static func auditSettings(
@@ -186,6 +206,13 @@ public struct DataPlaneConfiguration: Sendable {
                 "query.max_in_flight": "256",
                 "models.max_wait_ms": "250",
                 "models.max_answer_tokens": "320",
+                "models.monitor_interval_ms": "2000",
+                "jobs.workers": "2",
+                "jobs.lease_ms": "30000",
+                "jobs.poll_ms": "250",
+                "jobs.max_attempts": "3",
+                "jobs.min_keep_seconds": "300",
+                "jobs.namespace": "default",
                 "rate_limit.redis_fallback": "local",
                 "cache.semantic_threshold": "0.95",
                 "rate_limit.probe_interval_ms": "500",

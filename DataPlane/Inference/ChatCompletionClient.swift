@@ -40,6 +40,9 @@ struct ChatCompletionClient: Sendable {
             /// The connection closed before the answer was complete.
             case connectionLost = "connection_lost"
             case rateLimited = "backend_rate_limited"
+            /// 429 with `Retry-After`: the backend is healthy and full (the AirLLM sidecar's
+            /// queue); it is skipped until then and its circuit does not count it.
+            case busy = "backend_busy"
             case serverError = "backend_error"
             /// 4xx other than 429: this request, or the catalog entry (401/403), is wrong.
             case refused = "backend_refused"
@@ -50,6 +53,8 @@ struct ChatCompletionClient: Sendable {
 
         let kind: Kind
         let detail: String
+        /// For `busy`: how long the backend asked callers to wait.
+        var retryAfter: Duration? = nil
 
         var reason: String { self.kind.rawValue }
         var description: String { "\(self.kind.rawValue): \(self.detail)" }
@@ -60,7 +65,7 @@ struct ChatCompletionClient: Sendable {
             switch self.kind {
             case .connectFailed, .timedOut, .connectionLost, .rateLimited, .serverError, .malformed, .empty, .tooLarge:
                 true
-            case .refused: false
+            case .refused, .busy: false
             }
         }
     }
@@ -160,6 +165,13 @@ struct ChatCompletionClient: Sendable {
         case 200..<300:
             return response
         case 429:
+            // Retry-After in seconds (RFC 9110 also allows a date; backends that mean "busy"
+            // send seconds), at most five minutes.
+            if let text = response.headers.first(name: "retry-after"), let seconds = Int(text), seconds >= 0 {
+                throw Failure(
+                    kind: .busy, detail: "429 from the backend, retry after \(seconds) s",
+                    retryAfter: .seconds(min(seconds, 300)))
+            }
             throw Failure(kind: .rateLimited, detail: "429 from the backend")
         case 500..<600:
             throw Failure(kind: .serverError, detail: "\(response.status.code) from the backend")

@@ -10,6 +10,10 @@ import Synchronization
 ///   closes the circuit, its failure opens it again.
 ///
 /// A success while closed resets the count, so isolated failures never open it.
+///
+/// Two holds keep it open whatever calls did: a backend that answered 429 with `Retry-After` is
+/// busy until then (`busy(until:)`), and a backend whose monitor finds it unreachable, unhealthy
+/// or over its memory ceiling is held until the monitor releases it (`hold(_:)`).
 final class CircuitBreaker: Sendable {
     enum State: Equatable, Sendable {
         case closed
@@ -32,6 +36,8 @@ final class CircuitBreaker: Sendable {
         var consecutiveFailures = 0
         var currentCoolDown: Duration
         var probeInFlight = false
+        var busyUntil: ContinuousClock.Instant?
+        var held: String?
     }
 
     init(failureThreshold: Int = 5, coolDown: Duration = .seconds(5), maximumCoolDown: Duration = .seconds(60)) {
@@ -50,18 +56,46 @@ final class CircuitBreaker: Sendable {
         }
     }
 
-    /// Whether the router should consider the backend at all (closed, or ready for a probe).
+    /// Whether the router should consider the backend at all (closed, or ready for a probe, and
+    /// neither busy nor held).
     func isAvailable(at now: ContinuousClock.Instant = .now) -> Bool {
-        switch self.state(at: now) {
-        case .closed: true
-        case .halfOpen: !self.inner.withLock { $0.probeInFlight }
-        case .open: false
+        self.unavailability(at: now) == nil
+    }
+
+    /// Why the router may not call the backend now (as `fallback_reason` says it): `backend_busy`,
+    /// the monitor's reason, or `circuit_open`; nil when it may.
+    func unavailability(at now: ContinuousClock.Instant = .now) -> String? {
+        self.inner.withLock { inner in
+            if let held = inner.held { return held }
+            if let until = inner.busyUntil, now < until { return "backend_busy" }
+            switch inner.state {
+            case .closed: return nil
+            case .halfOpen: return inner.probeInFlight ? "circuit_open" : nil
+            case .open(let until): return now >= until && !inner.probeInFlight ? nil : "circuit_open"
+            }
         }
     }
 
-    /// Leave for one call, or nil when the circuit is open (or a probe is already out).
+    /// The backend said it is busy (429 with `Retry-After`): no calls until `until`. Not a
+    /// failure: a busy backend is healthy.
+    func busy(until: ContinuousClock.Instant) {
+        self.inner.withLock { inner in inner.busyUntil = max(inner.busyUntil ?? until, until) }
+    }
+
+    /// Held open for `reason` (the monitor's finding) until `hold(nil)` releases it.
+    func hold(_ reason: String?) {
+        self.inner.withLock { $0.held = reason }
+    }
+
+    /// The monitor's hold, if any.
+    var heldReason: String? { self.inner.withLock { $0.held } }
+
+    /// Leave for one call, or nil when the circuit is open (or a probe is already out), or the
+    /// backend busy or held.
     func acquire(at now: ContinuousClock.Instant = .now) -> Permit? {
         self.inner.withLock { inner -> Permit? in
+            if inner.held != nil { return nil }
+            if let until = inner.busyUntil, now < until { return nil }
             switch inner.state {
             case .closed:
                 return Permit(isProbe: false)

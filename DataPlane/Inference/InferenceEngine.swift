@@ -19,11 +19,17 @@ final class InferenceEngine: Service, Sendable {
         var maximumWait: Duration
         /// Tokens a model may write (`models.max_answer_tokens`).
         var answerTokens: Int
+        /// How often large-local backends' metrics are read (`models.monitor_interval_ms`).
+        var monitorInterval: Duration
 
-        init(credentialsDirectory: String? = nil, maximumWait: Duration = .milliseconds(250), answerTokens: Int = 320) {
+        init(
+            credentialsDirectory: String? = nil, maximumWait: Duration = .milliseconds(250), answerTokens: Int = 320,
+            monitorInterval: Duration = .seconds(2)
+        ) {
             self.credentialsDirectory = credentialsDirectory
             self.maximumWait = maximumWait
             self.answerTokens = answerTokens
+            self.monitorInterval = monitorInterval
         }
     }
 
@@ -116,7 +122,10 @@ final class InferenceEngine: Service, Sendable {
     }
 
     func run() async throws {
-        try? await gracefulShutdown()
+        let monitor = BackendMonitor(
+            http: self.http, backends: self.backends, catalog: self.catalog, interval: self.settings.monitorInterval,
+            logger: self.logger)
+        try? await cancelWhenGracefulShutdown { await monitor.run() }
         try await self.shutdown()
     }
 
@@ -126,8 +135,10 @@ final class InferenceEngine: Service, Sendable {
     }
 
     /// The classes to try, in order, and why the first was chosen. `auto` sends a question whose
-    /// `complexity` reaches `threshold` to the cloud class and any other to the local class; a
-    /// class the tenant may not use or the catalog lacks is skipped, and the reason says so.
+    /// `complexity` reaches `threshold` to the cloud class, or, where the tenant may not use it or
+    /// the catalog has none, to the large-local class; any other question to the local class. A
+    /// class the tenant may not use or the catalog lacks is skipped, and the reason says so. The
+    /// classes after the first are the fallbacks, in `ModelClass.fallbacks` order.
     func plan(
         preference: QueryRequest.ModelPreference, allowed: ModelClasses, catalog: [ModelBackend], complexity: Double,
         threshold: Double
@@ -135,16 +146,14 @@ final class InferenceEngine: Service, Sendable {
         let usable = ModelClass.allCases.filter {
             allowed.contains($0.flag) && self.backends.hasBackend($0, catalog: catalog)
         }
+        func chain(_ first: ModelClass) -> [ModelClass] {
+            first.fallbacks.filter(usable.contains)
+        }
+        let chosen: ModelClass
         switch preference {
-        case .local, .cloud:
-            let chosen: ModelClass = preference == .local ? .local : .cloud
-            guard usable.contains(chosen) else {
-                return (
-                    usable.filter { $0 != chosen },
-                    "\(chosen.rawValue) requested; no \(chosen.rawValue) model in the catalog"
-                )
-            }
-            return ([chosen] + usable.filter { $0 != chosen }, "\(chosen.rawValue) requested")
+        case .local: chosen = .local
+        case .cloud: chosen = .cloud
+        case .largeLocal: chosen = .largeLocal
         case .auto:
             let wanted: ModelClass = complexity >= threshold ? .cloud : .local
             let estimate =
@@ -158,15 +167,19 @@ final class InferenceEngine: Service, Sendable {
                 )
             }
             if usable.contains(wanted) {
-                return ([wanted] + usable.filter { $0 != wanted }, "auto: \(estimate): \(wanted.rawValue)")
+                return (chain(wanted), "auto: \(estimate): \(wanted.rawValue)")
             }
-            let other = usable[0]
+            let order = chain(wanted)
             let why =
                 !allowed.contains(wanted.flag)
                 ? "the tenant's tier does not allow \(wanted.rawValue) models"
                 : "no \(wanted.rawValue) model configured"
-            return (usable, "auto: \(estimate), but \(why); answered by \(other.rawValue)")
+            return (order, "auto: \(estimate), but \(why); answered by \(order[0].rawValue)")
         }
+        guard usable.contains(chosen) else {
+            return (chain(chosen), "\(chosen.rawValue) requested; no \(chosen.rawValue) model in the catalog")
+        }
+        return (chain(chosen), "\(chosen.rawValue) requested")
     }
 
     /// The answer to `question` from the chain; `extractive` is the answer that always works.
@@ -210,7 +223,7 @@ final class InferenceEngine: Service, Sendable {
         for modelClass in classes {
             let candidates = self.backends.candidates(modelClass, catalog: catalog)
             guard let runtime = candidates.first else {
-                firstFailure = firstFailure ?? "circuit_open"
+                firstFailure = firstFailure ?? self.backends.unavailability(modelClass, catalog: catalog)
                 continue
             }
             do {
@@ -315,6 +328,7 @@ final class InferenceEngine: Service, Sendable {
             completion = done
         } catch let failure as ChatCompletionClient.Failure {
             runtime.breaker.record(failure.countsAgainstBackend ? .failure : .abandoned, permit: permit)
+            if let wait = failure.retryAfter { runtime.breaker.busy(until: .now + wait) }
             throw AttemptFailure(reason: failure.reason, streamed: streamed)
         } catch let failure as AttemptFailure {
             runtime.breaker.record(.abandoned, permit: permit)

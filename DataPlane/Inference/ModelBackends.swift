@@ -28,6 +28,21 @@ final class ModelBackends: Sendable {
             .sorted { Self.price($0.backend) < Self.price($1.backend) }
     }
 
+    /// Why no backend of the class can be called now: the first enabled one's reason
+    /// (`backend_busy`, a monitor's finding such as `memory_ceiling`, or `circuit_open`).
+    func unavailability(_ modelClass: ModelClass, catalog: [ModelBackend]) -> String {
+        let now = ContinuousClock.now
+        return self.runtimes(for: catalog)
+            .filter { $0.backend.enabled && $0.backend.modelClass == modelClass }
+            .sorted { Self.price($0.backend) < Self.price($1.backend) }
+            .lazy.compactMap { $0.breaker.unavailability(at: now) }.first ?? "circuit_open"
+    }
+
+    /// The runtimes of the catalog's enabled backends (for the monitor).
+    func enabled(catalog: [ModelBackend]) -> [Runtime] {
+        self.runtimes(for: catalog).filter(\.backend.enabled)
+    }
+
     /// Whether any enabled backend of the class is in the catalog at all (healthy or not).
     func hasBackend(_ modelClass: ModelClass, catalog: [ModelBackend]) -> Bool {
         catalog.contains { $0.enabled && $0.modelClass == modelClass }

@@ -17,6 +17,7 @@ struct QueryController: Sendable {
     let pipeline: QueryPipeline
     let inFlight: InFlightLimit
     let audit: AuditRecorder
+    let jobs: QueryJobs
 
     func addRoutes(to group: RouterGroup<AuthenticatedRequestContext>) {
         group.post { request, context in
@@ -61,8 +62,20 @@ struct QueryController: Sendable {
         // Held while this request works, streaming included: given back when the last reference goes.
         let place = try InFlightLimit.Place(self.inFlight)
         let body = try await request.collectBody(upTo: Self.maximumBody)
+        let (admission, rateLimit) = try await self.pipeline.admit(body, caller: caller)
+        // Asked asynchronously and no exact answer: recorded for a worker (an exact answer is
+        // given at once, as without `async`).
+        if case .missing(let admitted) = admission, admitted.query.isAsync {
+            return try await self.submit(
+                body, caller: caller, queryID: queryID, requestID: requestID, rateLimit: rateLimit)
+        }
         guard Self.wantsEventStream(request.headers[.accept]) else {
-            let (answer, question, rateLimit) = try await self.pipeline.run(body, caller: caller)
+            let (answer, question): (QueryPipeline.Answer, String)
+            switch admission {
+            case .answered(let hit, let asked): (answer, question) = (hit, asked)
+            case .missing(let admitted):
+                (answer, question) = (try await self.pipeline.complete(admitted), admitted.query.question)
+            }
             let total = ContinuousClock.now - started
             try self.audit.answered(
                 answer, question: question, caller: caller, queryID: queryID, requestID: requestID, total: total)
@@ -71,7 +84,6 @@ struct QueryController: Sendable {
         // Refusals (a bad body, the limit, an overloaded embedder) are plain problem responses;
         // the caches are asked before the stream begins; a failure after the first byte is an
         // `error` event.
-        let (admission, rateLimit) = try await self.pipeline.admit(body, caller: caller)
         var headers = rateLimit.headers
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-store"
@@ -161,6 +173,27 @@ struct QueryController: Sendable {
         return accept.split(separator: ",").contains {
             $0.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() == "text/event-stream"
         }
+    }
+
+    /// An asynchronous query, recorded in Redis for a worker of any node: 202 with its id and where
+    /// its answer will be. Its audit event is recorded when it has run.
+    private func submit(
+        _ body: ByteBuffer, caller: Caller, queryID: UUID, requestID: String?, rateLimit: RateLimitDecision
+    ) async throws -> Response {
+        do {
+            try await self.jobs.submit(
+                id: queryID, tenant: caller.tenant.id, keyID: caller.key.keyID, keyRecord: caller.key.id,
+                body: String(buffer: body), requestID: requestID)
+        } catch {
+            throw Problem.asyncUnavailable
+        }
+        let location = QueryStatusController.location(queryID)
+        var headers = rateLimit.headers
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-store"
+        headers[.location] = location
+        let reply = #"{"query_id":"\#(queryID.lowercased)","status":"queued","location":"\#(location)"}"#
+        return Response(status: .accepted, headers: headers, body: .init(byteBuffer: ByteBuffer(string: reply)))
     }
 
     /// The stored answer with `cache_hit`, a fresh `query_id` (and the similarity of a semantic

@@ -99,12 +99,41 @@ struct QueryPipeline: Sendable {
         case .answered(let answer, let question):
             return (answer, question, decision)
         case .missing(let admitted):
-            let (answer, _) = try await self.flights.run(admitted.key.digest) {
-                try await self.answerMissing(admitted)
-            }
-            self.cache.record(answer.outcome)
-            return (answer, admitted.query.question, decision)
+            return (try await self.complete(admitted), admitted.query.question, decision)
         }
+    }
+
+    /// The answer to an admitted query no exact answer met: the other tiers, then computed, once
+    /// for identical questions in flight on this node.
+    func complete(_ admitted: Admitted) async throws -> Answer {
+        let (answer, _) = try await self.flights.run(admitted.key.digest) {
+            try await self.answerMissing(admitted)
+        }
+        self.cache.record(answer.outcome)
+        return answer
+    }
+
+    /// An asynchronous query's answer, when a worker runs it (`QueryJobWorker`): validated again
+    /// (the tenant's policy or canon may have changed since it was submitted) but not charged again
+    /// (its submission was), then as `run`.
+    func runAdmitted(_ body: ByteBuffer, caller: Caller) async throws -> (Answer, question: String) {
+        let query = try QueryRequest(json: body, citationLimit: Int(caller.policy.maxCitations))
+        try query.requireAllowed(by: caller.policy)
+        let layers = try self.canon.layers(for: caller.tenant)
+        let key = Self.cacheKey(query, layers: layers, tenant: caller.tenant.id)
+        if let cached = await self.cache.exact(key) {
+            self.cache.record(.exact)
+            return (Answer(stored: cached, outcome: .exact, similarity: nil), query.question)
+        }
+        let admitted = Admitted(
+            query: query, key: key, layers: layers, policy: caller.policy, timings: StageTimings())
+        return (try await self.complete(admitted), query.question)
+    }
+
+    static func cacheKey(_ query: QueryRequest, layers: [CanonLayer], tenant: UUID) -> QueryCacheKey {
+        QueryCacheKey(
+            tenant: tenant, canon: layers.map(\.index.sha256), question: query.question,
+            context: query.context, maxCitations: query.maxCitations, modelClass: query.modelPreference.rawValue)
     }
 
     /// Stages 1–4: validation, the limit and the exact cache. Throws a `Problem` for a query
@@ -127,9 +156,7 @@ struct QueryPipeline: Sendable {
             }
             throw problem
         }
-        let key = QueryCacheKey(
-            tenant: tenant.id, canon: layers.map(\.index.sha256), question: query.question,
-            context: query.context, maxCitations: query.maxCitations, modelClass: query.modelPreference.rawValue)
+        let key = Self.cacheKey(query, layers: layers, tenant: tenant.id)
 
         // 2. Limit, reading the exact cache in the same round trip.
         let (decision, prefetched) = try await timings.measure("limit") {

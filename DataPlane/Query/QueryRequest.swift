@@ -5,11 +5,12 @@ import Shared
 
 /// A validated `POST /api/v1/query` body.
 struct QueryRequest: Sendable, Equatable {
-    enum ModelPreference: String, Sendable {
+    enum ModelPreference: String, Sendable, CaseIterable {
         case auto, local, cloud
+        case largeLocal = "large-local"
     }
 
-    static let fields: Set<String> = ["question", "context", "max_citations", "model_preference"]
+    static let fields: Set<String> = ["question", "context", "max_citations", "model_preference", "async"]
     static let maximumQuestion = 4000
     static let maximumContext = 16000
     static let maximumCitations = 20
@@ -19,6 +20,8 @@ struct QueryRequest: Sendable, Equatable {
     var context: String?
     var maxCitations: Int
     var modelPreference: ModelPreference
+    /// Answered later: 202 and the query's id now, the answer from `GET /api/v1/queries/{id}`.
+    var isAsync: Bool
 
     /// Every problem of the body at once; the tier's citation limit caps `max_citations`.
     init(json bytes: ByteBuffer, citationLimit: Int) throws {
@@ -73,13 +76,23 @@ struct QueryRequest: Sendable, Equatable {
         case nil: break
         case .string(let text) where ModelPreference(rawValue: text) != nil:
             preference = ModelPreference(rawValue: text)!
-        default: errors["model_preference"] = "must be auto, local or cloud"
+        default:
+            errors["model_preference"] =
+                "must be one of \(ModelPreference.allCases.map(\.rawValue).joined(separator: ", "))"
+        }
+
+        var isAsync = false
+        switch fields["async"] {
+        case nil, .null: break
+        case .bool(let value): isAsync = value
+        default: errors["async"] = "must be true or false"
         }
         guard errors.isEmpty else { throw Problem.invalidQuery(errors) }
         self.question = question
         self.context = context
         self.maxCitations = maxCitations
         self.modelPreference = preference
+        self.isAsync = isAsync
     }
 }
 
@@ -92,6 +105,7 @@ extension QueryRequest {
         case .auto: return
         case .local: requested = .local
         case .cloud: requested = .cloud
+        case .largeLocal: requested = .largeLocal
         }
         guard policy.modelClasses.contains(requested) else {
             throw Problem.modelClassNotAllowed(self.modelPreference.rawValue, tier: policy.tier)

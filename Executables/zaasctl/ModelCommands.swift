@@ -24,7 +24,7 @@ struct Models: AsyncParsableCommand {
 
     /// The options `add` and `update` share; each given one is a field of the body.
     struct Fields: ParsableArguments {
-        @Option(name: .customLong("class"), help: "local or cloud.") var modelClass: String?
+        @Option(name: .customLong("class"), help: "local, cloud or large-local.") var modelClass: String?
         @Option(help: "The API root, e.g. http://127.0.0.1:8090/v1 (requests go to …/chat/completions).")
         var baseUrl: String?
         @Option(help: "The model id sent to the backend (default: the name).") var upstreamModel: String?

@@ -130,7 +130,7 @@ struct Tenants: AsyncParsableCommand {
         @Argument var id: String
         @Option var queriesPerHour: Int?
         @Option var tenantQueriesPerHour: Int?
-        @Option(help: "local or cloud; repeat for both") var modelClass: [String] = []
+        @Option(help: "local, cloud or large-local; repeat for several") var modelClass: [String] = []
         @Option var maxCitations: Int?
         @Option var cacheTtlSeconds: Int?
         @Option var auditRetentionDays: Int?

@@ -16,7 +16,7 @@ struct BillingTests {
     static let logger = Logger(label: "test.billing")
     typealias API = AdminAPITests
 
-    static var utc: Calendar { BillingStore.calendar }
+    static var utc: Calendar { UTCMonth.calendar }
 
     static func month(_ offset: Int, from date: Date = Date()) -> Date {
         let start = UsageStore.Period.month(of: date).from
@@ -201,7 +201,16 @@ struct BillingTests {
             #expect(try await Self.lines(fixture, token: alpha, second, query: "?tenant_id=\(b)").status == .forbidden)
             let prices = try await API.send(fixture.client, .get, "/admin/v1/billing/price-lists", token: alpha)
             let visible = (try API.json(prices)["items"] as? [[String: Any]]) ?? []
-            #expect(visible.count == 4 && visible.allSatisfy { $0["tenant_id"] == nil })
+            // The four tiers' lists, and the Pro, Team and Enterprise lists that price large-local
+            // from the month after migration 25.
+            #expect(visible.count == 7 && visible.allSatisfy { $0["tenant_id"] == nil }, "\(visible)")
+            let largeLocal = visible.filter { ($0["overage_per_thousand"] as? [String: String])?["large-local"] != nil }
+            #expect(
+                Set(largeLocal.compactMap { $0["tier_id"] as? String }) == ["pro", "team", "enterprise"]
+                    && largeLocal.allSatisfy { $0["effective_from"] as? String == BillingStore.name(Self.month(1)) })
+            #expect(
+                largeLocal.first { $0["tier_id"] as? String == "pro" }?["overage_per_thousand"] as? [String: String]
+                    == ["extractive": "0.50", "local": "1.00", "cloud": "4.00", "cache": "0.10", "large-local": "2.00"])
             for bad in ["?format=xml", "?tenant_id=nope"] {
                 #expect(try await Self.lines(fixture, token: ops, second, query: bad).status == .unprocessableContent)
             }
@@ -228,7 +237,7 @@ struct BillingTests {
                 return (response.status, String(buffer: response.body))
             }
             let good =
-                #"{"tier_id": "pro", "effective_from": "2027-01", "monthly_fee": "59.00", "included_queries": 60000, "overage_per_thousand": {"cloud": "3.50"}, "model_cost_margin_percent": "12.5"}"#
+                #"{"tier_id": "pro", "effective_from": "2031-01", "monthly_fee": "59.00", "included_queries": 60000, "overage_per_thousand": {"cloud": "3.50"}, "model_cost_margin_percent": "12.5"}"#
             #expect(try await add(good, token: alpha).0 == .forbidden)
             #expect(try await add(good, token: ops).0 == .created)
             #expect(try await add(good, token: ops).0 == .conflict)
@@ -303,6 +312,58 @@ struct BillingTests {
                 fixture, token: ops, Self.utc.date(from: DateComponents(year: 2027, month: 1, day: 1))!)
             #expect(skip.status == .unprocessableContent || skip.status == .conflict, "\(String(buffer: skip.body))")
         }
+    }
+
+    @Test(
+        "a closed period's subscriptions stay as billed: a tenant created after it ended is not charged its fee by a later closing's adjustments; the close reply counts lines"
+    )
+    func subscriptionsStayAsBilled() async throws {
+        try await API.withAPI { fixture in
+            let (first, second) = (Self.month(-2), Self.month(-1))
+            let ops = try await API.signIn(fixture.client, "ops@zaas.example")
+            // Both tenants came after the first period ended; A still has usage in it.
+            try await Self.backdateTenants(fixture, to: second.addingTimeInterval(86_400))
+            let usage = (0..<2).map {
+                Self.event(fixture.tenantA, key: UUID(), period: first, day: $0, outcome: "answered", cost: 1_000_000)
+            }
+            #expect(try await Self.ingest(fixture, usage).stored == 2)
+            let closed = try await Self.close(fixture, token: ops, first)
+            #expect(closed.status == .ok, "\(String(buffer: closed.body))")
+            let firstLines = try await Self.lines(fixture, token: ops, first)
+            // No fee, so no allowance: both queries at Pro's 4.00 a thousand.
+            #expect(
+                Self.amounts(firstLines.items, tenant: fixture.tenantA)
+                    == ["queries_included": "0.00", "queries_cloud": "0.008", "model_cost": "0.0024"])
+            #expect(Self.amounts(firstLines.items, tenant: fixture.tenantB).isEmpty)
+            let reply = try API.json(closed)
+            #expect(reply["charges"] as? Int == firstLines.items.count)
+            #expect(reply["adjustments"] as? Int == 0)
+
+            // Their creation is corrected to before the first period: the second bills both fees,
+            // and the first's subscriptions are not reopened.
+            try await Self.backdateTenants(fixture, to: Self.month(-4))
+            let next = try API.json(try await Self.close(fixture, token: ops, second))
+            #expect(next["adjustments"] as? Int == 0)
+            let secondLines = try await Self.lines(fixture, token: ops, second)
+            #expect(secondLines.items.allSatisfy { $0["kind"] as? String == "charge" })
+            #expect(Self.amounts(secondLines.items, tenant: fixture.tenantA)["subscription"] == "49.00")
+            #expect(Self.amounts(secondLines.items, tenant: fixture.tenantB)["subscription"] == "49.00")
+        }
+    }
+
+    @Test("CSV fields: quoted per RFC 4180; a formula's leading =, +, - or @ is defused, a signed number is not")
+    func csvFields() {
+        #expect(BillingController.csvField("plain") == "plain")
+        #expect(BillingController.csvField("a,b") == "\"a,b\"")
+        #expect(BillingController.csvField("say \"hi\"") == "\"say \"\"hi\"\"\"")
+        #expect(BillingController.csvField("line\nbreak") == "\"line\nbreak\"")
+        #expect(BillingController.csvField("=HYPERLINK(\"x\")") == "\"'=HYPERLINK(\"\"x\"\")\"")
+        #expect(BillingController.csvField("+1+2") == "'+1+2")
+        #expect(BillingController.csvField("@SUM(A1)") == "'@SUM(A1)")
+        #expect(BillingController.csvField("-0.25") == "-0.25")
+        #expect(BillingController.csvField("-cmd") == "'-cmd")
+        #expect(BillingController.csvField("-2+3") == "'-2+3")
+        #expect(BillingController.csvField("+12.50") == "+12.50")
     }
 
     @Test("the calculator: included queries go to the dearest class first; amounts round half up to micros")

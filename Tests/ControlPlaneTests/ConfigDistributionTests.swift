@@ -101,7 +101,8 @@ struct ConfigDistributionTests {
             #expect(tenantA.policy.modelClasses == [.local])
             #expect(tenantA.policy.maxCitations == 5)  // the Pro tier's, not overridden
             let tenantB = try #require(snapshot.tenants.first { $0.id == fixture.tenantB })
-            #expect(tenantB.policy.queriesPerHour == 100 && tenantB.policy.modelClasses == [.local, .cloud])
+            #expect(
+                tenantB.policy.queriesPerHour == 100 && tenantB.policy.modelClasses == [.local, .cloud, .largeLocal])
             // No policy: the tier's published limit is the whole tenant's (not only each key's).
             #expect(tenantB.policy.tenantQueriesPerHour == 100)
 
@@ -194,7 +195,7 @@ struct ConfigDistributionTests {
         }
     }
 
-    @Test("a held watch wakes within a second of a commit, and a quiet one ends with 204")
+    @Test("a held watch wakes on a commit, long before its hold ends, and a quiet one ends with 204")
     func heldWatch() async throws {
         try await API.withAPI { fixture in
             let admin = try await API.signIn(fixture.client, "admin@alpha.example")
@@ -226,7 +227,10 @@ struct ConfigDistributionTests {
                 return
             }
             #expect(delta.upsertedKeys.map { $0.id.uuidString.lowercased() } == [key.id])
-            #expect(woke < .seconds(1), "woke after \(woke)")
+            // Woken by the commit, not by the end of its 20-second hold. How soon is a figure of
+            // the benchmark (config propagation in docs/benchmarks.md), not of a test on a shared
+            // machine: under load it has taken 1.9 s here.
+            #expect(woke < .seconds(10), "woke after \(woke)")
         }
     }
 

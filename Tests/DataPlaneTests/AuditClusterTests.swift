@@ -179,7 +179,9 @@ extension ProcessClusters {
                 _ = try await QueryClusterTests.publishDemoCanon(cluster)
                 let (_, admin) = try await cluster.makeTenant(slug: "lab", tier: "enterprise")
                 let key = try await cluster.createKey(token: admin)
+                let statsOnly = try await cluster.createKey(token: admin, scopes: #"["stats:read"]"#)
                 #expect(try await cluster.waitForAllNodes(key.text, status: 200) != nil)
+                #expect(try await cluster.waitForAllNodes(statsOnly.text, status: 200) != nil)
                 try await Self.waitForCanon(node, key: key.text)
                 let questions = [
                     "What is the principle of stationary action?", "How is the Lagrangian defined?",
@@ -195,6 +197,11 @@ extension ProcessClusters {
                     #expect(reply.status == 200, "\(reply.text)")
                     whileDown.insert("down-\(index)")
                 }
+                // Usage figures live in the control plane: a clear 503 while it is away.
+                let stats = try await TestHTTP.send("GET", node.baseURL + "/api/v1/stats", bearer: statsOnly.text)
+                #expect(stats.status == 503, "\(stats.text)")
+                #expect(stats.json?["type"] as? String == Problem.typeBase + "stats-unavailable")
+                #expect(stats.headers["retry-after"] == "5")
                 try await Task.sleep(for: .milliseconds(500))
                 let metrics = try await TestHTTP.send("GET", node.metricsURL).text
                 let spooled = metrics.split(separator: "\n").first { $0.hasPrefix("zaas_audit_spool_bytes ") }

@@ -63,8 +63,10 @@ final class Cluster: @unchecked Sendable {
         _ body: @Sendable (Cluster) async throws -> Void
     ) async throws {
         try await TestDatabase.withFresh { database in
+            // Asynchronous queries of this cluster only: clusters of other tests share the Redis.
+            let settings = ["jobs.namespace": "cluster-\(database.name.suffix(12))"].merging(nodeSettings) { $1 }
             let cluster = try Cluster(
-                database: database, nodeCount: nodeCount, nodeSettings: nodeSettings, controlSettings: controlSettings)
+                database: database, nodeCount: nodeCount, nodeSettings: settings, controlSettings: controlSettings)
             var failure: (any Error)?
             do {
                 try await cluster.startControl()

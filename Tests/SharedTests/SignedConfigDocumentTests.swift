@@ -106,7 +106,7 @@ struct SignedConfigDocumentTests {
         }
         #expect(
             ConfigDocumentError.unsupportedFormatVersion(1).description
-                == "config format version 1 is not supported (this build reads 4...7)")
+                == "config format version 1 is not supported (this build reads 4...8)")
     }
 
     @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")

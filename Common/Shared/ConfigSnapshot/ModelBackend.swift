@@ -6,11 +6,28 @@ public enum ModelClass: String, Sendable, CaseIterable, Codable {
     case local
     /// Large hosted models (GPT-OSS-120B and the like) behind a provider's API.
     case cloud
+    /// Large models run on the premises with little memory, one layer at a time (the AirLLM
+    /// sidecar, infra/airllm/): slow (seconds a token on a processor), so often asked
+    /// asynchronously; for tenants who may not send questions to a cloud.
+    case largeLocal = "large-local"
 
     public var flag: ModelClasses {
         switch self {
         case .local: .local
         case .cloud: .cloud
+        case .largeLocal: .largeLocal
+        }
+    }
+
+    /// This class, then the classes a query wanting it falls back to, in order (the extractive
+    /// answer comes after all of them). A complex question the cloud cannot take goes to the
+    /// large local model before the small one; the large local model's fallback is standard
+    /// inference on the small one; a simple question tries the fast classes first.
+    public var fallbacks: [ModelClass] {
+        switch self {
+        case .local: [.local, .cloud, .largeLocal]
+        case .cloud: [.cloud, .largeLocal, .local]
+        case .largeLocal: [.largeLocal, .local, .cloud]
         }
     }
 }

@@ -205,8 +205,11 @@ public struct ModelClasses: NamedFlags {
 
     public static let local = ModelClasses(rawValue: 1 << 0)
     public static let cloud = ModelClasses(rawValue: 1 << 1)
+    public static let largeLocal = ModelClasses(rawValue: 1 << 2)
 
-    public static let names: [(String, ModelClasses)] = [("local", .local), ("cloud", .cloud)]
+    public static let names: [(String, ModelClasses)] = [
+        ("local", .local), ("cloud", .cloud), ("large-local", .largeLocal),
+    ]
 }
 
 /// What a key may do.

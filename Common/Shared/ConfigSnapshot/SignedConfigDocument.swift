@@ -14,13 +14,14 @@ public enum SignedConfigDocument {
     public static let magic: [UInt8] = Array("ZCFG".utf8)
     /// 4: documents carry `validUntil` after `createdAt`. 5: the settings carry the model catalog.
     /// 6: a tenant's policy carries its routing threshold. 7: and a byte of flags (bit 0: the
-    /// tenant keeps raw questions).
-    public static let formatVersion: UInt16 = 7
+    /// tenant keeps raw questions). 8: the same layout; a catalog entry's class and a policy's
+    /// classes may be `large-local`, which readers of 7 refuse.
+    public static let formatVersion: UInt16 = 8
     /// Formats this build still reads: a node upgraded while the control plane is away starts from
     /// the document it kept on disk (format 4 has no model catalog: it reads as empty; formats 4
     /// and 5 have no routing thresholds: every tenant has the default; formats before 7 have no
     /// policy flags: no tenant keeps raw questions).
-    public static let readableFormatVersions: ClosedRange<UInt16> = 4...7
+    public static let readableFormatVersions: ClosedRange<UInt16> = 4...8
     public static let headerLength = 4 + 2 + 1 + 4
     public static let signatureLength = 64
     /// Refused before reading further: far above what 1M keys need.
