@@ -48,9 +48,7 @@ public struct KeyVerifier: Sendable {
         guard let key = state.keys[presented.keyID],
             constantTimeEqual(digest, key.digest),
             key.environment == presented.environment,
-            key.isValid(at: now),
-            let tenant = state.tenants[key.tenantID],
-            tenant.status == .active
+            let tenant = Self.activeTenant(of: key, state: state, now: now)
         else { return .failure(.unauthenticated) }
         guard key.scopes.isSuperset(of: requiredScopes) else {
             return .failure(.missingScope(requiredScopes.subtracting(key.scopes)))
@@ -59,6 +57,14 @@ public struct KeyVerifier: Sendable {
             return .failure(.wrongTenant)
         }
         return .success(Caller(tenant: tenant, key: key, configVersion: state.version))
+    }
+
+    /// The key's tenant when the key is still valid (not expired or revoked) and its tenant active.
+    public static func activeTenant(of key: KeyConfig, state: ConfigState, now: Date = Date()) -> TenantConfig? {
+        guard key.isValid(at: now), let tenant = state.tenants[key.tenantID], tenant.status == .active else {
+            return nil
+        }
+        return tenant
     }
 
     /// The tenant and key record of the key in `authorization`, without checking it: for the

@@ -141,8 +141,8 @@ struct QueryJobWorker: Service {
     /// tenant active, still allowed to query).
     func caller(_ job: QueryJobs.Claimed, now: Date = Date()) -> Caller? {
         guard let state = self.state(), let key = state.keys[job.keyID], key.id == job.keyRecord,
-            key.tenantID == job.tenant, key.isValid(at: now), key.scopes.contains(.query),
-            let tenant = state.tenants[key.tenantID], tenant.status == .active
+            key.tenantID == job.tenant, key.scopes.contains(.query),
+            let tenant = KeyVerifier.activeTenant(of: key, state: state, now: now)
         else { return nil }
         return Caller(tenant: tenant, key: key, configVersion: state.version)
     }

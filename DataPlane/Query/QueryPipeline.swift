@@ -117,9 +117,7 @@ struct QueryPipeline: Sendable {
     /// (the tenant's policy or canon may have changed since it was submitted) but not charged again
     /// (its submission was), then as `run`.
     func runAdmitted(_ body: ByteBuffer, caller: Caller) async throws -> (Answer, question: String) {
-        let query = try QueryRequest(json: body, citationLimit: Int(caller.policy.maxCitations))
-        try query.requireAllowed(by: caller.policy)
-        let layers = try self.canon.layers(for: caller.tenant)
+        let (query, layers) = try self.validate(body, caller: caller)
         let key = Self.cacheKey(query, layers: layers, tenant: caller.tenant.id)
         if let cached = await self.cache.exact(key) {
             self.cache.record(.exact)
@@ -128,6 +126,13 @@ struct QueryPipeline: Sendable {
         let admitted = Admitted(
             query: query, key: key, layers: layers, policy: caller.policy, timings: StageTimings())
         return (try await self.complete(admitted), query.question)
+    }
+
+    /// Stage 3: the body, the model class the tenant may use, its canon being loaded.
+    private func validate(_ body: ByteBuffer, caller: Caller) throws -> (QueryRequest, [CanonLayer]) {
+        let query = try QueryRequest(json: body, citationLimit: Int(caller.policy.maxCitations))
+        try query.requireAllowed(by: caller.policy)
+        return (query, try self.canon.layers(for: caller.tenant))
     }
 
     static func cacheKey(_ query: QueryRequest, layers: [CanonLayer], tenant: UUID) -> QueryCacheKey {
@@ -147,9 +152,7 @@ struct QueryPipeline: Sendable {
         let query: QueryRequest
         let layers: [CanonLayer]
         do {
-            query = try QueryRequest(json: body, citationLimit: Int(caller.policy.maxCitations))
-            try query.requireAllowed(by: caller.policy)
-            layers = try self.canon.layers(for: tenant)
+            (query, layers) = try self.validate(body, caller: caller)
         } catch var problem as Problem {
             if let decision = try? await self.limiter.decide(buckets, cost: 0) {
                 problem.headers.append(contentsOf: decision.headers)
