@@ -196,14 +196,20 @@ public struct ConfigSource: Sendable {
             logger: logger
         )
         // The quota policies' settings only nodes read (migration 20).
-        var settings: [UUID: (semantic: Float?, routing: Float?, raw: Bool?)] = [:]
+        var settings: [UUID: (semantic: Float?, routing: Float?, raw: Bool?, async: ModelClasses)] = [:]
         let settingRows = try await connection.query(
             """
-            SELECT tenant_id, semantic_cache_threshold, routing_threshold, store_raw_questions
+            SELECT tenant_id, semantic_cache_threshold, routing_threshold, store_raw_questions, async_model_classes
             FROM zaas_config_policy_settings(\(idList))
             """, logger: logger)
-        for try await (tenant, semantic, routing, raw) in settingRows.decode((UUID, Float?, Float?, Bool?).self) {
-            settings[tenant] = (semantic, routing, raw)
+        for try await (tenant, semantic, routing, raw, asyncNames) in settingRows.decode(
+            (UUID, Float?, Float?, Bool?, [String]?).self)
+        {
+            guard let async = ModelClasses(names: asyncNames ?? []) else {
+                throw ConfigSourceError.unexpectedValue(
+                    "asynchronous model classes \(asyncNames ?? []) of tenant \(tenant)")
+            }
+            settings[tenant] = (semantic, routing, raw, async)
         }
         var tenants: [TenantConfig] = []
         for try await row in rows.decode(
@@ -229,7 +235,8 @@ public struct ConfigSource: Sendable {
                         canonUpdatesAllowed: canonUpdates,
                         semanticCacheThreshold: settings[id]?.semantic,
                         routingThreshold: settings[id]?.routing,
-                        storeRawQuestions: settings[id]?.raw ?? false
+                        storeRawQuestions: settings[id]?.raw ?? false,
+                        asyncModelClasses: settings[id]?.async ?? []
                     ),
                     canon: canon[id]
                 ))

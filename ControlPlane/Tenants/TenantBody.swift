@@ -23,6 +23,9 @@ struct TenantBody: Encodable, Sendable {
         let routingThreshold: Float?
         /// Whether audit events and the answer cache keep questions as asked; false: redacted.
         let storeRawQuestions: Bool
+        /// The classes whose answers are given asynchronously when a request does not say
+        /// (`async`); empty: none.
+        let asyncModelClasses: [String]
     }
 
     let id: String
@@ -43,13 +46,14 @@ struct TenantBody: Encodable, Sendable {
                coalesce(p.cache_ttl_seconds, tr.cache_ttl_seconds),
                coalesce(p.audit_retention_days, tr.audit_retention_days),
                coalesce(p.canon_updates_allowed, tr.canon_updates_allowed), p.semantic_cache_threshold,
-               p.routing_threshold, coalesce(p.store_raw_questions, false)
+               p.routing_threshold, coalesce(p.store_raw_questions, false),
+               coalesce(p.async_model_classes, '{}')
         FROM tenants t JOIN tiers tr ON tr.id = t.tier_id LEFT JOIN quota_policies p ON p.tenant_id = t.id
         """
 
     typealias Row = (
         UUID, String, String, String, String, Date, Int, Int, Int, Int, [String], Int, Int, Int, Bool, Float?, Float?,
-        Bool
+        Bool, [String]
     )
 
     init(_ row: Row) {
@@ -63,7 +67,8 @@ struct TenantBody: Encodable, Sendable {
         self.limits = Limits(
             queriesPerHour: row.7, tenantQueriesPerHour: row.8, maxActiveKeys: row.9, modelClasses: row.10,
             maxCitations: row.11, cacheTtlSeconds: row.12, auditRetentionDays: row.13, canonUpdatesAllowed: row.14,
-            semanticCacheThreshold: row.15, routingThreshold: row.16, storeRawQuestions: row.17
+            semanticCacheThreshold: row.15, routingThreshold: row.16, storeRawQuestions: row.17,
+            asyncModelClasses: row.18
         )
     }
 

@@ -34,12 +34,14 @@ struct TenantController: Sendable {
         let routingThreshold: Float?
         /// Whether audit events and the answer cache keep questions as asked (not redacted).
         let storeRawQuestions: Bool?
+        /// The classes whose answers are given asynchronously when a request does not say.
+        let asyncModelClasses: [String]?
 
         static let fields: Set<String> = [
             "queries_per_hour", "tenant_queries_per_hour", "max_active_keys", "model_classes", "max_citations",
             "cache_ttl_seconds",
             "audit_retention_days", "canon_updates_allowed", "semantic_cache_threshold",
-            "routing_threshold", "store_raw_questions",
+            "routing_threshold", "store_raw_questions", "async_model_classes",
         ]
 
         var errors: [FieldError] {
@@ -61,11 +63,12 @@ struct TenantController: Sendable {
             if let routingThreshold, !(0...1).contains(routingThreshold) {
                 errors.append(FieldError("routing_threshold", "must be between 0 and 1"))
             }
-            if let modelClasses {
-                if modelClasses.isEmpty || ModelClasses(names: modelClasses) == nil {
-                    let names = ModelClasses.names.map(\.0).joined(separator: ", ")
-                    errors.append(FieldError("model_classes", "must be a non-empty list of \(names)"))
-                }
+            let names = ModelClasses.names.map(\.0).joined(separator: ", ")
+            if let modelClasses, modelClasses.isEmpty || ModelClasses(names: modelClasses) == nil {
+                errors.append(FieldError("model_classes", "must be a non-empty list of \(names)"))
+            }
+            if let asyncModelClasses, ModelClasses(names: asyncModelClasses) == nil {
+                errors.append(FieldError("async_model_classes", "must be a list of \(names)"))
             }
             return errors
         }

@@ -100,12 +100,12 @@ struct TenantStore: Sendable {
                 """
                 INSERT INTO quota_policies (tenant_id, queries_per_hour, tenant_queries_per_hour, max_active_keys,
                     model_classes, max_citations, cache_ttl_seconds, audit_retention_days, canon_updates_allowed,
-                    semantic_cache_threshold, routing_threshold, store_raw_questions)
+                    semantic_cache_threshold, routing_threshold, store_raw_questions, async_model_classes)
                 VALUES (\(id), \(policy.queriesPerHour), \(policy.tenantQueriesPerHour), \(policy.maxActiveKeys),
                     \(policy.modelClasses),
                     \(policy.maxCitations), \(policy.cacheTtlSeconds), \(policy.auditRetentionDays),
                     \(policy.canonUpdatesAllowed), \(policy.semanticCacheThreshold),
-                    \(policy.routingThreshold), \(policy.storeRawQuestions))
+                    \(policy.routingThreshold), \(policy.storeRawQuestions), \(policy.asyncModelClasses))
                 ON CONFLICT (tenant_id) DO UPDATE SET
                     queries_per_hour = EXCLUDED.queries_per_hour,
                     tenant_queries_per_hour = EXCLUDED.tenant_queries_per_hour,
@@ -117,6 +117,7 @@ struct TenantStore: Sendable {
                     semantic_cache_threshold = EXCLUDED.semantic_cache_threshold,
                     routing_threshold = EXCLUDED.routing_threshold,
                     store_raw_questions = EXCLUDED.store_raw_questions,
+                    async_model_classes = EXCLUDED.async_model_classes,
                     updated_at = now(), revision = quota_policies.revision + 1
                 """,
                 logger: logger

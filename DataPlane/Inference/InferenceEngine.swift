@@ -182,6 +182,26 @@ final class InferenceEngine: Service, Sendable {
         return (chain(chosen), "\(chosen.rawValue) requested")
     }
 
+    /// The router's estimate for a question, to the thousandth (what answers report).
+    private func complexity(question: String, vector: [Float], retrieval: RetrievalResult) -> Double {
+        (self.router.complexity(question: question, vector: vector, retrieval: retrieval) * 1000).rounded() / 1000
+    }
+
+    /// The class that would answer a question the canon covers if it were asked now: the first of
+    /// its chain with a backend that may be called (nil: the extractive answerer would). The query
+    /// path asks it to give a tenant's asynchronous classes (`async_model_classes`) their 202.
+    func answeringClass(
+        question: String, vector: [Float], retrieval: RetrievalResult, preference: QueryRequest.ModelPreference,
+        allowed: ModelClasses, routingThreshold: Float
+    ) -> ModelClass? {
+        let catalog = self.catalog()
+        let (classes, _) = self.plan(
+            preference: preference, allowed: allowed, catalog: catalog,
+            complexity: self.complexity(question: question, vector: vector, retrieval: retrieval),
+            threshold: Double(routingThreshold))
+        return classes.first { !self.backends.candidates($0, catalog: catalog).isEmpty }
+    }
+
     /// The answer to `question` from the chain; `extractive` is the answer that always works.
     /// `vector` is the question's embedding (the router reads it), `routingThreshold` the tenant's.
     /// With `stream`, a model's answer is generated as a stream and each sentence the filter keeps
@@ -192,9 +212,7 @@ final class InferenceEngine: Service, Sendable {
         extractive: ExtractiveAnswer, retrievalConfidence: Double, citationThreshold: Float,
         stream: StreamSink? = nil
     ) async throws -> Routed {
-        let complexity =
-            (self.router.complexity(question: question, vector: vector, retrieval: retrieval) * 1000)
-            .rounded() / 1000
+        let complexity = self.complexity(question: question, vector: vector, retrieval: retrieval)
         let fallback = { (reason: String?, route: Route) in
             var route = route
             route.complexity = complexity

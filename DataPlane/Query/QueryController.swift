@@ -65,7 +65,7 @@ struct QueryController: Sendable {
         let (admission, rateLimit) = try await self.pipeline.admit(body, caller: caller)
         // Asked asynchronously and no exact answer: recorded for a worker (an exact answer is
         // given at once, as without `async`).
-        if case .missing(let admitted) = admission, admitted.query.isAsync {
+        if case .missing(let admitted) = admission, admitted.query.async == true {
             return try await self.submit(
                 body, caller: caller, queryID: queryID, requestID: requestID, rateLimit: rateLimit)
         }
@@ -73,6 +73,15 @@ struct QueryController: Sendable {
             let (answer, question): (QueryPipeline.Answer, String)
             switch admission {
             case .answered(let hit, let asked): (answer, question) = (hit, asked)
+            case .missing(let admitted) where admitted.query.async == nil && !admitted.policy.asyncModelClasses.isEmpty:
+                // Not said: asynchronous if the class it would be routed to is one of the policy's.
+                switch try await self.pipeline.completeOrDefer(admitted) {
+                case .answered(let computed): (answer, question) = (computed, admitted.query.question)
+                case .deferred(let modelClass):
+                    return try await self.submit(
+                        body, caller: caller, queryID: queryID, requestID: requestID, rateLimit: rateLimit,
+                        deferredTo: modelClass)
+                }
             case .missing(let admitted):
                 (answer, question) = (try await self.pipeline.complete(admitted), admitted.query.question)
             }
@@ -176,9 +185,11 @@ struct QueryController: Sendable {
     }
 
     /// An asynchronous query, recorded in Redis for a worker of any node: 202 with its id and where
-    /// its answer will be. Its audit event is recorded when it has run.
+    /// its answer will be (and `model_class`, when the tenant's policy made it asynchronous). Its
+    /// audit event is recorded when it has run.
     private func submit(
-        _ body: ByteBuffer, caller: Caller, queryID: UUID, requestID: String?, rateLimit: RateLimitDecision
+        _ body: ByteBuffer, caller: Caller, queryID: UUID, requestID: String?, rateLimit: RateLimitDecision,
+        deferredTo modelClass: ModelClass? = nil
     ) async throws -> Response {
         do {
             try await self.jobs.submit(
@@ -192,7 +203,9 @@ struct QueryController: Sendable {
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
         headers[.location] = location
-        let reply = #"{"query_id":"\#(queryID.lowercased)","status":"queued","location":"\#(location)"}"#
+        let routed = modelClass.map { #","model_class":"\#($0.rawValue)""# } ?? ""
+        let reply =
+            #"{"query_id":"\#(queryID.lowercased)","status":"queued","location":"\#(location)"\#(routed)}"#
         return Response(status: .accepted, headers: headers, body: .init(byteBuffer: ByteBuffer(string: reply)))
     }
 

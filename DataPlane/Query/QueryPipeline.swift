@@ -113,6 +113,43 @@ struct QueryPipeline: Sendable {
         return answer
     }
 
+    /// What `completeOrDefer` found: the answer, or the class of a query to answer asynchronously.
+    enum Disposition: Sendable {
+        case answered(Answer)
+        case deferred(ModelClass)
+    }
+
+    /// `complete` for a query whose request does not say `async`, under a quota policy with
+    /// asynchronous classes: after the persistent and semantic tiers, a query the model class it
+    /// would be routed to now is one of those is `deferred` (its embedding and retrieval are done
+    /// again when a worker runs it: milliseconds beside a layer-split model's seconds per token).
+    func completeOrDefer(_ admitted: Admitted) async throws -> Disposition {
+        switch try await self.lookUp(admitted) {
+        case .hit(let answer):
+            self.cache.record(answer.outcome)
+            return .answered(answer)
+        case .miss(let missing, let vector):
+            let query = missing.query
+            let retrieval = self.retrieve(query, vector: vector, layers: missing.layers)
+            if self.answerer.answer(
+                question: query.question, retrieval: retrieval, layers: missing.layers, maxCitations: query.maxCitations
+            ).covered,
+                let modelClass = self.inference.answeringClass(
+                    question: query.question, vector: vector, retrieval: retrieval, preference: query.modelPreference,
+                    allowed: missing.policy.modelClasses,
+                    routingThreshold: missing.policy.routingThreshold ?? TenantPolicy.defaultRoutingThreshold),
+                missing.policy.asyncModelClasses.contains(modelClass.flag)
+            {
+                return .deferred(modelClass)
+            }
+            let (answer, _) = try await self.flights.run(missing.key.digest) {
+                try await self.compute(missing, vector: vector, stream: nil)
+            }
+            self.cache.record(answer.outcome)
+            return .answered(answer)
+        }
+    }
+
     /// An asynchronous query's answer, when a worker runs it (`QueryJobWorker`): validated again
     /// (the tenant's policy or canon may have changed since it was submitted) but not charged again
     /// (its submission was), then as `run`.
@@ -254,6 +291,11 @@ struct QueryPipeline: Sendable {
         }
     }
 
+    private func retrieve(_ query: QueryRequest, vector: [Float], layers: [CanonLayer]) -> RetrievalResult {
+        self.retriever.retrieve(
+            layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
+    }
+
     /// Retrieval, then the routed answer (the extractive answer when no model can give one), and
     /// what its model calls cost (nil when none was made).
     func answer(
@@ -261,8 +303,7 @@ struct QueryPipeline: Sendable {
         timings: inout StageTimings, stream: InferenceEngine.StreamSink? = nil
     ) async throws -> (CachedAnswer, ModelUsage?) {
         let started = ContinuousClock.now
-        let retrieval = self.retriever.retrieve(
-            layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
+        let retrieval = self.retrieve(query, vector: vector, layers: layers)
         let extractive = self.answerer.answer(
             question: query.question, retrieval: retrieval, layers: layers, maxCitations: query.maxCitations)
         timings.add("retrieve", ContinuousClock.now - started)

@@ -20,8 +20,10 @@ struct QueryRequest: Sendable, Equatable {
     var context: String?
     var maxCitations: Int
     var modelPreference: ModelPreference
-    /// Answered later: 202 and the query's id now, the answer from `GET /api/v1/queries/{id}`.
-    var isAsync: Bool
+    /// `true`: answered later (202 and the query's id now, the answer from
+    /// `GET /api/v1/queries/{id}`); `false`: answered in the response. nil (not said): as the
+    /// tenant's quota policy says for the class the query is routed to (`async_model_classes`).
+    var async: Bool?
 
     /// Every problem of the body at once; the tier's citation limit caps `max_citations`.
     init(json bytes: ByteBuffer, citationLimit: Int) throws {
@@ -81,10 +83,10 @@ struct QueryRequest: Sendable, Equatable {
                 "must be one of \(ModelPreference.allCases.map(\.rawValue).joined(separator: ", "))"
         }
 
-        var isAsync = false
+        var async: Bool?
         switch fields["async"] {
         case nil, .null: break
-        case .bool(let value): isAsync = value
+        case .bool(let value): async = value
         default: errors["async"] = "must be true or false"
         }
         guard errors.isEmpty else { throw Problem.invalidQuery(errors) }
@@ -92,7 +94,7 @@ struct QueryRequest: Sendable, Equatable {
         self.context = context
         self.maxCitations = maxCitations
         self.modelPreference = preference
-        self.isAsync = isAsync
+        self.async = async
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 import TestSupport
 import Testing
 
@@ -102,10 +103,13 @@ extension ProcessClusters {
                 // Two Free tenants (the tier's limit is each tenant's): one used up before the outage.
                 let (_, admin) = try await cluster.makeTenant(slug: "free", tier: "free")
                 let (_, freshAdmin) = try await cluster.makeTenant(slug: "free-fresh", tier: "free")
+                let (_, asyncAdmin) = try await cluster.makeTenant(slug: "free-async", tier: "free")
                 let used = try await cluster.createKey(token: admin)
                 let fresh = try await cluster.createKey(token: freshAdmin)
+                let asking = try await cluster.createKey(token: asyncAdmin)
                 #expect(try await cluster.waitForAllNodes(used.text, status: 200) != nil)
                 #expect(try await cluster.waitForAllNodes(fresh.text, status: 200) != nil)
+                #expect(try await cluster.waitForAllNodes(asking.text, status: 200) != nil)
                 // Every node knows there are three (the registry's count comes with each watch answer).
                 for node in cluster.nodes {
                     let three = try await TestHTTP.waitUntil(timeout: .seconds(30)) {
@@ -125,6 +129,17 @@ extension ProcessClusters {
                 #expect(during.allSatisfy { [200, 429].contains($0.status) })
                 let usedDuring = try await Self.burst(cluster, key: used.text, count: 30)
                 #expect(usedDuring.allSatisfy { $0.status == 429 }, "\(usedDuring.map(\.status))")
+                // Asynchronous queries live in Redis: neither submitted nor read while it is away.
+                let submitted = try await Self.query(
+                    cluster.nodes[0], key: asking.text,
+                    body: #"{"question": "What is the principle of stationary action?", "async": true}"#)
+                let status = try await TestHTTP.send(
+                    "GET", cluster.nodes[0].baseURL + "/api/v1/queries/\(UUID())", bearer: asking.text)
+                for reply in [submitted, status] {
+                    #expect(reply.status == 503, "\(reply.text)")
+                    #expect(reply.json?["type"] as? String == Problem.typeBase + "async-unavailable")
+                    #expect(reply.headers["retry-after"] == "5")
+                }
                 for node in cluster.nodes {
                     let health = try await cluster.health(node)
                     #expect(health.status == 200)

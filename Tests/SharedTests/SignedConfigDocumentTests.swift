@@ -106,7 +106,7 @@ struct SignedConfigDocumentTests {
         }
         #expect(
             ConfigDocumentError.unsupportedFormatVersion(1).description
-                == "config format version 1 is not supported (this build reads 4...8)")
+                == "config format version 1 is not supported (this build reads 4...9)")
     }
 
     @Test("a correctly signed payload with garbage inside is refused as malformed, not a crash")
@@ -134,33 +134,21 @@ struct SignedConfigDocumentTests {
         // model count format 4 does not have.
         #expect(Array(payload[29..<33]) == [0, 0, 0, 0])
         payload.removeSubrange(29..<33)
-        let old = try Self.resign(payload: payload, kind: 1, format: 4)
-        #expect(try SignedConfigDocument.decode(old, verifyingWith: Self.key.verificationKey) == .full(snapshot))
-        // The same bytes claimed as format 5 are refused: they are four bytes short.
-        #expect(throws: ConfigDocumentError.self) {
-            try SignedConfigDocument.decode(
-                try Self.resign(payload: payload, kind: 1, format: 5), verifyingWith: Self.key.verificationKey)
-        }
+        #expect(try Self.readAsOlder(payload, format: 4) == .full(snapshot))
     }
 
     @Test("a format-5 document (before routing thresholds) still reads: every tenant has the default threshold")
     func formatFive() throws {
         let snapshot = ConfigFixtures.snapshot(version: 8, tenants: [ConfigFixtures.tenant(slug: "alpha")], keys: [])
         var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
-        // The tenant ends with an absent semantic threshold, an absent routing threshold, no flags
-        // and no canon, then the key count: format 5 has neither the routing threshold nor the flags.
-        #expect(Array(payload.suffix(8)) == [0, 0, 0, 0, 0, 0, 0, 0])
-        payload.remove(at: payload.count - 6)
-        payload.remove(at: payload.count - 6)
-        let old = try Self.resign(payload: payload, kind: 1, format: 5)
-        let decoded = try SignedConfigDocument.decode(old, verifyingWith: Self.key.verificationKey)
+        // The tenant ends with an absent semantic threshold, an absent routing threshold, no flags,
+        // no asynchronous classes and no canon, then the key count: format 5 has neither the routing
+        // threshold nor the flags nor the classes.
+        #expect(Array(payload.suffix(9)) == [0, 0, 0, 0, 0, 0, 0, 0, 0])
+        for _ in 0..<3 { payload.remove(at: payload.count - 6) }
+        let decoded = try Self.readAsOlder(payload, format: 5)
         #expect(decoded == .full(snapshot))
         if case .full(let read) = decoded { #expect(read.tenants.first?.policy.routingThreshold == nil) }
-        // The same bytes claimed as format 6 are refused: a byte short.
-        #expect(throws: ConfigDocumentError.self) {
-            try SignedConfigDocument.decode(
-                try Self.resign(payload: payload, kind: 1, format: 6), verifyingWith: Self.key.verificationKey)
-        }
     }
 
     @Test("a routing threshold above 1 is refused as malformed")
@@ -169,9 +157,10 @@ struct SignedConfigDocumentTests {
         tenant.policy.routingThreshold = 0.5
         let snapshot = ConfigFixtures.snapshot(version: 9, tenants: [tenant], keys: [])
         var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
-        // …, present (1), 5000 as u16, no flags (0), no canon (0), no keys (0 0 0 0).
-        #expect(Array(payload.suffix(9)) == [1, 0x13, 0x88, 0, 0, 0, 0, 0, 0])
-        payload.replaceSubrange((payload.count - 8)..<(payload.count - 6), with: [0x27, 0x11])
+        // …, present (1), 5000 as u16, no flags (0), no asynchronous classes (0), no canon (0), no
+        // keys (0 0 0 0).
+        #expect(Array(payload.suffix(10)) == [1, 0x13, 0x88, 0, 0, 0, 0, 0, 0, 0])
+        payload.replaceSubrange((payload.count - 9)..<(payload.count - 7), with: [0x27, 0x11])
         #expect(throws: ConfigDocumentError.malformed("routing threshold 10001 out of range")) {
             try SignedConfigDocument.decode(
                 try Self.resign(payload: payload, kind: 1), verifyingWith: Self.key.verificationKey)
@@ -182,13 +171,36 @@ struct SignedConfigDocumentTests {
     func formatSix() throws {
         let snapshot = ConfigFixtures.snapshot(version: 8, tenants: [ConfigFixtures.tenant(slug: "alpha")], keys: [])
         var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
+        // The flags and the asynchronous classes.
+        payload.removeSubrange((payload.count - 7)..<(payload.count - 5))
+        #expect(try Self.readAsOlder(payload, format: 6) == .full(snapshot))
+    }
+
+    @Test("a format-8 document (before asynchronous classes) still reads: no class is asynchronous")
+    func formatEight() throws {
+        var tenant = ConfigFixtures.tenant(slug: "alpha")
+        tenant.policy.storeRawQuestions = true
+        let snapshot = ConfigFixtures.snapshot(version: 8, tenants: [tenant], keys: [])
+        var payload = Self.payload(of: SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key))
         payload.remove(at: payload.count - 6)
-        let decoded = try SignedConfigDocument.decode(
-            try Self.resign(payload: payload, kind: 1, format: 6), verifyingWith: Self.key.verificationKey)
+        let decoded = try Self.readAsOlder(payload, format: 8)
         #expect(decoded == .full(snapshot))
-        #expect(throws: ConfigDocumentError.self) {
+        if case .full(let read) = decoded { #expect(read.tenants.first?.policy.storeRawQuestions == true) }
+    }
+
+    @Test("a policy's asynchronous classes travel as a byte of class flags; unknown classes are refused as malformed")
+    func asynchronousClasses() throws {
+        var tenant = ConfigFixtures.tenant(slug: "alpha")
+        tenant.policy.asyncModelClasses = [.largeLocal]
+        let snapshot = ConfigFixtures.snapshot(version: 9, tenants: [tenant], keys: [])
+        let document = SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key)
+        #expect(try SignedConfigDocument.decode(document, verifyingWith: Self.key.verificationKey) == .full(snapshot))
+        var payload = Self.payload(of: document)
+        #expect(Array(payload.suffix(7)) == [0, 4, 0, 0, 0, 0, 0])
+        payload[payload.count - 6] = 8
+        #expect(throws: ConfigDocumentError.malformed("unknown asynchronous model classes 8")) {
             try SignedConfigDocument.decode(
-                try Self.resign(payload: payload, kind: 1, format: 7), verifyingWith: Self.key.verificationKey)
+                try Self.resign(payload: payload, kind: 1), verifyingWith: Self.key.verificationKey)
         }
     }
 
@@ -200,12 +212,24 @@ struct SignedConfigDocumentTests {
         let document = SignedConfigDocument.encode(.full(snapshot), signedWith: Self.key)
         #expect(try SignedConfigDocument.decode(document, verifyingWith: Self.key.verificationKey) == .full(snapshot))
         var payload = Self.payload(of: document)
-        #expect(Array(payload.suffix(6)) == [1, 0, 0, 0, 0, 0])
-        payload[payload.count - 6] = 3
+        #expect(Array(payload.suffix(7)) == [1, 0, 0, 0, 0, 0, 0])
+        payload[payload.count - 7] = 3
         #expect(throws: ConfigDocumentError.malformed("unknown policy flags 3")) {
             try SignedConfigDocument.decode(
                 try Self.resign(payload: payload, kind: 1), verifyingWith: Self.key.verificationKey)
         }
+    }
+
+    /// A payload of an older `format` reads as that format, and is refused when claimed as the
+    /// next (it is short of what the next one added). What it read.
+    static func readAsOlder(_ payload: [UInt8], format: UInt16) throws -> ConfigUpdate {
+        let decoded = try SignedConfigDocument.decode(
+            try Self.resign(payload: payload, kind: 1, format: format), verifyingWith: Self.key.verificationKey)
+        #expect(throws: ConfigDocumentError.self) {
+            try SignedConfigDocument.decode(
+                try Self.resign(payload: payload, kind: 1, format: format + 1), verifyingWith: Self.key.verificationKey)
+        }
+        return decoded
     }
 
     static func payload(of document: [UInt8]) -> [UInt8] {

@@ -28,6 +28,8 @@ public final class FakeModelProvider: @unchecked Sendable {
         case streamThenClose([String])
         /// Nothing is sent until the client gives up.
         case hang
+        /// 429 with `Retry-After` (seconds): a sidecar whose queue is full.
+        case busy(retryAfter: Int)
 
         var json: [String: Any] {
             func usage(_ value: (input: Int, output: Int)?) -> Any {
@@ -46,6 +48,7 @@ public final class FakeModelProvider: @unchecked Sendable {
             case .dropMidStream(let pieces): return ["kind": "drop_mid_stream", "pieces": pieces]
             case .streamThenClose(let pieces): return ["kind": "stream_then_close", "pieces": pieces]
             case .hang: return ["kind": "hang"]
+            case .busy(let seconds): return ["kind": "busy", "retry_after": seconds]
             }
         }
     }
@@ -106,6 +109,12 @@ public final class FakeModelProvider: @unchecked Sendable {
         }
     }
 
+    /// What `GET /metrics` serves (Prometheus text, as the AirLLM sidecar's); at first
+    /// `airllm_model_loaded 1`, so a catalog entry of the large-local class is called.
+    public func setMetrics(_ text: String) async throws {
+        _ = try await self.control("POST", "/_metrics", body: ["text": text])
+    }
+
     public func reset() async throws {
         _ = try await self.control("POST", "/_reset", body: nil)
     }
@@ -137,7 +146,7 @@ public final class FakeModelProvider: @unchecked Sendable {
         import asyncio, json, sys
 
         port = int(sys.argv[1])
-        state = {"behaviours": [], "default": {"kind": "answer", "text": "The fake provider answers.", "delay_ms": 0, "usage": [100, 20]}, "requests": []}
+        state = {"metrics": "airllm_model_loaded 1\n", "behaviours": [], "default": {"kind": "answer", "text": "The fake provider answers.", "delay_ms": 0, "usage": [100, 20]}, "requests": []}
 
         async def read_request(reader):
             head = await reader.readuntil(b"\r\n\r\n")
@@ -161,9 +170,9 @@ public final class FakeModelProvider: @unchecked Sendable {
                     await reader.readexactly(2)
             return method, path, headers, body
 
-        def respond(writer, status, body, content_type="application/json"):
+        def respond(writer, status, body, content_type="application/json", extra=""):
             data = body if isinstance(body, bytes) else body.encode()
-            writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+            writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {len(data)}\r\n\r\n".encode() + data)
 
         def completion(text, usage):
             body = {"id": "fake", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
@@ -220,6 +229,9 @@ public final class FakeModelProvider: @unchecked Sendable {
                 await stream(writer, record, behaviour["pieces"], behaviour.get("interval_ms", 20), behaviour.get("usage"))
             elif kind == "status":
                 respond(writer, behaviour["status"], json.dumps({"error": {"message": "scripted failure", "type": "fake"}}))
+            elif kind == "busy":
+                respond(writer, 429, json.dumps({"error": {"message": "queue full", "type": "busy"}}),
+                        extra=f"Retry-After: {behaviour['retry_after']}\r\n")
             elif kind == "raw":
                 respond(writer, 200, behaviour["body"])
             elif kind == "drop":
@@ -250,6 +262,11 @@ public final class FakeModelProvider: @unchecked Sendable {
                         state["behaviours"] = list(script["behaviours"])
                         state["default"] = script["default"]
                         respond(writer, 200, "{}")
+                    elif path == "/_metrics":
+                        state["metrics"] = json.loads(body)["text"]
+                        respond(writer, 200, "{}")
+                    elif method == "GET" and path == "/metrics":
+                        respond(writer, 200, state["metrics"], content_type="text/plain; version=0.0.4")
                     elif path == "/_requests":
                         respond(writer, 200, json.dumps({"requests": state["requests"]}))
                     elif path == "/_reset":

@@ -157,13 +157,17 @@ public struct TenantPolicy: Sendable, Equatable {
     /// Whether the tenant opted in to keeping raw questions (audit events, the answer cache);
     /// otherwise they are kept redacted and fingerprinted (docs/audit.md).
     public var storeRawQuestions: Bool
+    /// The classes whose answers are given asynchronously when a request does not say `async`
+    /// (`async_model_classes`; docs/airllm.md).
+    public var asyncModelClasses: ModelClasses
 
     public static let defaultRoutingThreshold: Float = 0.5
 
     public init(
         tier: String, queriesPerHour: UInt32, tenantQueriesPerHour: UInt32?, modelClasses: ModelClasses,
         maxCitations: UInt16, cacheTTLSeconds: UInt32, auditRetentionDays: UInt16, canonUpdatesAllowed: Bool,
-        semanticCacheThreshold: Float? = nil, routingThreshold: Float? = nil, storeRawQuestions: Bool = false
+        semanticCacheThreshold: Float? = nil, routingThreshold: Float? = nil, storeRawQuestions: Bool = false,
+        asyncModelClasses: ModelClasses = []
     ) {
         self.tier = tier
         self.queriesPerHour = queriesPerHour
@@ -176,6 +180,7 @@ public struct TenantPolicy: Sendable, Equatable {
         self.semanticCacheThreshold = semanticCacheThreshold
         self.routingThreshold = routingThreshold
         self.storeRawQuestions = storeRawQuestions
+        self.asyncModelClasses = asyncModelClasses
     }
 }
 

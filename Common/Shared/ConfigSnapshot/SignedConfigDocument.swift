@@ -15,13 +15,14 @@ public enum SignedConfigDocument {
     /// 4: documents carry `validUntil` after `createdAt`. 5: the settings carry the model catalog.
     /// 6: a tenant's policy carries its routing threshold. 7: and a byte of flags (bit 0: the
     /// tenant keeps raw questions). 8: the same layout; a catalog entry's class and a policy's
-    /// classes may be `large-local`, which readers of 7 refuse.
-    public static let formatVersion: UInt16 = 8
+    /// classes may be `large-local`, which readers of 7 refuse. 9: a policy's flags are followed by
+    /// its asynchronous model classes.
+    public static let formatVersion: UInt16 = 9
     /// Formats this build still reads: a node upgraded while the control plane is away starts from
     /// the document it kept on disk (format 4 has no model catalog: it reads as empty; formats 4
     /// and 5 have no routing thresholds: every tenant has the default; formats before 7 have no
-    /// policy flags: no tenant keeps raw questions).
-    public static let readableFormatVersions: ClosedRange<UInt16> = 4...8
+    /// policy flags: no tenant keeps raw questions; formats before 9 have no asynchronous classes).
+    public static let readableFormatVersions: ClosedRange<UInt16> = 4...9
     public static let headerLength = 4 + 2 + 1 + 4
     public static let signatureLength = 64
     /// Refused before reading further: far above what 1M keys need.
@@ -353,6 +354,7 @@ extension ByteBuffer {
         self.writeOptional(policy.semanticCacheThreshold) { $0.writeInteger(UInt16(($1 * 10_000).rounded())) }
         self.writeOptional(policy.routingThreshold) { $0.writeInteger(UInt16(($1 * 10_000).rounded())) }
         self.writeInteger(UInt8(policy.storeRawQuestions ? 1 : 0))
+        self.writeInteger(policy.asyncModelClasses.rawValue)
         self.writeOptional(tenant.canon) { $0.writeCanon($1) }
     }
 
@@ -383,6 +385,10 @@ extension ByteBuffer {
         }
         let flags: UInt8 = format >= 7 ? try self.read() : 0
         guard flags & ~1 == 0 else { throw ConfigDocumentError.malformed("unknown policy flags \(flags)") }
+        let asyncClasses = ModelClasses(rawValue: format >= 9 ? try self.read() : 0)
+        guard asyncClasses.names.count == asyncClasses.rawValue.nonzeroBitCount else {
+            throw ConfigDocumentError.malformed("unknown asynchronous model classes \(asyncClasses.rawValue)")
+        }
         let canon = try self.readOptional { buffer throws(ConfigDocumentError) in try buffer.readCanon() }
         return TenantConfig(
             id: id, slug: slug, status: status,
@@ -391,7 +397,8 @@ extension ByteBuffer {
                 modelClasses: modelClasses, maxCitations: maxCitations, cacheTTLSeconds: cacheTTL,
                 auditRetentionDays: retention, canonUpdatesAllowed: canonUpdates,
                 semanticCacheThreshold: threshold.map { Float($0) / 10_000 },
-                routingThreshold: routing.map { Float($0) / 10_000 }, storeRawQuestions: flags & 1 == 1
+                routingThreshold: routing.map { Float($0) / 10_000 }, storeRawQuestions: flags & 1 == 1,
+                asyncModelClasses: asyncClasses
             ),
             canon: canon
         )
