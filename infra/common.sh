@@ -62,6 +62,19 @@ redis_running() {
     REDISCLI_AUTH="$ZAAS_REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$ZAAS_REDIS_PORT" ping 2>/dev/null | grep -q PONG
 }
 
+# wait_http URL NAME LOG: waits up to 30 s for URL to answer 2xx; otherwise says so with the
+# last lines of LOG and fails.
+wait_http() {
+    local _
+    for _ in $(seq 1 150); do
+        curl -fs -o /dev/null "$1" && return 0
+        sleep 0.2
+    done
+    log "$2 did not come up at $1; last log lines:"
+    tail -n 20 "$3" >&2 || true
+    return 1
+}
+
 random_secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 # venv_install DIR REQUIREMENT...: a Python virtual environment at DIR holding the requirements,
@@ -84,3 +97,14 @@ venv_install() {
     touch "$dir.partial/.complete"
     mv "$dir.partial" "$dir"
 }
+
+# The public entry (nginx) and the monitoring stack that `make run` starts (docs/deployment.md).
+# ZAAS_PUBLIC_HOST=0.0.0.0 opens the entry to the network; everything else stays on loopback.
+ZAAS_PUBLIC_HOST="${ZAAS_PUBLIC_HOST:-127.0.0.1}"
+ZAAS_PUBLIC_PORT="${ZAAS_PUBLIC_PORT:-8080}"
+ZAAS_NGINX_STATUS_PORT="${ZAAS_NGINX_STATUS_PORT:-8081}"
+ZAAS_PROMETHEUS_PORT="${ZAAS_PROMETHEUS_PORT:-9490}"
+ZAAS_ALERTMANAGER_PORT="${ZAAS_ALERTMANAGER_PORT:-9493}"
+ZAAS_NGINX_EXPORTER_PORT="${ZAAS_NGINX_EXPORTER_PORT:-9413}"
+ZAAS_REDIS_EXPORTER_PORT="${ZAAS_REDIS_EXPORTER_PORT:-9421}"
+ZAAS_POSTGRES_EXPORTER_PORT="${ZAAS_POSTGRES_EXPORTER_PORT:-9487}"

@@ -20,6 +20,15 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 # The contract fuzzing (infra/fuzz.sh) installs schemathesis into a virtual environment.
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v runuser >/dev/null || need+=(util-linux)
+# The public entry and the monitoring stack `make run` starts (docs/deployment.md), and `ss` for
+# the port check before anything starts.
+command -v ss >/dev/null || need+=(iproute2)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+command -v prometheus-nginx-exporter >/dev/null || need+=(prometheus-nginx-exporter)
+command -v prometheus-redis-exporter >/dev/null || need+=(prometheus-redis-exporter)
+command -v prometheus-postgres-exporter >/dev/null || need+=(prometheus-postgres-exporter)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
@@ -37,4 +46,16 @@ fi
 # Debian's postgresql-common would create and start a default cluster; we run our own.
 mkdir -p /etc/postgresql-common/createcluster.d
 echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/zaas.conf
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Packages must not start their own services (nginx on port 80, Prometheus on 9090…): the stack
+# runs its own instances on its own ports. policy-rc.d says so to invoke-rc.d while they install.
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    made_policy=1
+fi
+status=0
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || status=$?
+[ "$made_policy" = 1 ] && rm -f "$policy"
+exit $status

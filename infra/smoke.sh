@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
 # End-to-end check of the real executables, as `make run` starts them: both planes come up
 # healthy on their own ports, log JSON lines, report a control-plane outage as `degraded`,
-# catch up when it returns, and exit cleanly on SIGTERM. Uses the debug build that `make test`
+# catch up when it returns, and exit cleanly on SIGTERM; then the operations checks
+# (ops-test.sh: nginx, Prometheus, alerts, dashboards, a node lost under load). Uses the debug build that `make test`
 # just made, separate ports and a separate run folder, so a running `make run` stack is untouched.
 source "$(dirname "$0")/common.sh"
 export ZAAS_BIN="${ZAAS_BIN:-$ZAAS_ROOT/.build/debug}"
-export ZAAS_CONTROL_PORT=18400 ZAAS_DATA_PORTS="18401 18402"
-export ZAAS_RUN_DIR="$ZAAS_HOME/smoke" ZAAS_LOG_DIR="$ZAAS_HOME/smoke" ZAAS_STACK_ENV="$ZAAS_HOME/smoke/stack.env"
-# The AirLLM sidecar as `ZAAS_AIRLLM=on make run` starts it (the large-local class), on a port of its own.
-export ZAAS_AIRLLM=on ZAAS_AIRLLM_PORT=18495
+# shellcheck source=infra/smoke.env
+. "$(dirname "$0")/smoke.env"
 trap 'bash "$(dirname "$0")/stop-stack.sh" >/dev/null 2>&1 || true' EXIT
 
 fail() { log "smoke: FAILED: $*"; exit 1; }
 status_of() { curl -s -o /dev/null -w '%{http_code}' "$1"; }
 
+# Prometheus's and Alertmanager's state from an earlier run (its series, the alerts it already
+# sent) would decide what this run's alerts do: each run starts without them.
+rm -rf "$ZAAS_RUN_DIR/prometheus-data" "$ZAAS_RUN_DIR/alertmanager-data"
 bash "$(dirname "$0")/start-stack.sh"
 . "$ZAAS_STACK_ENV"
+# Answers cached by an earlier run on this machine (never in CI) would keep the models from being
+# asked: the stack's cached answers go (Redis and PostgreSQL's copy; `make run` shares them).
+# shellcheck disable=SC1090
+. "$ZAAS_SECRETS"
+REDISCLI_AUTH="$ZAAS_REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$ZAAS_REDIS_PORT" --scan --pattern 'zaas:{t:*}:[qs]c:*' |
+    xargs -r env REDISCLI_AUTH="$ZAAS_REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$ZAAS_REDIS_PORT" del >/dev/null
+pg_super -d "$ZAAS_DB_NAME" -c "DELETE FROM answer_cache" >/dev/null
+# The webhook Alertmanager sends alerts to (ops-test.sh reads what it received); stop-stack.sh
+# stops it with the rest.
+rm -f "$ZAAS_ALERT_FILE"
+python3 "$(dirname "$0")/ops/webhook.py" "$ZAAS_ALERT_WEBHOOK_PORT" "$ZAAS_ALERT_FILE" >>"$ZAAS_RUN_DIR/webhook.log" 2>&1 &
+echo $! >"$ZAAS_RUN_DIR/webhook.pid"
 
 health=$(curl -fsS "http://127.0.0.1:18401/api/v1/health")
 python3 - "$health" <<'PY' || fail "data-plane health not ok: $health"
@@ -133,7 +147,7 @@ for url in $DATA_URLS; do
 done
 node_metrics=$(curl -fsS "http://127.0.0.1:19401/metrics")
 [ "$(status_of "http://127.0.0.1:18401/metrics")" = 404 ] || fail "a node's public port serves /metrics"
-! grep -qE 'tenant="' <<<"$node_metrics" || fail "a tenant id is a metric label value"
+! grep -qE 'tenant="[0-9a-fA-F]{8}-' <<<"$node_metrics" || fail "a tenant id is a metric label value"
 for metric in zaas_config_version zaas_control_plane_up zaas_config_staleness_seconds; do
     grep -q "^$metric" <<<"$node_metrics" || fail "no $metric in the node's /metrics"
 done
@@ -159,7 +173,7 @@ rm -rf "$export_dir"
     --out "$export_dir" --public-key "$ZAAS_CONFIG_PUBLIC_KEY" >"$ZAAS_RUN_DIR/audit-export.log" 2>&1 \
     || fail "zaasctl audit export: $(cat "$ZAAS_RUN_DIR/audit-export.log")"
 grep -q 'verified' "$ZAAS_RUN_DIR/audit-export.log" || fail "the export was not verified"
-gzip -dc "$export_dir/events.ndjson.gz" | grep -qE '"outcome": ?"answered"' || fail "the export holds no answered query"
+[ "$(gzip -dc "$export_dir/events.ndjson.gz" | grep -cE '"outcome": ?"answered"')" -gt 0 ] || fail "the export holds no answered query"
 printf 'x' >>"$export_dir/events.csv"
 if "$ZAAS_BIN/zaasctl" audit verify "$export_dir" --public-key "$ZAAS_CONFIG_PUBLIC_KEY" >/dev/null 2>&1; then
     fail "a tampered export verified"
@@ -196,4 +210,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 grep -q '"status":"ok"' <<<"$recovered" || fail "node did not recover: $recovered"
+
+# nginx, Prometheus, the alerts and the dashboards on this running stack; last, a node killed
+# under load through nginx.
+bash "$(dirname "$0")/ops-test.sh" || fail "operations checks (ops-test.sh)"
 log "smoke: ok"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts (or restarts, so a new build is picked up) the local model, the control plane and the
-# data-plane nodes from the release build, waits until they are healthy, and writes .zaas/stack.env.
+# data-plane nodes from the release build, waits until they are healthy, puts nginx in front and
+# the monitoring stack beside them, and writes .zaas/stack.env.
 # `start-stack.sh control` starts only the control plane, leaving running nodes alone.
 source "$(dirname "$0")/common.sh"
 # shellcheck disable=SC1090
@@ -19,16 +20,6 @@ only="${1:-all}"
 # The large-local class (the AirLLM sidecar), when ZAAS_AIRLLM=on (docs/airllm.md).
 [ "$only" = all ] && { bash "$(dirname "$0")/start-airllm.sh" || exit 1; }
 
-wait_healthy() { # url name
-    for _ in $(seq 1 150); do
-        if curl -fs -o /dev/null "$1"; then return 0; fi
-        sleep 0.2
-    done
-    log "$2 did not become healthy at $1; last log lines:"
-    tail -n 20 "$LOGS/$2.log" >&2 || true
-    return 1
-}
-
 start() { # name, then env assignments, then the binary
     local name="$1"; shift
     env "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
@@ -44,8 +35,9 @@ start control \
     ZAAS_CONFIG_SIGNING_KEY="$ZAAS_CONFIG_SIGNING_KEY" \
     ZAAS_BOOTSTRAP_OPERATOR_EMAIL="$ZAAS_OPERATOR_EMAIL" ZAAS_BOOTSTRAP_OPERATOR_PASSWORD="$ZAAS_OPERATOR_PASSWORD" \
     ZAAS_EMBEDDINGS_MODEL_DIR="$ZAAS_HOME/models/all-MiniLM-L6-v2" \
+    ZAAS_HTTP_TRUSTED_PROXIES=127.0.0.1 \
     "$BIN/zaas-control"
-wait_healthy "http://127.0.0.1:$ZAAS_CONTROL_PORT/healthz" control
+wait_http "http://127.0.0.1:$ZAAS_CONTROL_PORT/healthz" control "$LOGS/control.log"
 [ "$only" = control ] && exit 0
 
 # Each node gets a credential of its own, issued by the operator; a restart issues a fresh one and
@@ -74,7 +66,7 @@ done
 index=0
 for url in "${data_urls[@]}"; do
     index=$((index + 1))
-    wait_healthy "$url/api/v1/health" "data-$index"
+    wait_http "$url/api/v1/health" "data-$index" "$LOGS/data-$index.log"
 done
 
 demo=$(bash "$(dirname "$0")/demo.sh" "http://127.0.0.1:$ZAAS_CONTROL_PORT") || { log "loading the demo tenant failed"; exit 1; }
@@ -94,11 +86,19 @@ for url in "${data_urls[@]}"; do
     log "$url did not load the demo canon within 60 s"; exit 1
 done
 
+# nginx as the one public entry, then Prometheus, its exporters and Alertmanager (docs/deployment.md).
+bash "$(dirname "$0")/start-edge.sh" || exit 1
+bash "$(dirname "$0")/start-monitoring.sh" || exit 1
+
 umask 077
 cat >"$STACK_ENV" <<ENV
 # Written by make run. Source it: . .zaas/stack.env
+# The public entry (nginx): queries and the admin API. The planes' own ports are on loopback only.
+PUBLIC_URL=http://$( [ "$ZAAS_PUBLIC_HOST" = 0.0.0.0 ] && echo 127.0.0.1 || echo "$ZAAS_PUBLIC_HOST" ):$ZAAS_PUBLIC_PORT
 CONTROL_URL=http://127.0.0.1:$ZAAS_CONTROL_PORT
 DATA_URLS="${data_urls[*]}"
+PROMETHEUS_URL=http://127.0.0.1:$ZAAS_PROMETHEUS_PORT
+ALERTMANAGER_URL=http://127.0.0.1:$ZAAS_ALERTMANAGER_PORT
 DATABASE_URL=postgres://$ZAAS_DB_APP:$ZAAS_DB_APP_PASSWORD@127.0.0.1:$ZAAS_PG_PORT/$ZAAS_DB_NAME
 REDIS_URL=redis://:$ZAAS_REDIS_PASSWORD@127.0.0.1:$ZAAS_REDIS_PORT/0
 # The bootstrap operator (POST \$CONTROL_URL/admin/v1/sessions with these to sign in).

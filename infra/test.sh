@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: build, every Swift test against the running PostgreSQL and Redis, then
-# the end-to-end smoke test of the real executables, then the contract fuzzing of both planes
-# (infra/fuzz.sh). Ends with one summary line.
+# The whole test suite: build, every Swift test against the running PostgreSQL and Redis, the
+# offline checks of the deployment files (infra/deploy-check.sh: alert rules and their unit tests,
+# nginx, dashboards, Dockerfiles, compose), then the end-to-end smoke test of the real executables
+# with the operations checks (nginx, alerts, dashboards, a node lost under load), then the contract
+# fuzzing of both planes (infra/fuzz.sh). Ends with one summary line.
 source "$(dirname "$0")/common.sh"
 cd "$ZAAS_ROOT"
 mkdir -p "$ZAAS_HOME/logs"
@@ -37,6 +39,7 @@ if [ "$first_status" -ne 0 ] || [ "$status" -ne 0 ] || [ "${ran:-0}" -eq 0 ] || 
     exit 1
 fi
 
+bash "$(dirname "$0")/deploy-check.sh"
 bash "$(dirname "$0")/smoke.sh"
 bash "$(dirname "$0")/fuzz.sh"
-echo "tests: $((tests + 2)) passed, 0 failed"
+echo "tests: $((tests + 3)) passed, 0 failed"

@@ -44,6 +44,7 @@ public func buildApplication(configuration: ControlPlaneConfiguration) async thr
                 pollInterval: .seconds(2), logger: logger),
             PrometheusMetrics.server(
                 settings: configuration.server, serverName: "zaas-control-metrics", logger: logger),
+            ProcessMetrics(),
         ],
         logger: logger
     )
@@ -104,7 +105,7 @@ func buildRouter(
         usage: UsageController(database: database)
     ).addRoutes(to: router)
     router.add(middleware: SessionAuthenticator(auth: auth))
-    SessionController(auth: auth).addRoutes(to: router)
+    SessionController(auth: auth, trustedProxies: configuration.server.trustedProxies).addRoutes(to: router)
     TenantController(store: TenantStore(database: database)).addRoutes(to: router)
     AdminController(store: AdminStore(database: database), hasher: auth.hasher).addRoutes(to: router)
     KeyController(

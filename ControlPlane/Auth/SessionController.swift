@@ -6,6 +6,8 @@ import Shared
 /// `GET /admin/v1/me`.
 struct SessionController: Sendable {
     let auth: AuthService
+    /// Proxies whose `X-Forwarded-For` names the client whose failures are throttled.
+    var trustedProxies: Set<String> = []
 
     struct SignIn: Decodable {
         let email: String
@@ -48,8 +50,12 @@ struct SessionController: Sendable {
                 context: context,
                 allowedFields: ["email", "password"]
             )
+            let forwarded = request.headers[values: .xForwardedFor]
+            let address = ClientAddress.resolve(
+                peer: context.clientAddress, forwardedFor: forwarded.isEmpty ? nil : forwarded.joined(separator: ","),
+                trusted: self.trustedProxies)
             let session = try await self.auth.signIn(
-                email: body.email, password: body.password, address: context.clientAddress, logger: context.logger)
+                email: body.email, password: body.password, address: address, logger: context.logger)
             return try StrictJSON.response(
                 SessionBody(
                     token: session.token.text, expiresAt: session.expiresAt, principal: .init(session.principal)),

@@ -26,6 +26,10 @@ final class CanonBuildWorker: Service, Sendable {
     private let wakeUp = Mutex<Bool>(false)
     /// When the queue was last reported unavailable: once a minute is enough.
     private let lastQueueError = Mutex<ContinuousClock.Instant?>(nil)
+    /// `zaas_canon_builds_total{outcome}`, made at start so both series exist at 0 (an alert on
+    /// their increase sees the first failure).
+    private let built = Counter(label: "zaas_canon_builds_total", dimensions: [("outcome", "built")])
+    private let failed = Counter(label: "zaas_canon_builds_total", dimensions: [("outcome", "failed")])
 
     init(
         postgres: PostgresClient, modelDirectory: String, threads: Int, pollInterval: Duration = .milliseconds(500),
@@ -126,6 +130,7 @@ final class CanonBuildWorker: Service, Sendable {
                 Double((ContinuousClock.now - started).components.seconds)
                 + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
             Timer(label: "zaas_canon_build_seconds").recordSeconds(seconds)
+            self.built.increment()
             logger.info(
                 "canon version built",
                 metadata: [
@@ -147,6 +152,7 @@ final class CanonBuildWorker: Service, Sendable {
             throw CancellationError()
         } catch {
             logger.error("canon build failed", metadata: ["error": "\(String(reflecting: error))"])
+            self.failed.increment()
             _ = try? await self.finish(id, sha256: nil, bytes: nil, chunks: nil, error: "\(error)", logger: logger)
         }
         return true

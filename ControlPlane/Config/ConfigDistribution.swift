@@ -32,6 +32,7 @@ public struct ConfigDistribution: Sendable {
             ConfigChangeListener(
                 client: postgres, source: source, notifier: notifier, pollInterval: .seconds(5), logger: logger),
             ChangeLogCompactor(client: postgres, retention: settings.changeLogRetention, logger: logger),
+            FleetMetrics(registry: self.registry, source: source, logger: logger),
         ]
     }
 

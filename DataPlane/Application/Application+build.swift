@@ -24,7 +24,8 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
         server: configuration.server.serverBuilder,
         configuration: configuration.server.applicationConfiguration(serverName: "zaas-data"),
         services: node.services + [
-            PrometheusMetrics.server(settings: configuration.server, serverName: "zaas-data-metrics", logger: logger)
+            PrometheusMetrics.server(settings: configuration.server, serverName: "zaas-data-metrics", logger: logger),
+            ProcessMetrics(),
         ],
         logger: logger
     )

@@ -12,7 +12,7 @@ import Shared
 /// the limit it reports itself (`airllm_memory_limit_bytes`). The figures become this node's
 /// gauges, so the monitoring can alert on them: `zaas_model_backend_memory_bytes{model, kind}`
 /// (`resident`, `peak`, `limit`, `device`), `zaas_model_backend_queued{model}` and
-/// `zaas_model_backend_up{model}`.
+/// `zaas_model_backend_up{model}`; and, for backends of every class, `zaas_model_circuit_open`.
 struct BackendMonitor: Sendable {
     /// What one scrape found.
     struct Reading: Sendable, Equatable {
@@ -63,11 +63,21 @@ struct BackendMonitor: Sendable {
     let interval: Duration
     let logger: Logger
 
-    /// Scrapes until cancelled.
+    /// Scrapes until cancelled, and records which backends nodes skip now.
     func run() async {
         while !Task.isCancelled {
             await self.checkAll()
+            self.recordCircuits()
             try? await Task.sleep(for: self.interval)
+        }
+    }
+
+    /// `zaas_model_circuit_open{model}`: 1 while a backend of any class may not be called (its
+    /// circuit open after failures, busy, or held by this monitor), else 0.
+    func recordCircuits(at now: ContinuousClock.Instant = .now) {
+        for runtime in self.backends.enabled(catalog: self.catalog()) {
+            Gauge(label: "zaas_model_circuit_open", dimensions: [("model", runtime.backend.name)])
+                .record(runtime.breaker.isAvailable(at: now) ? 0 : 1)
         }
     }
 

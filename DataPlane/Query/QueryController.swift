@@ -18,6 +18,7 @@ struct QueryController: Sendable {
     let inFlight: InFlightLimit
     let audit: AuditRecorder
     let jobs: QueryJobs
+    let counters = TenantQueryCounters()
 
     func addRoutes(to group: RouterGroup<AuthenticatedRequestContext>) {
         group.post { request, context in
@@ -31,13 +32,19 @@ struct QueryController: Sendable {
         let started = ContinuousClock.now
         let queryID = UUID()
         let requestID = request.headers[.requestID]
+        let tenant = context.caller.tenant.slug
         do {
-            return try await self.answer(
+            let response = try await self.answer(
                 request, context: context, queryID: queryID, requestID: requestID, started: started)
+            self.counters.record(tenant: tenant, code: response.status.code)
+            return response
         } catch {
             self.recordFailure(
                 error, caller: context.caller, queryID: queryID, requestID: requestID,
                 total: ContinuousClock.now - started)
+            if !(error is CancellationError) {
+                self.counters.record(tenant: tenant, code: (error as? Problem)?.status.code ?? 500)
+            }
             throw error
         }
     }

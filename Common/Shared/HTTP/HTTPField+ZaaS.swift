@@ -16,4 +16,8 @@ extension HTTPField.Name {
     public static let zaasCache = Self("X-ZaaS-Cache")!
     /// The cosine similarity of the cached question a semantic hit was served for.
     public static let zaasCacheSimilarity = Self("X-ZaaS-Cache-Similarity")!
+
+    /// The addresses a request passed through, the client's first, as a proxy in front (nginx)
+    /// sets it; believed only from `http.trusted_proxies` (`ClientAddress`).
+    public static let xForwardedFor = Self("X-Forwarded-For")!
 }

@@ -1,4 +1,5 @@
 import Configuration
+import Foundation
 import Logging
 
 /// Settings every server has: where it listens and how much it logs.
@@ -18,6 +19,9 @@ public struct ServerSettings: Sendable, Equatable {
     /// disconnected.
     public var headTimeout: Duration
     public var bodyTimeout: Duration
+    /// Proxies whose `X-Forwarded-For` names the client (`http.trusted_proxies`: IP addresses,
+    /// comma-separated; none by default). `make run` trusts its nginx on loopback.
+    public var trustedProxies: Set<String>
     public var idleTimeout: Duration
     /// Connections held at once (`http.max_connections`).
     public var maximumConnections: Int
@@ -29,6 +33,14 @@ public struct ServerSettings: Sendable, Equatable {
         self.bodyTimeout = .seconds(try reader.setting("http.body_timeout_seconds", in: 1...3600))
         self.idleTimeout = .seconds(try reader.setting("http.idle_timeout_seconds", in: 1...3600))
         self.maximumConnections = try reader.setting("http.max_connections", in: 1...1_000_000)
+        let proxies = (reader.optionalSetting("http.trusted_proxies") ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+        if let invalid = proxies.first(where: { !ClientAddress.isIPAddress($0) }) {
+            throw ConfigurationError.invalid(
+                key: "http.trusted_proxies", value: invalid, expected: "IP addresses separated by commas")
+        }
+        self.trustedProxies = Set(proxies.map(ClientAddress.canonical))
         self.metricsHost = try reader.setting("metrics.host")
         if reader.optionalSetting("metrics.port") != nil {
             self.metricsPort = try reader.setting("metrics.port", in: 0...65535)

@@ -13,19 +13,22 @@ import TestSupport
 // one node beside a no-op route (`/livez`) of the same server in the same run. Figures go to
 // docs/benchmarks.md. The audit trail's cost on the hit path (issue 16): the same hits against
 // two nodes, one recording every query in its audit spool, one with `audit.enabled=false`.
-// BENCH_PARTS picks parts (limiter,semantic,hits,audit); BENCH_HIT_SECONDS and BENCH_HIT_CLIENTS
+// nginx's cost (issue 19): the same hits straight to a node and through nginx in front of it (the
+// repository's configuration, infra/nginx), in alternating rounds.
+// BENCH_PARTS picks parts (limiter,semantic,hits,audit,nginx); BENCH_HIT_SECONDS and BENCH_HIT_CLIENTS
 // size the last two. BENCH_AUDIT_SETTINGS (`key=value,…`) adds settings to the audited node, for
 // example `audit.ship_interval_ms=60000` to measure the node's share without shipping.
 
 @main
 struct CacheBench {
     static func main() async throws {
-        let parts = Set((environment["BENCH_PARTS"] ?? "limiter,semantic,hits,audit").split(separator: ","))
+        let parts = Set((environment["BENCH_PARTS"] ?? "limiter,semantic,hits,audit,nginx").split(separator: ","))
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores")
         if parts.contains("limiter") { try await limiterBenchmark() }
         if parts.contains("semantic") { semanticBenchmark() }
         if parts.contains("hits") { try await hitBenchmark() }
         if parts.contains("audit") { try await auditBenchmark() }
+        if parts.contains("nginx") { try await nginxBenchmark() }
     }
 }
 
@@ -235,6 +238,18 @@ struct PairedRounds {
     }
 }
 
+/// The demo canon published, a key of a custom Enterprise policy large enough that the run never
+/// meets its limit, and the question every hit asks, an exact hit on every node of the stack.
+func prepareHits(_ stack: BenchStack) async throws -> (key: String, body: String) {
+    try await stack.publishDemoCanon()
+    let (_, key) = try await stack.makeTenantKey(
+        slug: "bench", tier: "enterprise",
+        quotaPolicy: #"{"queries_per_hour": 10000000, "tenant_queries_per_hour": 10000000}"#)
+    let body = #"{"question": "What does Noether's theorem state?"}"#
+    for node in stack.nodes { try await waitForExactHit(node, key: key, body: body) }
+    return (key, body)
+}
+
 /// Waits until `node` answers `body` with an exact hit of an answer from the demo canon (not of
 /// one given before the canon loaded) under the benchmark's large limit.
 func waitForExactHit(_ node: ServerProcess, key: String, body: String) async throws {
@@ -254,13 +269,7 @@ func hitBenchmark() async throws {
     )
     try await BenchStack.with { stack in
         let node = stack.node
-        try await stack.publishDemoCanon()
-        // A custom Enterprise policy large enough that the run never meets the limit.
-        let (_, key) = try await stack.makeTenantKey(
-            slug: "bench", tier: "enterprise",
-            quotaPolicy: #"{"queries_per_hour": 10000000, "tenant_queries_per_hour": 10000000}"#)
-        let body = #"{"question": "What does Noether's theorem state?"}"#
-        try await waitForExactHit(node, key: key, body: body)
+        let (key, body) = try await prepareHits(stack)
 
         let noop: @Sendable () async throws -> TestHTTP.Reply = {
             try await TestHTTP.send("GET", node.baseURL + "/livez")
@@ -296,12 +305,7 @@ func auditBenchmark() async throws {
     }
     if !audited.isEmpty { print("  node-1 also has \(audited.sorted { $0.key < $1.key })") }
     try await BenchStack.with(nodeCount: 2, settingsOfNode: [1: audited, 2: ["audit.enabled": "false"]]) { stack in
-        try await stack.publishDemoCanon()
-        let (_, key) = try await stack.makeTenantKey(
-            slug: "bench", tier: "enterprise",
-            quotaPolicy: #"{"queries_per_hour": 10000000, "tenant_queries_per_hour": 10000000}"#)
-        let body = #"{"question": "What does Noether's theorem state?"}"#
-        for node in stack.nodes { try await waitForExactHit(node, key: key, body: body) }
+        let (key, body) = try await prepareHits(stack)
         let (audited, unaudited) = (stack.nodes[0], stack.nodes[1])
         func hit(_ node: ServerProcess) -> @Sendable () async throws -> TestHTTP.Reply {
             { try await TestHTTP.send("POST", node.baseURL + "/api/v1/query", bearer: key, json: body) }
@@ -431,4 +435,68 @@ func ingestThroughput(_ stack: BenchStack) async throws {
     print(
         "  ingest: \(stored) events stored in \(String(format: "%.1f", elapsed)) s: \(Int(Double(stored) / elapsed)) events/s (making the batches included)"
     )
+}
+
+// MARK: - 5. nginx in front
+
+/// Exact cache hits straight to a node and through nginx in front of that node alone (the
+/// repository's template rendered by infra/nginx/render.sh, as `make run` does), in alternating
+/// rounds; the ratio per round, its median quoted.
+func nginxBenchmark() async throws {
+    print(
+        "\n[nginx] one node (release), \(hitClients) concurrent clients, exact cache hits: straight to the node, and through nginx (infra/nginx, 2 workers, keep-alive to the node)"
+    )
+    try await BenchStack.with { stack in
+        let node = stack.node
+        let (key, body) = try await prepareHits(stack)
+
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().path
+        let directory = ConfigFixtures.temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (port, statusPort) = (try RedisServerProcess.freePort(), try RedisServerProcess.freePort())
+        let render = try ChildProcess(
+            arguments: [
+                "/bin/sh", root + "/infra/nginx/render.sh", root + "/infra/nginx/zaas.conf.template",
+                directory + "/nginx.conf",
+            ],
+            environment: [
+                "PATH": "/usr/bin:/bin", "ZAAS_NGINX_NODES": "127.0.0.1:\(node.port)",
+                "ZAAS_NGINX_CONTROL": "127.0.0.1:\(stack.control.port)", "ZAAS_NGINX_LISTEN": "127.0.0.1:\(port)",
+                "ZAAS_NGINX_STATUS_LISTEN": "127.0.0.1:\(statusPort)", "ZAAS_NGINX_PREFIX": directory,
+                "ZAAS_NGINX_ACCESS_LOG": directory + "/access.log", "ZAAS_NGINX_ERROR_LOG": directory + "/error.log",
+                "ZAAS_NGINX_USER": getuid() == 0 ? "user root root;" : "",
+            ])
+        _ = try await TestHTTP.waitUntil(timeout: .seconds(10)) { !render.isRunning }
+        guard FileManager.default.fileExists(atPath: directory + "/nginx.conf") else {
+            throw TestEnvironment.SetupError(message: "render.sh failed")
+        }
+        let nginx = try ChildProcess(
+            arguments: [
+                "/usr/sbin/nginx", "-p", directory, "-c", directory + "/nginx.conf", "-e", directory + "/error.log",
+            ],
+            environment: ["PATH": "/usr/bin:/bin"], logFile: directory + "/nginx.log")
+        defer { nginx.kill() }
+        let entry = "http://127.0.0.1:\(port)"
+        let up = try await TestHTTP.waitUntil(timeout: .seconds(10)) {
+            (try? await TestHTTP.send("GET", entry + "/livez"))?.status == 200
+        }
+        guard up != nil else { throw TestEnvironment.SetupError(message: "nginx did not start") }
+
+        let direct: @Sendable () async throws -> TestHTTP.Reply = {
+            try await TestHTTP.send("POST", node.baseURL + "/api/v1/query", bearer: key, json: body)
+        }
+        let proxied: @Sendable () async throws -> TestHTTP.Reply = {
+            try await TestHTTP.send("POST", entry + "/api/v1/query", bearer: key, json: body)
+        }
+        for _ in 0..<200 {
+            _ = try await direct()
+            _ = try await proxied()
+        }
+        let rounds = try await PairedRounds.run(baseline: direct, measured: proxied, alternateOrder: true)
+        rounds.report(
+            per: "path", baseline: "straight to the node", measured: "through nginx      ",
+            ratio: "through nginx / straight", target: 80)
+    }
 }
