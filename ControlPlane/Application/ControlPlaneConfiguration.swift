@@ -58,6 +58,7 @@ public struct ControlPlaneConfiguration: Sendable {
                 "config.document_validity_seconds": "86400",
                 "nodes.stale_after_seconds": "90",
                 "nodes.max_credentials": "256",
+                "nodes.enrolled_retire_after_seconds": "900",
                 "embeddings.model_dir": ".zaas/models/all-MiniLM-L6-v2",
                 "canon.build_threads": "2",
                 "canon.max_upload_mib": "64",

@@ -7,7 +7,7 @@ import Shared
 struct SessionController: Sendable {
     let auth: AuthService
     /// Proxies whose `X-Forwarded-For` names the client whose failures are throttled.
-    var trustedProxies: Set<String> = []
+    var trustedProxies: TrustedProxies = .none
 
     struct SignIn: Decodable {
         let email: String

@@ -33,6 +33,8 @@ public struct ConfigDistribution: Sendable {
                 client: postgres, source: source, notifier: notifier, pollInterval: .seconds(5), logger: logger),
             ChangeLogCompactor(client: postgres, retention: settings.changeLogRetention, logger: logger),
             FleetMetrics(registry: self.registry, source: source, logger: logger),
+            EnrolledNodeRetirer(
+                credentials: self.credentials, retireAfter: settings.enrolledRetireAfter, logger: logger),
         ]
     }
 

@@ -12,6 +12,9 @@ struct InternalRoutes: Sendable {
     let usage: UsageController
 
     func addRoutes(to router: Router<AdminRequestContext>) {
+        let enrollment = EnrollmentController(
+            credentials: self.credentials, secretDigest: self.distribution.settings.enrollmentSecretDigest)
+        enrollment.addRoutes(to: router)
         let group = router.group().add(middleware: NodeAuthenticator(credentials: self.credentials))
             .group(context: NodeContext.self)
         self.distribution.watchController.addRoutes(to: group)
@@ -20,5 +23,6 @@ struct InternalRoutes: Sendable {
         self.cache.addRoutes(to: group)
         self.audit.addRoutes(to: group)
         self.usage.addRoutes(to: group)
+        enrollment.addReleaseRoute(to: group)
     }
 }

@@ -45,6 +45,7 @@ public enum Migrations {
         Migration(version: 24, name: "billing", statements: BillingSchema.statements),
         Migration(version: 25, name: "large_local_model_class", statements: LargeLocalSchema.statements),
         Migration(version: 26, name: "async_model_classes", statements: AsyncClassesSchema.statements),
+        Migration(version: 27, name: "node_enrollment", statements: NodeEnrollmentSchema.statements),
     ]
 
     public static var latestVersion: Int { all.last?.version ?? 0 }

@@ -42,6 +42,8 @@ struct NodeCredentialStore: Sendable {
         let lastUsedAt: Date?
         let revokedAt: Date?
         let status: String
+        /// Obtained by the node itself with the enrollment secret, not issued by an operator.
+        let enrolled: Bool
     }
 
     let database: ScopedDatabase
@@ -52,8 +54,9 @@ struct NodeCredentialStore: Sendable {
 
     /// A new credential for `nodeID`; with `replace`, the node's other credentials are revoked in
     /// the same transaction (a restart with a fresh credential). Without it, the old ones stay
-    /// valid until revoked, so a credential can be rotated without a gap.
-    func issue(nodeID: String, operatorID: UUID, replace: Bool, logger: Logger) async throws -> (Credential, NodeToken)
+    /// valid until revoked, so a credential can be rotated without a gap. Without an operator, the
+    /// node enrolled itself (`EnrollmentController`).
+    func issue(nodeID: String, operatorID: UUID?, replace: Bool, logger: Logger) async throws -> (Credential, NodeToken)
     {
         let token = NodeToken.generate()
         let id = UUID()
@@ -72,8 +75,8 @@ struct NodeCredentialStore: Sendable {
             guard active < maximum else { throw Problem.nodeCredentialLimit(maximum) }
             let rows = try await connection.query(
                 """
-                INSERT INTO node_credentials (id, node_id, token_digest, created_by)
-                VALUES (\(id), \(nodeID), \(ByteBuffer(bytes: token.digest)), \(operatorID))
+                INSERT INTO node_credentials (id, node_id, token_digest, created_by, enrolled)
+                VALUES (\(id), \(nodeID), \(ByteBuffer(bytes: token.digest)), \(operatorID), \(operatorID == nil))
                 RETURNING \(unescaped: Self.columns)
                 """,
                 logger: logger)
@@ -102,6 +105,38 @@ struct NodeCredentialStore: Sendable {
         return nil
     }
 
+    /// Revokes an enrolled credential its own node hands back as it stops; nil when it is not an
+    /// active enrolled credential.
+    func release(id: UUID, logger: Logger) async throws -> Credential? {
+        let rows = try await self.client.query(
+            """
+            UPDATE node_credentials SET revoked_at = now() WHERE id = \(id) AND enrolled AND revoked_at IS NULL
+            RETURNING \(unescaped: Self.columns)
+            """,
+            logger: logger)
+        for try await row in rows.decode(Self.Row.self) { return Self.credential(row) }
+        return nil
+    }
+
+    /// Revokes the enrolled credentials older than `after` whose node has not been seen for
+    /// `after` (a pod killed before it could hand its credential back), and returns them.
+    func retireEnrolled(after: Duration, logger: Logger) async throws -> [Credential] {
+        let seconds = Double(after.components.seconds)
+        let rows = try await self.client.query(
+            """
+            UPDATE node_credentials c SET revoked_at = now()
+            WHERE c.enrolled AND c.revoked_at IS NULL AND c.created_at < now() - make_interval(secs => \(seconds))
+              AND NOT EXISTS (
+                  SELECT 1 FROM data_plane_nodes d
+                  WHERE d.id = c.node_id AND d.last_seen_at > now() - make_interval(secs => \(seconds)))
+            RETURNING \(unescaped: Self.columns)
+            """,
+            logger: logger)
+        var retired: [Credential] = []
+        for try await row in rows.decode(Self.Row.self) { retired.append(Self.credential(row)) }
+        return retired
+    }
+
     /// The credential id and node id of an active credential with this digest; marks it used
     /// (at most once a minute, so authentication does not write on every request).
     func authenticate(digest: [UInt8], logger: Logger) async throws -> NodeIdentity? {
@@ -123,13 +158,13 @@ struct NodeCredentialStore: Sendable {
         return nil
     }
 
-    private static let columns = "id, node_id, created_at, last_used_at, revoked_at"
-    private typealias Row = (UUID, String, Date, Date?, Date?)
+    private static let columns = "id, node_id, created_at, last_used_at, revoked_at, enrolled"
+    private typealias Row = (UUID, String, Date, Date?, Date?, Bool)
 
     private static func credential(_ row: Row) -> Credential {
         Credential(
             id: row.0, nodeId: row.1, createdAt: row.2, lastUsedAt: row.3, revokedAt: row.4,
-            status: row.4 == nil ? "active" : "revoked")
+            status: row.4 == nil ? "active" : "revoked", enrolled: row.5)
     }
 }
 

@@ -17,6 +17,8 @@ public func buildApplication(configuration: DataPlaneConfiguration) async throws
     logger.logLevel = configuration.server.logLevel
     logger[metadataKey: "node"] = .string(configuration.nodeID)
     let node = try DataPlaneNode(configuration: configuration, logger: logger)
+    // A node that enrolls for its credential does so before it serves.
+    try await node.control.enroll()
     // Serve from the disk copy at once; the watcher catches up from there.
     node.watcher.loadFromDisk()
     return Application(
@@ -60,6 +62,8 @@ public struct DataPlaneNode: Sendable {
     /// Asynchronous queries, kept in Redis, and this node's worker running them.
     let jobs: QueryJobs
     let jobWorker: QueryJobWorker
+    /// Hands the credential back as the node stops, when the node enrolled for it.
+    let enrollmentRelease: EnrollmentRelease?
 
     public init(configuration: DataPlaneConfiguration, logger: Logger) throws {
         self.verifier = KeyVerifier(digester: try APIKeyDigester(pepper: configuration.keyPepper))
@@ -79,7 +83,11 @@ public struct DataPlaneNode: Sendable {
             )
         }
         self.nodeID = configuration.nodeID
-        let control = ControlPlaneClient(settings: configuration.controlPlane)
+        let enroller = configuration.enrollmentSecret.map {
+            NodeEnroller(configuration: configuration, secret: $0, logger: logger)
+        }
+        let control = ControlPlaneClient(settings: configuration.controlPlane, enroller: enroller)
+        self.enrollmentRelease = enroller.map { EnrollmentRelease(control: control, enroller: $0) }
         let store = ConfigStore()
         let redis = RedisClient(configuration: configuration.redis, logger: logger)
         self.control = control
@@ -137,8 +145,8 @@ public struct DataPlaneNode: Sendable {
     /// Started in this order and stopped in reverse: the clients first, so the last usage report
     /// and the last persistent-cache batch still have them.
     public var services: [any Service] {
-        [
-            self.control, EmbedderService(embedder: self.embedder), self.redis, self.limiter, self.watcher, self.canon,
+        [self.control] + (self.enrollmentRelease.map { [$0 as any Service] } ?? []) + [
+            EmbedderService(embedder: self.embedder), self.redis, self.limiter, self.watcher, self.canon,
             self.usage, self.auditShipper, self.persistentCache, self.sweeper, self.inference, self.jobWorker,
         ] + (self.semanticCache.map { [$0 as any Service] } ?? [])
     }

@@ -11,6 +11,9 @@ public struct DataPlaneConfiguration: Sendable {
     public var redis: RedisConfiguration
     /// The control plane's internal API: URL, this node's credential, connect timeout.
     public var controlPlane: ControlPlaneClient.Settings
+    /// The fleet's enrollment secret (`nodes.enrollment_secret`), when the node obtains its
+    /// credential by enrolling at start instead of being given one (`nodes.token`): `NodeEnroller`.
+    public var enrollmentSecret: String?
     /// How long the control plane may hold a watch request open.
     public var watchWait: Duration
     /// The longest pause between retries while the control plane is unreachable.
@@ -82,13 +85,34 @@ public struct DataPlaneConfiguration: Sendable {
                 expected: "an https URL, or http on loopback (set control.allow_insecure_http=true to allow plain HTTP)"
             )
         }
-        // This node's own credential (`zaasctl nodes issue --node-id …`): checked for its form here,
-        // so a pasted shared secret or a truncated token stops the node at start, not in a 401 loop.
-        let token: String = try reader.setting("nodes.token", isSecret: true)
-        guard token.hasPrefix("znode_"), Hex.isLowercase(String(token.dropFirst(6)), count: 64) else {
+        // This node's own credential (`zaasctl nodes issue --node-id …`), or the fleet's enrollment
+        // secret to obtain one with at start: checked for their form here, so a pasted shared secret
+        // or a truncated token stops the node at start, not in a 401 loop.
+        let token: String
+        switch (
+            reader.optionalSetting("nodes.token", isSecret: true),
+            reader.optionalSetting("nodes.enrollment_secret", isSecret: true)
+        ) {
+        case (let given?, nil):
+            guard given.hasPrefix("znode_"), Hex.isLowercase(String(given.dropFirst(6)), count: 64) else {
+                throw ConfigurationError.invalid(
+                    key: "nodes.token", value: "(hidden)",
+                    expected: "this node's credential from `zaasctl nodes issue` (znode_ and 64 hex digits)")
+            }
+            token = given
+        case (nil, .some):
+            _ = try reader.hexSecret("nodes.enrollment_secret", minimumBytes: 32)
+            self.enrollmentSecret = reader.optionalSetting("nodes.enrollment_secret", isSecret: true)
+            token = ""
+        case (.some, .some):
             throw ConfigurationError.invalid(
-                key: "nodes.token", value: "(hidden)",
-                expected: "this node's credential from `zaasctl nodes issue` (znode_ and 64 hex digits)")
+                key: "nodes.enrollment_secret", value: "(hidden)",
+                expected: "unset when nodes.token is set: a node either is given its credential or enrolls for one")
+        case (nil, nil):
+            throw ConfigurationError.invalid(
+                key: "nodes.token", value: "",
+                expected:
+                    "this node's credential from `zaasctl nodes issue`, or nodes.enrollment_secret to enroll for one")
         }
         self.controlPlane = ControlPlaneClient.Settings(
             url: url, nodeToken: token,

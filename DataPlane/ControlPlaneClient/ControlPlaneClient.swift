@@ -1,9 +1,11 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 import Shared
+import Synchronization
 
 /// The node's one way to the control plane's internal API (`InternalAPI`): it owns the URL, the
 /// node credential, the timeouts and the HTTP client. Everything a node asks of the control plane
@@ -45,16 +47,24 @@ public final class ControlPlaneClient: Service, Sendable {
     public let settings: Settings
     let httpClient: HTTPClient
     private let ownsHTTPClient: Bool
+    /// How the node obtains its credential when it enrolls for one (nil: it was given one).
+    let enroller: NodeEnroller?
+    /// The credential presented: the one given, or the one enrolled for last.
+    private let credential: Mutex<String>
+    /// The enrollment under way after a 401, which every call refused meanwhile waits for.
+    private let renewal = Mutex<Task<String, any Error>?>(nil)
 
     /// With an HTTP client of its own, which fails a refused connection at once instead of
     /// retrying until the call's deadline: the node notices a control-plane outage in milliseconds.
-    public init(settings: Settings) {
+    public init(settings: Settings, enroller: NodeEnroller? = nil) {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .init(settings.timeout)
         self.settings = settings
         self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.ownsHTTPClient = true
+        self.enroller = enroller
+        self.credential = Mutex(settings.nodeToken)
     }
 
     /// Over an HTTP client the caller owns and shuts down.
@@ -62,6 +72,36 @@ public final class ControlPlaneClient: Service, Sendable {
         self.settings = settings
         self.httpClient = httpClient
         self.ownsHTTPClient = false
+        self.enroller = nil
+        self.credential = Mutex(settings.nodeToken)
+    }
+
+    /// For a node that enrolls: obtains its credential before the node starts (`NodeEnroller`).
+    public func enroll() async throws {
+        guard let enroller = self.enroller else { return }
+        let token = try await enroller.credential(using: self)
+        self.credential.withLock { $0 = token }
+    }
+
+    /// After a 401 to `rejected`: the credential to try again with. An enrolled node's credential
+    /// may have been retired while it was out of touch with the control plane for long; it enrolls
+    /// again, once for all the calls refused meanwhile.
+    private func renewed(after rejected: String, by enroller: NodeEnroller) async throws -> String {
+        let task = self.renewal.withLock { renewal -> Task<String, any Error> in
+            let current = self.credential.withLock { $0 }
+            if current != rejected { return Task { current } }
+            if let running = renewal { return running }
+            let task = Task {
+                defer { self.renewal.withLock { $0 = nil } }
+                enroller.logger.warning("the control plane refused this node's credential: enrolling again")
+                let token = try await enroller.attempt(using: self)
+                self.credential.withLock { $0 = token }
+                return token
+            }
+            renewal = task
+            return task
+        }
+        return try await task.value
     }
 
     public func run() async throws {
@@ -87,6 +127,22 @@ public final class ControlPlaneClient: Service, Sendable {
         return try await self.call(
             .GET, InternalAPI.config, query: query, allowance: wait + .seconds(5),
             maximumBytes: SignedConfigDocument.maximumPayloadLength + 1024)
+    }
+
+    /// `POST /internal/v1/enroll` with the fleet's enrollment secret; any status is returned.
+    func enroll(nodeID: String, secret: String) async throws -> Reply {
+        try await self.call(
+            .POST, InternalAPI.enroll, body: ByteBuffer(bytes: try Self.encoder.encode(["node_id": nodeID])),
+            bearer: secret, allowance: .seconds(5), maximumBytes: 64 * 1024)
+    }
+
+    /// `DELETE /internal/v1/enroll`: hands this node's enrolled credential back (one already
+    /// retired is not enrolled for again just to be handed back).
+    func leave() async throws {
+        let reply = try await self.call(
+            .DELETE, InternalAPI.enroll, bearer: self.credential.withLock { $0 }, allowance: .seconds(5),
+            maximumBytes: 64 * 1024)
+        guard reply.status == 204 || reply.status == 401 else { throw ControlPlaneError(reply) }
     }
 
     /// `POST /internal/v1/usage`.
@@ -162,15 +218,30 @@ public final class ControlPlaneClient: Service, Sendable {
     /// the connect timeout plus `allowance`.
     func call(
         _ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: ByteBuffer? = nil,
-        contentType: String = "application/json", allowance: Duration, maximumBytes: Int
+        contentType: String = "application/json", bearer: String? = nil, allowance: Duration, maximumBytes: Int
     ) async throws -> Reply {
         var url = self.settings.url + path
         if !query.isEmpty {
             url += "?" + query.map { "\($0.0)=\(Self.escape($0.1))" }.joined(separator: "&")
         }
+        let presented = bearer ?? self.credential.withLock { $0 }
+        let reply = try await self.send(
+            method, url, body: body, contentType: contentType, bearer: presented, allowance: allowance,
+            maximumBytes: maximumBytes)
+        guard reply.status == 401, bearer == nil, let enroller = self.enroller else { return reply }
+        return try await self.send(
+            method, url, body: body, contentType: contentType,
+            bearer: try await self.renewed(after: presented, by: enroller), allowance: allowance,
+            maximumBytes: maximumBytes)
+    }
+
+    private func send(
+        _ method: HTTPMethod, _ url: String, body: ByteBuffer?, contentType: String, bearer: String,
+        allowance: Duration, maximumBytes: Int
+    ) async throws -> Reply {
         var request = HTTPClientRequest(url: url)
         request.method = method
-        request.headers.add(name: "Authorization", value: "Bearer \(self.settings.nodeToken)")
+        request.headers.add(name: "Authorization", value: "Bearer \(bearer)")
         if let body {
             request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(body)
@@ -193,6 +264,13 @@ public final class ControlPlaneClient: Service, Sendable {
     }
 
     /// snake_case and ISO 8601, as the internal API reads bodies.
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }()
+
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase

@@ -123,6 +123,7 @@ struct QueryPipeline: Sendable {
     /// asynchronous classes: after the persistent and semantic tiers, a query the model class it
     /// would be routed to now is one of those is `deferred` (its embedding and retrieval are done
     /// again when a worker runs it: milliseconds beside a layer-split model's seconds per token).
+    /// A query answered now reuses the retrieval the decision was made on.
     func completeOrDefer(_ admitted: Admitted) async throws -> Disposition {
         switch try await self.lookUp(admitted) {
         case .hit(let answer):
@@ -130,20 +131,18 @@ struct QueryPipeline: Sendable {
             return .answered(answer)
         case .miss(let missing, let vector):
             let query = missing.query
-            let retrieval = self.retrieve(query, vector: vector, layers: missing.layers)
-            if self.answerer.answer(
-                question: query.question, retrieval: retrieval, layers: missing.layers, maxCitations: query.maxCitations
-            ).covered,
+            let prepared = self.prepare(query, vector: vector, layers: missing.layers)
+            if prepared.extractive.covered,
                 let modelClass = self.inference.answeringClass(
-                    question: query.question, vector: vector, retrieval: retrieval, preference: query.modelPreference,
-                    allowed: missing.policy.modelClasses,
+                    question: query.question, vector: vector, retrieval: prepared.retrieval,
+                    preference: query.modelPreference, allowed: missing.policy.modelClasses,
                     routingThreshold: missing.policy.routingThreshold ?? TenantPolicy.defaultRoutingThreshold),
                 missing.policy.asyncModelClasses.contains(modelClass.flag)
             {
                 return .deferred(modelClass)
             }
             let (answer, _) = try await self.flights.run(missing.key.digest) {
-                try await self.compute(missing, vector: vector, stream: nil)
+                try await self.compute(missing, vector: vector, prepared: prepared, stream: nil)
             }
             self.cache.record(answer.outcome)
             return .answered(answer)
@@ -264,12 +263,15 @@ struct QueryPipeline: Sendable {
     /// Stages 6–10 for a query no cache answered: retrieval and inference, and the answer stored
     /// in every tier. With `stream`, a model's answer is sent sentence by sentence as it is
     /// generated; a streamed answer is not shared with identical questions in flight (a caller
-    /// that leaves cancels its own model call and no one else's).
-    func compute(_ admitted: Admitted, vector: [Float], stream: InferenceEngine.StreamSink?) async throws -> Answer {
+    /// that leaves cancels its own model call and no one else's). `prepared` is this query's
+    /// retrieval when the caller already made it.
+    func compute(
+        _ admitted: Admitted, vector: [Float], prepared: Prepared? = nil, stream: InferenceEngine.StreamSink?
+    ) async throws -> Answer {
         var timings = admitted.timings
         let (answer, usage) = try await self.answer(
-            admitted.query, vector: vector, layers: admitted.layers, policy: admitted.policy, timings: &timings,
-            stream: stream)
+            admitted.query, vector: vector, layers: admitted.layers, policy: admitted.policy, prepared: prepared,
+            timings: &timings, stream: stream)
         let stored = try StoredAnswer(answer)
         // 10. Store.
         await timings.measure("store") {
@@ -291,22 +293,32 @@ struct QueryPipeline: Sendable {
         }
     }
 
-    private func retrieve(_ query: QueryRequest, vector: [Float], layers: [CanonLayer]) -> RetrievalResult {
-        self.retriever.retrieve(
-            layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
+    /// Stage 6, retrieval, and the extractive answer made from it: what routing decides on, and
+    /// the answer of last resort.
+    struct Prepared: Sendable {
+        let retrieval: RetrievalResult
+        let extractive: ExtractiveAnswer
+        let took: Duration
     }
 
-    /// Retrieval, then the routed answer (the extractive answer when no model can give one), and
-    /// what its model calls cost (nil when none was made).
-    func answer(
-        _ query: QueryRequest, vector: [Float], layers: [CanonLayer], policy: TenantPolicy,
-        timings: inout StageTimings, stream: InferenceEngine.StreamSink? = nil
-    ) async throws -> (CachedAnswer, ModelUsage?) {
+    private func prepare(_ query: QueryRequest, vector: [Float], layers: [CanonLayer]) -> Prepared {
         let started = ContinuousClock.now
-        let retrieval = self.retrieve(query, vector: vector, layers: layers)
+        let retrieval = self.retriever.retrieve(
+            layers: layers, question: query.question, vector: vector, limit: max(query.maxCitations, 1))
         let extractive = self.answerer.answer(
             question: query.question, retrieval: retrieval, layers: layers, maxCitations: query.maxCitations)
-        timings.add("retrieve", ContinuousClock.now - started)
+        return Prepared(retrieval: retrieval, extractive: extractive, took: ContinuousClock.now - started)
+    }
+
+    /// Retrieval (unless `prepared` carries it), then the routed answer (the extractive answer when
+    /// no model can give one), and what its model calls cost (nil when none was made).
+    func answer(
+        _ query: QueryRequest, vector: [Float], layers: [CanonLayer], policy: TenantPolicy, prepared: Prepared? = nil,
+        timings: inout StageTimings, stream: InferenceEngine.StreamSink? = nil
+    ) async throws -> (CachedAnswer, ModelUsage?) {
+        let prepared = prepared ?? self.prepare(query, vector: vector, layers: layers)
+        let (retrieval, extractive) = (prepared.retrieval, prepared.extractive)
+        timings.add("retrieve", prepared.took)
         (extractive.covered ? self.answered : self.uncovered).increment()
         let routed = try await self.inference.answer(
             question: query.question, vector: vector, context: query.context, retrieval: retrieval, layers: layers,

@@ -26,6 +26,9 @@ public enum InternalAPI {
     public static let canonArtifacts = root + "/canon/artifacts"
     public static let canonUpdate = root + "/canon/update"
     public static let canonVersions = root + "/canon/versions"
+    /// `POST` with the fleet's enrollment secret: a new node's credential (`NodeEnrollment`);
+    /// `DELETE` with the node's credential: handed back as the node stops.
+    public static let enroll = root + "/enroll"
 
     public static func cacheEntry(tenant: UUID, digest: String) -> String {
         "\(cache)/\(tenant.lowercased)/\(digest)"
@@ -43,6 +46,18 @@ extension HTTPField.Name {
     public static let zaasLiveNodes = Self("ZaaS-Live-Nodes")!
     /// On an artifact: its SHA-256, which the node checks before using a byte of it.
     public static let zaasArtifactSHA256 = Self("ZaaS-Artifact-SHA256")!
+}
+
+/// A credential a node obtained by enrolling (`POST /internal/v1/enroll`; snake_case).
+public struct NodeEnrollment: Codable, Sendable, Equatable {
+    public var nodeId: String
+    /// `znode_` and 64 hex digits, shown once.
+    public var token: String
+
+    public init(nodeId: String, token: String) {
+        self.nodeId = nodeId
+        self.token = token
+    }
 }
 
 /// Keys' last-used times, batched by a node (`POST /internal/v1/usage`; snake_case, ISO 8601).

@@ -19,9 +19,9 @@ public struct ServerSettings: Sendable, Equatable {
     /// disconnected.
     public var headTimeout: Duration
     public var bodyTimeout: Duration
-    /// Proxies whose `X-Forwarded-For` names the client (`http.trusted_proxies`: IP addresses,
-    /// comma-separated; none by default). `make run` trusts its nginx on loopback.
-    public var trustedProxies: Set<String>
+    /// Proxies whose `X-Forwarded-For` names the client (`http.trusted_proxies`: IP addresses or
+    /// CIDR networks, comma-separated; none by default). `make run` trusts its nginx on loopback.
+    public var trustedProxies: TrustedProxies
     public var idleTimeout: Duration
     /// Connections held at once (`http.max_connections`).
     public var maximumConnections: Int
@@ -36,11 +36,14 @@ public struct ServerSettings: Sendable, Equatable {
         let proxies = (reader.optionalSetting("http.trusted_proxies") ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }.filter { !$0.isEmpty }
-        if let invalid = proxies.first(where: { !ClientAddress.isIPAddress($0) }) {
+        switch TrustedProxies.parse(proxies) {
+        case .success(let trusted):
+            self.trustedProxies = trusted
+        case .failure(let invalid):
             throw ConfigurationError.invalid(
-                key: "http.trusted_proxies", value: invalid, expected: "IP addresses separated by commas")
+                key: "http.trusted_proxies", value: invalid.entry,
+                expected: "IP addresses or CIDR networks (10.244.0.0/16) separated by commas")
         }
-        self.trustedProxies = Set(proxies.map(ClientAddress.canonical))
         self.metricsHost = try reader.setting("metrics.host")
         if reader.optionalSetting("metrics.port") != nil {
             self.metricsPort = try reader.setting("metrics.port", in: 0...65535)
