@@ -259,7 +259,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EmbeddingsTests",
-            dependencies: ["Embeddings", "TestSupport"],
+            dependencies: ["Embeddings", "CKernels", "TestSupport"],
             path: "Tests/EmbeddingsTests",
             swiftSettings: swiftSettings
         ),
@@ -369,7 +369,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "bench-embeddings",
-            dependencies: ["Embeddings", "CBLAS", "TestSupport"],
+            dependencies: ["Embeddings", "CBLAS", "CKernels", "TestSupport"],
             path: "Tests/Benchmarks/EmbeddingsBench",
             swiftSettings: swiftSettings
         ),

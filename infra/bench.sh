@@ -35,4 +35,9 @@ for bench in $benches; do
         continue
     fi
     ".build/release/$bench"
+    if [ "$bench" = bench-embeddings ]; then
+        # Its anchor, in the same run: the same model in PyTorch (the AirLLM sidecar's environment).
+        eval "$(bash "$(dirname "$0")/airllm/setup.sh")"
+        "$ZAAS_AIRLLM_PYTHON" Tests/Benchmarks/EmbeddingsBench/anchor.py "$ZAAS_ROOT/.zaas/models/all-MiniLM-L6-v2"
+    fi
 done

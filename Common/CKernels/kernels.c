@@ -89,39 +89,108 @@ static inline float zaas_exp_nonpositive(float x) {
     return e * scale.value;
 }
 
-#define ZAAS_SOFTMAX_BODY                                                                   \
-    for (size_t i = 0; i < rows; i++) {                                                     \
-        float *row = scores + i * width;                                                    \
-        float maximum = -__builtin_inff();                                                  \
-        for (size_t j = 0; j < valid; j++) maximum = row[j] > maximum ? row[j] : maximum;   \
-        float sum = 0;                                                                      \
+// Self-attention of one sequence, per head: scores of each row against the real keys (vectorised
+// over keys, from a transposed copy of the head's keys), softmax, then the weighted sum of values
+// (vectorised over the head's dimensions). One call replaces two small BLAS products and a softmax
+// per head, whose call overhead dominated for short sequences.
+#define ZAAS_ATTENTION_BODY                                                                 \
+    size_t d = hidden / heads, stride = 3 * hidden, padded = (valid + 31) / 32 * 32;        \
+    float *keys = scratch, *s = scratch + d * padded;                                       \
+    for (size_t h = 0; h < heads; h++) {                                                    \
+        /* The head's keys transposed, [d][padded], zeros past the real ones. */            \
+        for (size_t t = 0; t < d; t++)                                                      \
+            for (size_t j = valid; j < padded; j++) keys[t * padded + j] = 0;               \
         for (size_t j = 0; j < valid; j++) {                                                \
-            float value = zaas_exp_nonpositive(row[j] - maximum);                           \
-            row[j] = value;                                                                 \
-            sum += value;                                                                   \
+            const float *k = qkv + j * stride + hidden + h * d;                             \
+            for (size_t t = 0; t < d; t++) keys[t * padded + j] = k[t];                     \
         }                                                                                   \
-        float inverse = 1.0f / sum;                                                         \
-        for (size_t j = 0; j < valid; j++) row[j] *= inverse;                               \
-        for (size_t j = valid; j < width; j++) row[j] = 0;                                  \
+        for (size_t i = 0; i < length; i++) {                                               \
+            const float *q = qkv + i * stride + h * d;                                      \
+            /* Scores 32 keys at a time, the sums in four registers across the head. */     \
+            for (size_t j0 = 0; j0 < padded; j0 += 32) {                                    \
+                float acc[32] = {0};                                                        \
+                for (size_t t = 0; t < d; t++) {                                            \
+                    float qt = q[t] * scale;                                                \
+                    const float *row = keys + t * padded + j0;                              \
+                    for (int x = 0; x < 32; x++) acc[x] += qt * row[x];                     \
+                }                                                                           \
+                for (int x = 0; x < 32; x++) s[j0 + x] = acc[x];                            \
+            }                                                                               \
+            float maximum = -__builtin_inff();                                              \
+            for (size_t j = 0; j < valid; j++) maximum = s[j] > maximum ? s[j] : maximum;   \
+            float sum = 0;                                                                  \
+            for (size_t j = 0; j < valid; j++) {                                            \
+                s[j] = zaas_exp_nonpositive(s[j] - maximum);                                \
+                sum += s[j];                                                                \
+            }                                                                               \
+            float inverse = 1.0f / sum;                                                     \
+            float *out = context + i * context_stride + h * d;                              \
+            const float *values = qkv + 2 * hidden + h * d;                                 \
+            if (d == 32) {                                                                  \
+                /* MiniLM's heads: the sum stays in four registers. */                      \
+                float acc[32] = {0};                                                        \
+                for (size_t j = 0; j < valid; j++) {                                        \
+                    float p = s[j];                                                         \
+                    const float *v = values + j * stride;                                   \
+                    for (int t = 0; t < 32; t++) acc[t] += p * v[t];                        \
+                }                                                                           \
+                for (int t = 0; t < 32; t++) out[t] = acc[t] * inverse;                     \
+            } else {                                                                        \
+                for (size_t t = 0; t < d; t++) out[t] = 0;                                  \
+                for (size_t j = 0; j < valid; j++) {                                        \
+                    float p = s[j] * inverse;                                               \
+                    const float *v = values + j * stride;                                   \
+                    for (size_t t = 0; t < d; t++) out[t] += p * v[t];                      \
+                }                                                                           \
+            }                                                                               \
+        }                                                                                   \
     }
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) static void softmax_avx2(float *scores, size_t rows, size_t width,
-                                                             size_t valid) {
-    ZAAS_SOFTMAX_BODY
+__attribute__((target("avx2,fma"))) static void attention_avx2(const float *qkv, size_t length, size_t valid,
+                                                               size_t hidden, size_t heads, float scale,
+                                                               float *context, size_t context_stride,
+                                                               float *scratch) {
+    ZAAS_ATTENTION_BODY
 }
 #endif
 
-static void softmax_generic(float *scores, size_t rows, size_t width, size_t valid) {
-    ZAAS_SOFTMAX_BODY
+static void attention_generic(const float *qkv, size_t length, size_t valid, size_t hidden, size_t heads,
+                              float scale, float *context, size_t context_stride, float *scratch) {
+    ZAAS_ATTENTION_BODY
 }
 
-void zaas_masked_softmax(float *scores, size_t rows, size_t width, size_t valid) {
+void zaas_attention(const float *qkv, size_t length, size_t valid, size_t hidden, size_t heads, float scale,
+                    float *context, size_t context_stride, float *scratch) {
+    if (valid == 0 || heads == 0) return;
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        softmax_avx2(scores, rows, width, valid);
+    // The same choice as the matrix products' (gemm.c), so a test can run each path.
+    if (zaas_gemm_isa() == ZAAS_GEMM_AVX2) {
+        attention_avx2(qkv, length, valid, hidden, heads, scale, context, context_stride, scratch);
         return;
     }
 #endif
-    softmax_generic(scores, rows, width, valid);
+    attention_generic(qkv, length, valid, hidden, heads, scale, context, context_stride, scratch);
+}
+
+/* BM25, term at a time. A chunk's part is weight·f / (f + (constant + length_weight·length)),
+ * computed exactly as written (no fused multiply-add), so that the walk and plain reference
+ * code give the same bits. A term's postings hold each chunk
+ * once, so there are no conflicts between iterations. */
+#pragma clang fp contract(off)
+
+size_t zaas_bm25_walk(const uint32_t *chunks, const uint16_t *counts, size_t count, const uint16_t *lengths,
+                      float weight, float constant, float length_weight, float *accumulated, int32_t *touched,
+                      size_t touched_count)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint32_t chunk = chunks[i];
+        float before = accumulated[chunk];
+        float frequency = (float)counts[i];
+        float norm = constant + length_weight * (float)lengths[chunk];
+        accumulated[chunk] = before + weight * frequency / (frequency + norm);
+        touched[touched_count] = (int32_t)chunk;
+        touched_count += before == 0.0f;
+    }
+    return touched_count;
 }

@@ -142,6 +142,8 @@ public final class CanonIndex: @unchecked Sendable {
         }
 
         reader.offset = offsets[2]
+        let postingChunks = try reader.buffer(at: offsets[3], count: postingCount, of: UInt32.self)
+        let postingCounts = try reader.buffer(at: offsets[4], count: postingCount, of: UInt16.self)
         var terms: [String: (start: Int, count: Int)] = [:]
         terms.reserveCapacity(termCount)
         for _ in 0..<termCount {
@@ -151,16 +153,24 @@ public final class CanonIndex: @unchecked Sendable {
             guard start <= postingCount, count <= postingCount - start else {
                 throw .malformed("term \(term): postings out of range")
             }
+            // BM25's walk (in C) writes to a chunk's accumulator by posting and counts a chunk
+            // as new when its accumulator was 0: postings must name distinct chunks in range, in
+            // ascending order, each with the term at least once.
+            var previous = -1
+            for position in start..<(start + count) {
+                let chunk = Int(postingChunks[position])
+                guard chunk > previous, chunk < chunkCount, postingCounts[position] > 0 else {
+                    throw .malformed("term \(term): postings out of order or range at chunk \(chunk)")
+                }
+                previous = chunk
+            }
             terms[term] = (start, count)
         }
 
-        self.postingChunks = try reader.buffer(at: offsets[3], count: postingCount, of: UInt32.self)
-        self.postingCounts = try reader.buffer(at: offsets[4], count: postingCount, of: UInt16.self)
+        self.postingChunks = postingChunks
+        self.postingCounts = postingCounts
         self.vectors = try reader.buffer(at: offsets[5], count: chunkCount * dimensions, of: Int8.self)
         self.scales = try reader.buffer(at: offsets[6], count: chunkCount, of: Float.self)
-        for posting in self.postingChunks where Int(posting) >= chunkCount {
-            throw .malformed("a posting names chunk \(posting) of \(chunkCount)")
-        }
         self.sketches =
             chunkCount >= Self.sketchThreshold && dimensions % 64 == 0
             ? Self.signBits(self.vectors, count: chunkCount, dimensions: dimensions) : []
@@ -193,7 +203,7 @@ public final class CanonIndex: @unchecked Sendable {
         }
     }
 
-    /// The postings of a term: chunk indexes and how often the term occurs in each.
+    /// The postings of a term: chunk indexes (ascending) and how often the term occurs in each.
     public func postings(of term: String) -> (
         chunks: Slice<UnsafeBufferPointer<UInt32>>, counts: Slice<UnsafeBufferPointer<UInt16>>
     )? {

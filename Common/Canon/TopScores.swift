@@ -21,7 +21,8 @@ public struct TopScores {
         self.heap.reserveCapacity(self.capacity)
     }
 
-    /// Scores at or below this cannot enter.
+    /// Scores below this cannot enter, nor an equal one of a later layer or chunk than the
+    /// lowest kept (callers that offer references in ascending order skip equal scores).
     public var threshold: Float { self.heap.count < self.capacity ? -.infinity : self.heap[0].1 }
 
     public mutating func insert(_ reference: ChunkReference, _ score: Float) {
@@ -30,24 +31,32 @@ public struct TopScores {
             var child = self.heap.count - 1
             while child > 0 {
                 let parent = (child - 1) / 2
-                guard self.heap[child].1 < self.heap[parent].1 else { break }
+                guard Self.worse(self.heap[child], than: self.heap[parent]) else { break }
                 self.heap.swapAt(child, parent)
                 child = parent
             }
-        } else if score > self.heap[0].1 {
+        } else if Self.worse(self.heap[0], than: (reference, score)) {
             self.heap[0] = (reference, score)
             var parent = 0
             while true {
                 let left = 2 * parent + 1
                 let right = left + 1
                 var smallest = parent
-                if left < self.heap.count && self.heap[left].1 < self.heap[smallest].1 { smallest = left }
-                if right < self.heap.count && self.heap[right].1 < self.heap[smallest].1 { smallest = right }
+                if left < self.heap.count && Self.worse(self.heap[left], than: self.heap[smallest]) { smallest = left }
+                if right < self.heap.count && Self.worse(self.heap[right], than: self.heap[smallest]) {
+                    smallest = right
+                }
                 if smallest == parent { break }
                 self.heap.swapAt(parent, smallest)
                 parent = smallest
             }
         }
+    }
+
+    /// A lower score is worse; among equal scores the later layer and chunk is, so which of
+    /// several equal scores stay does not depend on the order they came in.
+    @inline(__always) static func worse(_ one: (ChunkReference, Float), than other: (ChunkReference, Float)) -> Bool {
+        one.1 != other.1 ? one.1 < other.1 : (one.0.layer, one.0.chunk) > (other.0.layer, other.0.chunk)
     }
 
     public func sorted() -> [(ChunkReference, Float)] {

@@ -32,23 +32,62 @@ public struct BertConfiguration: Sendable, Equatable, Decodable {
         maxPositionEmbeddings: 512, typeVocabSize: 2, layerNormEps: 1e-12, hiddenAct: "gelu")
 }
 
+/// A Linear layer's weight in the layout of the packed matrix-product kernels (`zaas_sgemm_packed`,
+/// Common/CKernels/gemm.c), made once at load and freed with the encoder.
+final class PackedWeight: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+
+    /// nil when the kernels cannot take it (outputs not a multiple of 16) or memory is short.
+    init?(_ weight: [Float], inputs: Int, outputs: Int) {
+        guard let pointer = zaas_packed_new(weight, inputs, outputs) else { return nil }
+        self.pointer = pointer
+    }
+
+    deinit { zaas_packed_free(self.pointer) }
+}
+
+/// A Linear layer: weight stored [in, out] (PyTorch's transposed), bias, and the weight packed for
+/// the kernels when the processor has AVX2 and FMA (else OpenBLAS multiplies).
+struct LinearLayer: @unchecked Sendable {
+    let weight: [Float]
+    let bias: [Float]
+    let inputs: Int
+    let outputs: Int
+    let packed: PackedWeight?
+
+    init(weight: [Float], bias: [Float], inputs: Int, outputs: Int) {
+        self.weight = weight
+        self.bias = bias
+        self.inputs = inputs
+        self.outputs = outputs
+        self.packed =
+            zaas_gemm_isa() == Int32(ZAAS_GEMM_GENERIC) ? nil : PackedWeight(weight, inputs: inputs, outputs: outputs)
+    }
+}
+
+/// The pointers of one packed product, shared by the threads that split it (each writes its own
+/// columns of `output`; the call returns only when both are done).
+private struct PackedCall: @unchecked Sendable {
+    let input: UnsafePointer<Float>
+    let weight: UnsafeMutablePointer<Float>
+    let bias: UnsafePointer<Float>
+    let output: UnsafeMutablePointer<Float>
+}
+
 /// A BERT encoder with mean pooling and L2 normalisation (sentence-transformers' recipe), in
-/// float32, with the matrix products in OpenBLAS. Not thread-safe by itself: one call at a time
-/// per instance's caller thread; the weights are immutable and shared.
+/// float32. The Linear layers' products run in the packed kernels (weights laid out once at load;
+/// bias, GELU and the residual sum fused into them), attention's small products in OpenBLAS. Not
+/// thread-safe by itself: one call at a time per instance's caller thread; the weights are
+/// immutable and shared.
 public final class BertEncoder: @unchecked Sendable {
     struct Layer {
-        /// Query, key and value projections side by side, stored [in, out]: hidden × (3·hidden).
-        /// Every Linear weight below is stored [in, out] (PyTorch's transposed).
-        var qkvWeight: [Float]
-        var qkvBias: [Float]
-        var attentionOutputWeight: [Float]
-        var attentionOutputBias: [Float]
+        /// Query, key and value projections side by side: hidden × (3·hidden).
+        var qkv: LinearLayer
+        var attentionOutput: LinearLayer
         var attentionNormWeight: [Float]
         var attentionNormBias: [Float]
-        var intermediateWeight: [Float]
-        var intermediateBias: [Float]
-        var outputWeight: [Float]
-        var outputBias: [Float]
+        var intermediate: LinearLayer
+        var output: LinearLayer
         var outputNormWeight: [Float]
         var outputNormBias: [Float]
     }
@@ -62,6 +101,14 @@ public final class BertEncoder: @unchecked Sendable {
     let layers: [Layer]
 
     public var dimension: Int { self.configuration.hiddenSize }
+
+    /// Whether the Linear layers run in the packed kernels (the processor has AVX2 and FMA, and
+    /// the widths suit them); otherwise OpenBLAS multiplies.
+    public var usesPackedKernels: Bool {
+        self.layers.allSatisfy {
+            [$0.qkv, $0.attentionOutput, $0.intermediate, $0.output].allSatisfy { $0.packed != nil }
+        }
+    }
 
     public init(weights: SafeTensors, configuration: BertConfiguration) throws(SafeTensorsError) {
         let hidden = configuration.hiddenSize
@@ -90,22 +137,28 @@ public final class BertEncoder: @unchecked Sendable {
             let attention = base + "attention."
             layers.append(
                 Layer(
-                    qkvWeight: Self.transpose(
-                        try load(attention + "self.query.weight", [hidden, hidden])
-                            + load(attention + "self.key.weight", [hidden, hidden])
-                            + load(attention + "self.value.weight", [hidden, hidden]),
-                        rows: 3 * hidden, columns: hidden),
-                    qkvBias: try load(attention + "self.query.bias", [hidden])
-                        + load(attention + "self.key.bias", [hidden])
-                        + load(attention + "self.value.bias", [hidden]),
-                    attentionOutputWeight: try loadTransposed(attention + "output.dense.weight", [hidden, hidden]),
-                    attentionOutputBias: try load(attention + "output.dense.bias", [hidden]),
+                    qkv: LinearLayer(
+                        weight: Self.transpose(
+                            try load(attention + "self.query.weight", [hidden, hidden])
+                                + load(attention + "self.key.weight", [hidden, hidden])
+                                + load(attention + "self.value.weight", [hidden, hidden]),
+                            rows: 3 * hidden, columns: hidden),
+                        bias: try load(attention + "self.query.bias", [hidden])
+                            + load(attention + "self.key.bias", [hidden])
+                            + load(attention + "self.value.bias", [hidden]),
+                        inputs: hidden, outputs: 3 * hidden),
+                    attentionOutput: LinearLayer(
+                        weight: try loadTransposed(attention + "output.dense.weight", [hidden, hidden]),
+                        bias: try load(attention + "output.dense.bias", [hidden]), inputs: hidden, outputs: hidden),
                     attentionNormWeight: try load(attention + "output.LayerNorm.weight", [hidden]),
                     attentionNormBias: try load(attention + "output.LayerNorm.bias", [hidden]),
-                    intermediateWeight: try loadTransposed(base + "intermediate.dense.weight", [intermediate, hidden]),
-                    intermediateBias: try load(base + "intermediate.dense.bias", [intermediate]),
-                    outputWeight: try loadTransposed(base + "output.dense.weight", [hidden, intermediate]),
-                    outputBias: try load(base + "output.dense.bias", [hidden]),
+                    intermediate: LinearLayer(
+                        weight: try loadTransposed(base + "intermediate.dense.weight", [intermediate, hidden]),
+                        bias: try load(base + "intermediate.dense.bias", [intermediate]), inputs: hidden,
+                        outputs: intermediate),
+                    output: LinearLayer(
+                        weight: try loadTransposed(base + "output.dense.weight", [hidden, intermediate]),
+                        bias: try load(base + "output.dense.bias", [hidden]), inputs: intermediate, outputs: hidden),
                     outputNormWeight: try load(base + "output.LayerNorm.weight", [hidden]),
                     outputNormBias: try load(base + "output.LayerNorm.bias", [hidden])
                 ))
@@ -113,27 +166,32 @@ public final class BertEncoder: @unchecked Sendable {
         self.layers = layers
     }
 
-    /// Where a forward pass spends its time (for benchmarks): the BLAS matrix products, and all.
+    /// Where a forward pass spends its time (for benchmarks): the Linear layers' matrix products,
+    /// attention (its products and softmax), and all.
     public final class Profile: @unchecked Sendable {
         public var matrixProducts: Duration = .zero
+        public var attention: Duration = .zero
         public var total: Duration = .zero
         public init() {}
     }
 
     /// Sentence embeddings of token-id sequences (each with `[CLS]`…`[SEP]`), padded to the
-    /// longest in the batch and masked. Each result is L2-normalised.
-    public func embed(_ sequences: [[Int32]], profile: Profile? = nil) -> [[Float]] {
+    /// longest in the batch and masked. Each result is L2-normalised. With `split`, each Linear
+    /// product is shared by two threads (halves of its columns): one question's latency on an idle
+    /// machine, where a single core is bound by the memory bandwidth the weights stream at.
+    public func embed(_ sequences: [[Int32]], split: Bool = false, profile: Profile? = nil) -> [[Float]] {
         guard !sequences.isEmpty else { return [] }
         let clock = ContinuousClock()
         let started = clock.now
         defer { profile?.total += clock.now - started }
-        /// Runs a BLAS call, adding its time to the profile when there is one.
-        func gemm(_ body: () -> Void) {
+        /// Runs a part, adding its time to the profile's `part` when there is a profile.
+        func timed(_ part: ReferenceWritableKeyPath<Profile, Duration>, _ body: () -> Void) {
             guard let profile else { return body() }
             let start = clock.now
             body()
-            profile.matrixProducts += clock.now - start
+            profile[keyPath: part] += clock.now - start
         }
+        func gemm(_ body: () -> Void) { timed(\.matrixProducts, body) }
         let hidden = self.configuration.hiddenSize
         let heads = self.configuration.numAttentionHeads
         let headSize = hidden / heads
@@ -168,74 +226,43 @@ public final class BertEncoder: @unchecked Sendable {
 
         var qkv = [Float](repeating: 0, count: rows * 3 * hidden)
         var context = [Float](repeating: 0, count: rows * hidden)
-        var projected = [Float](repeating: 0, count: rows * hidden)
-        var scores = [Float](repeating: 0, count: length * length)
+        var scratch = [Float](repeating: 0, count: (headSize + 1) * ((length + 31) / 32 * 32))
         var expanded = [Float](repeating: 0, count: rows * intermediate)
         let scale = 1 / Float(headSize).squareRoot()
 
         for layer in self.layers {
-            gemm {
-                Self.linear(
-                    states, rows: rows, inputs: hidden, weight: layer.qkvWeight, bias: layer.qkvBias,
-                    outputs: 3 * hidden, into: &qkv)
-            }
-            for (b, sequence) in sequences.enumerated() {
-                let valid = sequence.count
-                for h in 0..<heads {
-                    let base = b * length * 3 * hidden
-                    gemm {
-                        qkv.withUnsafeBufferPointer { qkvBuffer in
-                            scores.withUnsafeMutableBufferPointer { scoreBuffer in
-                                let q = qkvBuffer.baseAddress! + base + h * headSize
-                                let k = q + hidden
-                                // scores = Q·Kᵀ / √d
-                                cblas_sgemm(
-                                    CblasRowMajor, CblasNoTrans, CblasTrans, Int32(length), Int32(length),
-                                    Int32(headSize), scale, q, Int32(3 * hidden), k, Int32(3 * hidden), 0,
-                                    scoreBuffer.baseAddress!, Int32(length))
-                            }
-                        }
-                    }
-                    Self.maskedSoftmax(&scores, rows: length, valid: valid)
-                    gemm {
-                        qkv.withUnsafeBufferPointer { qkvBuffer in
-                            scores.withUnsafeBufferPointer { scoreBuffer in
-                                context.withUnsafeMutableBufferPointer { contextBuffer in
-                                    let v = qkvBuffer.baseAddress! + base + 2 * hidden + h * headSize
-                                    // context = P·V, written into this head's columns.
-                                    cblas_sgemm(
-                                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(length), Int32(headSize),
-                                        Int32(length), 1, scoreBuffer.baseAddress!, Int32(length), v,
-                                        Int32(3 * hidden), 0,
-                                        contextBuffer.baseAddress! + b * length * hidden + h * headSize, Int32(hidden))
-                                }
+            gemm { Self.apply(layer.qkv, to: states, rows: rows, into: &qkv, epilogue: .store, split: split) }
+            // Attention per sequence, every head in one call (zaas_attention): scores against the
+            // real tokens only, softmax, the weighted values into this sequence's rows of `context`.
+            timed(\.attention) {
+                qkv.withUnsafeBufferPointer { qkvBuffer in
+                    context.withUnsafeMutableBufferPointer { contextBuffer in
+                        scratch.withUnsafeMutableBufferPointer { scratchBuffer in
+                            for (b, sequence) in sequences.enumerated() {
+                                zaas_attention(
+                                    qkvBuffer.baseAddress! + b * length * 3 * hidden, length, sequence.count, hidden,
+                                    heads, scale, contextBuffer.baseAddress! + b * length * hidden, hidden,
+                                    scratchBuffer.baseAddress!)
                             }
                         }
                     }
                 }
             }
+            // The residual sum is the product's epilogue: states += context · W + b.
             gemm {
-                Self.linear(
-                    context, rows: rows, inputs: hidden, weight: layer.attentionOutputWeight,
-                    bias: layer.attentionOutputBias, outputs: hidden, into: &projected)
+                Self.apply(
+                    layer.attentionOutput, to: context, rows: rows, into: &states, epilogue: .accumulate, split: split)
             }
-            Self.add(projected, into: &states)
             Self.layerNorm(
                 &states, rows: rows, width: hidden, weight: layer.attentionNormWeight,
                 bias: layer.attentionNormBias, epsilon: epsilon)
 
             gemm {
-                Self.linear(
-                    states, rows: rows, inputs: hidden, weight: layer.intermediateWeight,
-                    bias: layer.intermediateBias, outputs: intermediate, into: &expanded)
+                Self.apply(layer.intermediate, to: states, rows: rows, into: &expanded, epilogue: .gelu, split: split)
             }
-            Self.gelu(&expanded)
             gemm {
-                Self.linear(
-                    expanded, rows: rows, inputs: intermediate, weight: layer.outputWeight,
-                    bias: layer.outputBias, outputs: hidden, into: &projected)
+                Self.apply(layer.output, to: expanded, rows: rows, into: &states, epilogue: .accumulate, split: split)
             }
-            Self.add(projected, into: &states)
             Self.layerNorm(
                 &states, rows: rows, width: hidden, weight: layer.outputNormWeight,
                 bias: layer.outputNormBias, epsilon: epsilon)
@@ -259,19 +286,68 @@ public final class BertEncoder: @unchecked Sendable {
         }
     }
 
-    /// output[rows × outputs] = input[rows × inputs] · weight + bias, with `weight` stored
-    /// [inputs, outputs] (PyTorch's Linear, transposed once at load).
-    static func linear(
-        _ input: [Float], rows: Int, inputs: Int, weight: [Float], bias: [Float], outputs: Int,
-        into output: inout [Float]
+    /// What a Linear layer's product does with its result.
+    enum Epilogue {
+        /// output = input · W + b
+        case store
+        /// output = GELU(input · W + b)
+        case gelu
+        /// output += input · W + b (the residual sum)
+        case accumulate
+
+        var kernel: Int32 {
+            switch self {
+            case .store: Int32(ZAAS_EPILOGUE_STORE)
+            case .gelu: Int32(ZAAS_EPILOGUE_GELU)
+            case .accumulate: Int32(ZAAS_EPILOGUE_ACCUMULATE)
+            }
+        }
+    }
+
+    /// output[rows × outputs] = epilogue(input[rows × inputs] · W + b): in the packed kernels, or
+    /// in OpenBLAS (bias first, then the product added to it) where the weight is not packed.
+    static func apply(
+        _ layer: LinearLayer, to input: [Float], rows: Int, into output: inout [Float], epilogue: Epilogue,
+        split: Bool = false
     ) {
+        let (inputs, outputs) = (layer.inputs, layer.outputs)
         output.withUnsafeMutableBufferPointer { out in
+            if let packed = layer.packed {
+                input.withUnsafeBufferPointer { source in
+                    layer.bias.withUnsafeBufferPointer { bias in
+                        let call = PackedCall(
+                            input: source.baseAddress!, weight: packed.pointer, bias: bias.baseAddress!,
+                            output: out.baseAddress!)
+                        @Sendable func run(_ begin: Int, _ end: Int) {
+                            zaas_sgemm_packed(
+                                call.input, inputs, rows, inputs, call.weight, outputs, call.bias, call.output,
+                                outputs, epilogue.kernel, begin, end)
+                        }
+                        // Halves on panel boundaries (16 columns).
+                        let half = outputs / 32 * 16
+                        if split, half > 0 {
+                            DispatchQueue.concurrentPerform(iterations: 2) { part in
+                                part == 0 ? run(0, half) : run(half, outputs)
+                            }
+                        } else {
+                            run(0, outputs)
+                        }
+                    }
+                }
+                return
+            }
             for row in 0..<rows {
-                (out.baseAddress! + row * outputs).update(from: bias, count: outputs)
+                let target = out.baseAddress! + row * outputs
+                if epilogue == .accumulate {
+                    for column in 0..<outputs { target[column] += layer.bias[column] }
+                } else {
+                    target.update(from: layer.bias, count: outputs)
+                }
             }
             cblas_sgemm(
                 CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(outputs), Int32(inputs), 1, input,
-                Int32(inputs), weight, Int32(outputs), 1, out.baseAddress!, Int32(outputs))
+                Int32(inputs), layer.weight, Int32(outputs), 1, out.baseAddress!, Int32(outputs))
+            if epilogue == .gelu { Self.gelu(out) }
         }
     }
 
@@ -308,30 +384,11 @@ public final class BertEncoder: @unchecked Sendable {
         return result
     }
 
-    static func add(_ values: [Float], into target: inout [Float]) {
-        values.withUnsafeBufferPointer { source in
-            target.withUnsafeMutableBufferPointer { destination in
-                for i in 0..<destination.count { destination[i] += source[i] }
-            }
-        }
-    }
-
-    /// Softmax of each row over its first `valid` columns (the real tokens); the rest become 0.
-    /// Runs in C (`zaas_masked_softmax`), where the exponential vectorises.
-    static func maskedSoftmax(_ scores: inout [Float], rows: Int, valid: Int) {
-        let width = scores.count / rows
-        scores.withUnsafeMutableBufferPointer { buffer in
-            zaas_masked_softmax(buffer.baseAddress, rows, width, valid)
-        }
-    }
-
     /// GELU with erf: x·Φ(x) = ½x(1 + erf(x/√2)) (BERT's exact form, not the tanh approximation).
-    static func gelu(_ values: inout [Float]) {
-        values.withUnsafeMutableBufferPointer { buffer in
-            for i in 0..<buffer.count {
-                let x = buffer[i]
-                buffer[i] = 0.5 * x * (1 + erf32(x * 0.707_106_77))
-            }
+    static func gelu(_ buffer: UnsafeMutableBufferPointer<Float>) {
+        for i in 0..<buffer.count {
+            let x = buffer[i]
+            buffer[i] = 0.5 * x * (1 + erf32(x * 0.707_106_77))
         }
     }
 

@@ -2,403 +2,403 @@
 
 extension ComplexityRouter {
     public static let trainedWeights: [Double] = [
-        1.752576,  // words
-        1.688057,  // clauses
-        0.203574,  // mathematics
-        0.731054,  // numbers
-        -2.174591,  // simple_question_word
-        1.811466,  // reasoning_question_word
-        1.998941,  // calculation_verb
-        1.050762,  // several_parts
-        0.689163,  // comparison
-        -0.560290,  // top_similarity
-        -0.666427,  // similarity_gap
-        0.139674,  // entries_matched
-        -0.339784,  // lexical_vector_agree
-        -0.055747,  // embedding 0
-        0.094849,  // embedding 1
+        1.752579,  // words
+        1.688056,  // clauses
+        0.203580,  // mathematics
+        0.731057,  // numbers
+        -2.174581,  // simple_question_word
+        1.811459,  // reasoning_question_word
+        1.998939,  // calculation_verb
+        1.050766,  // several_parts
+        0.689165,  // comparison
+        -0.560335,  // top_similarity
+        -0.666336,  // similarity_gap
+        0.139670,  // entries_matched
+        -0.339812,  // lexical_vector_agree
+        -0.055744,  // embedding 0
+        0.094847,  // embedding 1
         0.500110,  // embedding 2
-        0.048825,  // embedding 3
-        0.245723,  // embedding 4
-        -0.131946,  // embedding 5
+        0.048823,  // embedding 3
+        0.245718,  // embedding 4
+        -0.131940,  // embedding 5
         -0.137741,  // embedding 6
         -0.363154,  // embedding 7
-        -0.313099,  // embedding 8
+        -0.313100,  // embedding 8
         0.077873,  // embedding 9
-        -0.179369,  // embedding 10
-        -0.127399,  // embedding 11
-        -0.120110,  // embedding 12
-        0.077178,  // embedding 13
-        -0.097224,  // embedding 14
-        -0.005330,  // embedding 15
-        0.233565,  // embedding 16
-        0.036399,  // embedding 17
+        -0.179368,  // embedding 10
+        -0.127396,  // embedding 11
+        -0.120112,  // embedding 12
+        0.077177,  // embedding 13
+        -0.097223,  // embedding 14
+        -0.005324,  // embedding 15
+        0.233570,  // embedding 16
+        0.036398,  // embedding 17
         0.147014,  // embedding 18
-        -0.248597,  // embedding 19
-        -0.326301,  // embedding 20
-        -0.063568,  // embedding 21
-        -0.289354,  // embedding 22
-        0.023990,  // embedding 23
-        -0.064554,  // embedding 24
-        0.067538,  // embedding 25
-        0.261139,  // embedding 26
+        -0.248596,  // embedding 19
+        -0.326299,  // embedding 20
+        -0.063567,  // embedding 21
+        -0.289355,  // embedding 22
+        0.023992,  // embedding 23
+        -0.064556,  // embedding 24
+        0.067535,  // embedding 25
+        0.261136,  // embedding 26
         0.239862,  // embedding 27
-        -0.070870,  // embedding 28
-        -0.044027,  // embedding 29
+        -0.070873,  // embedding 28
+        -0.044026,  // embedding 29
         0.443277,  // embedding 30
-        0.129111,  // embedding 31
-        -0.294808,  // embedding 32
-        -0.138945,  // embedding 33
-        0.281540,  // embedding 34
+        0.129114,  // embedding 31
+        -0.294810,  // embedding 32
+        -0.138946,  // embedding 33
+        0.281542,  // embedding 34
         0.065776,  // embedding 35
-        0.293914,  // embedding 36
-        -0.109204,  // embedding 37
+        0.293915,  // embedding 36
+        -0.109202,  // embedding 37
         -0.152652,  // embedding 38
-        -0.212557,  // embedding 39
-        0.036660,  // embedding 40
+        -0.212555,  // embedding 39
+        0.036662,  // embedding 40
         0.070063,  // embedding 41
-        0.018926,  // embedding 42
-        -0.072410,  // embedding 43
-        -0.062402,  // embedding 44
+        0.018930,  // embedding 42
+        -0.072409,  // embedding 43
+        -0.062400,  // embedding 44
         -0.241581,  // embedding 45
-        -0.029165,  // embedding 46
+        -0.029167,  // embedding 46
         -0.286198,  // embedding 47
-        -0.032156,  // embedding 48
+        -0.032155,  // embedding 48
         -0.151160,  // embedding 49
-        -0.124049,  // embedding 50
-        -0.095909,  // embedding 51
-        0.207034,  // embedding 52
-        -0.316119,  // embedding 53
+        -0.124048,  // embedding 50
+        -0.095906,  // embedding 51
+        0.207035,  // embedding 52
+        -0.316120,  // embedding 53
         -0.311781,  // embedding 54
-        -0.171510,  // embedding 55
-        0.140607,  // embedding 56
-        -0.282441,  // embedding 57
-        -0.079044,  // embedding 58
+        -0.171508,  // embedding 55
+        0.140603,  // embedding 56
+        -0.282444,  // embedding 57
+        -0.079041,  // embedding 58
         -0.255443,  // embedding 59
-        -0.035825,  // embedding 60
-        0.030774,  // embedding 61
-        0.049525,  // embedding 62
-        -0.055216,  // embedding 63
-        0.103186,  // embedding 64
-        0.223050,  // embedding 65
-        0.333958,  // embedding 66
-        -0.094068,  // embedding 67
-        0.271370,  // embedding 68
-        -0.031069,  // embedding 69
-        -0.165683,  // embedding 70
-        -0.126885,  // embedding 71
+        -0.035826,  // embedding 60
+        0.030771,  // embedding 61
+        0.049530,  // embedding 62
+        -0.055215,  // embedding 63
+        0.103188,  // embedding 64
+        0.223049,  // embedding 65
+        0.333954,  // embedding 66
+        -0.094070,  // embedding 67
+        0.271367,  // embedding 68
+        -0.031070,  // embedding 69
+        -0.165685,  // embedding 70
+        -0.126886,  // embedding 71
         -0.395154,  // embedding 72
-        -0.119901,  // embedding 73
-        -0.003519,  // embedding 74
-        0.132945,  // embedding 75
-        -0.358504,  // embedding 76
-        -0.038024,  // embedding 77
-        0.209334,  // embedding 78
-        -0.213044,  // embedding 79
-        0.291443,  // embedding 80
+        -0.119899,  // embedding 73
+        -0.003514,  // embedding 74
+        0.132944,  // embedding 75
+        -0.358506,  // embedding 76
+        -0.038027,  // embedding 77
+        0.209339,  // embedding 78
+        -0.213045,  // embedding 79
+        0.291446,  // embedding 80
         -0.055269,  // embedding 81
-        -0.035344,  // embedding 82
-        -0.149640,  // embedding 83
+        -0.035346,  // embedding 82
+        -0.149643,  // embedding 83
         0.034910,  // embedding 84
         -0.160777,  // embedding 85
-        -0.218746,  // embedding 86
-        -0.039260,  // embedding 87
-        -0.323613,  // embedding 88
-        0.128661,  // embedding 89
-        0.122556,  // embedding 90
-        0.076812,  // embedding 91
-        0.015989,  // embedding 92
+        -0.218747,  // embedding 86
+        -0.039261,  // embedding 87
+        -0.323611,  // embedding 88
+        0.128659,  // embedding 89
+        0.122551,  // embedding 90
+        0.076808,  // embedding 91
+        0.015988,  // embedding 92
         0.108804,  // embedding 93
-        0.325663,  // embedding 94
+        0.325665,  // embedding 94
         0.121366,  // embedding 95
-        -0.004596,  // embedding 96
-        -0.144307,  // embedding 97
-        0.106686,  // embedding 98
-        0.149422,  // embedding 99
-        -0.001307,  // embedding 100
-        -0.162794,  // embedding 101
-        0.000875,  // embedding 102
-        -0.053889,  // embedding 103
-        -0.036291,  // embedding 104
-        0.358968,  // embedding 105
-        0.219187,  // embedding 106
+        -0.004597,  // embedding 96
+        -0.144305,  // embedding 97
+        0.106682,  // embedding 98
+        0.149420,  // embedding 99
+        -0.001305,  // embedding 100
+        -0.162801,  // embedding 101
+        0.000877,  // embedding 102
+        -0.053890,  // embedding 103
+        -0.036294,  // embedding 104
+        0.358971,  // embedding 105
+        0.219185,  // embedding 106
         -0.023059,  // embedding 107
-        0.198424,  // embedding 108
-        0.054770,  // embedding 109
-        0.217361,  // embedding 110
-        0.207340,  // embedding 111
-        -0.002634,  // embedding 112
-        0.179116,  // embedding 113
-        0.141878,  // embedding 114
-        0.297393,  // embedding 115
-        0.164019,  // embedding 116
-        0.313580,  // embedding 117
+        0.198419,  // embedding 108
+        0.054769,  // embedding 109
+        0.217359,  // embedding 110
+        0.207342,  // embedding 111
+        -0.002636,  // embedding 112
+        0.179115,  // embedding 113
+        0.141881,  // embedding 114
+        0.297392,  // embedding 115
+        0.164021,  // embedding 116
+        0.313578,  // embedding 117
         -0.571467,  // embedding 118
-        -0.060697,  // embedding 119
-        0.225463,  // embedding 120
-        -0.081117,  // embedding 121
+        -0.060700,  // embedding 119
+        0.225462,  // embedding 120
+        -0.081119,  // embedding 121
         0.072107,  // embedding 122
-        0.088438,  // embedding 123
-        0.053389,  // embedding 124
-        0.143941,  // embedding 125
-        -0.258684,  // embedding 126
+        0.088437,  // embedding 123
+        0.053387,  // embedding 124
+        0.143938,  // embedding 125
+        -0.258683,  // embedding 126
         0.000000,  // embedding 127
         -0.005772,  // embedding 128
         0.301730,  // embedding 129
-        0.163414,  // embedding 130
-        -0.206367,  // embedding 131
-        0.138721,  // embedding 132
-        -0.016348,  // embedding 133
-        0.143997,  // embedding 134
-        0.088483,  // embedding 135
-        -0.025334,  // embedding 136
-        0.053592,  // embedding 137
-        0.142307,  // embedding 138
-        0.104342,  // embedding 139
-        -0.197605,  // embedding 140
-        -0.216815,  // embedding 141
-        -0.118021,  // embedding 142
-        0.060925,  // embedding 143
-        0.078303,  // embedding 144
+        0.163417,  // embedding 130
+        -0.206368,  // embedding 131
+        0.138723,  // embedding 132
+        -0.016349,  // embedding 133
+        0.143998,  // embedding 134
+        0.088476,  // embedding 135
+        -0.025333,  // embedding 136
+        0.053594,  // embedding 137
+        0.142304,  // embedding 138
+        0.104343,  // embedding 139
+        -0.197610,  // embedding 140
+        -0.216812,  // embedding 141
+        -0.118019,  // embedding 142
+        0.060927,  // embedding 143
+        0.078308,  // embedding 144
         0.117824,  // embedding 145
-        -0.401124,  // embedding 146
-        0.063783,  // embedding 147
-        0.169390,  // embedding 148
-        -0.416326,  // embedding 149
-        -0.070642,  // embedding 150
-        -0.114605,  // embedding 151
-        0.016974,  // embedding 152
-        -0.141490,  // embedding 153
-        0.071854,  // embedding 154
-        0.111093,  // embedding 155
-        0.155044,  // embedding 156
-        0.002817,  // embedding 157
-        0.019424,  // embedding 158
-        -0.291128,  // embedding 159
-        0.064916,  // embedding 160
-        0.220940,  // embedding 161
-        -0.201396,  // embedding 162
-        -0.191379,  // embedding 163
-        0.514744,  // embedding 164
-        0.050122,  // embedding 165
-        -0.032041,  // embedding 166
-        -0.320648,  // embedding 167
-        0.192595,  // embedding 168
-        0.048522,  // embedding 169
-        0.054990,  // embedding 170
-        0.040460,  // embedding 171
-        -0.084803,  // embedding 172
-        -0.056517,  // embedding 173
-        0.159877,  // embedding 174
-        -0.130163,  // embedding 175
+        -0.401126,  // embedding 146
+        0.063782,  // embedding 147
+        0.169393,  // embedding 148
+        -0.416328,  // embedding 149
+        -0.070648,  // embedding 150
+        -0.114604,  // embedding 151
+        0.016970,  // embedding 152
+        -0.141488,  // embedding 153
+        0.071852,  // embedding 154
+        0.111091,  // embedding 155
+        0.155041,  // embedding 156
+        0.002818,  // embedding 157
+        0.019423,  // embedding 158
+        -0.291131,  // embedding 159
+        0.064917,  // embedding 160
+        0.220938,  // embedding 161
+        -0.201397,  // embedding 162
+        -0.191382,  // embedding 163
+        0.514743,  // embedding 164
+        0.050123,  // embedding 165
+        -0.032045,  // embedding 166
+        -0.320651,  // embedding 167
+        0.192593,  // embedding 168
+        0.048521,  // embedding 169
+        0.054987,  // embedding 170
+        0.040462,  // embedding 171
+        -0.084805,  // embedding 172
+        -0.056516,  // embedding 173
+        0.159881,  // embedding 174
+        -0.130162,  // embedding 175
         0.005727,  // embedding 176
         -0.008077,  // embedding 177
-        -0.020220,  // embedding 178
-        0.028716,  // embedding 179
-        -0.433675,  // embedding 180
+        -0.020219,  // embedding 178
+        0.028715,  // embedding 179
+        -0.433674,  // embedding 180
         0.158044,  // embedding 181
-        -0.205793,  // embedding 182
-        -0.193111,  // embedding 183
-        0.064314,  // embedding 184
-        -0.066768,  // embedding 185
-        0.356121,  // embedding 186
-        -0.193630,  // embedding 187
-        0.291137,  // embedding 188
-        -0.216546,  // embedding 189
-        -0.190110,  // embedding 190
-        -0.140721,  // embedding 191
-        -0.108712,  // embedding 192
+        -0.205791,  // embedding 182
+        -0.193108,  // embedding 183
+        0.064319,  // embedding 184
+        -0.066766,  // embedding 185
+        0.356123,  // embedding 186
+        -0.193632,  // embedding 187
+        0.291134,  // embedding 188
+        -0.216547,  // embedding 189
+        -0.190108,  // embedding 190
+        -0.140723,  // embedding 191
+        -0.108710,  // embedding 192
         -0.262802,  // embedding 193
-        0.195549,  // embedding 194
-        -0.314750,  // embedding 195
+        0.195551,  // embedding 194
+        -0.314752,  // embedding 195
         -0.199452,  // embedding 196
-        -0.067166,  // embedding 197
-        -0.011017,  // embedding 198
-        0.030789,  // embedding 199
-        0.176881,  // embedding 200
+        -0.067167,  // embedding 197
+        -0.011014,  // embedding 198
+        0.030790,  // embedding 199
+        0.176880,  // embedding 200
         0.172630,  // embedding 201
-        0.301865,  // embedding 202
-        -0.304214,  // embedding 203
-        -0.201611,  // embedding 204
+        0.301871,  // embedding 202
+        -0.304216,  // embedding 203
+        -0.201607,  // embedding 204
         0.465744,  // embedding 205
-        0.108823,  // embedding 206
-        -0.353937,  // embedding 207
-        0.515087,  // embedding 208
+        0.108821,  // embedding 206
+        -0.353936,  // embedding 207
+        0.515090,  // embedding 208
         0.030504,  // embedding 209
         0.122875,  // embedding 210
-        -0.137999,  // embedding 211
+        -0.137994,  // embedding 211
         0.012053,  // embedding 212
-        0.238697,  // embedding 213
-        -0.056640,  // embedding 214
-        0.050943,  // embedding 215
+        0.238699,  // embedding 213
+        -0.056641,  // embedding 214
+        0.050940,  // embedding 215
         -0.220373,  // embedding 216
-        0.209434,  // embedding 217
-        0.010514,  // embedding 218
-        0.075277,  // embedding 219
-        0.237064,  // embedding 220
-        0.098739,  // embedding 221
+        0.209437,  // embedding 217
+        0.010515,  // embedding 218
+        0.075276,  // embedding 219
+        0.237065,  // embedding 220
+        0.098740,  // embedding 221
         0.183983,  // embedding 222
         -0.000000,  // embedding 223
-        -0.023177,  // embedding 224
-        0.264243,  // embedding 225
-        0.370377,  // embedding 226
-        -0.199253,  // embedding 227
+        -0.023176,  // embedding 224
+        0.264245,  // embedding 225
+        0.370380,  // embedding 226
+        -0.199255,  // embedding 227
         -0.007448,  // embedding 228
         0.148865,  // embedding 229
-        -0.128062,  // embedding 230
-        -0.391137,  // embedding 231
-        -0.022163,  // embedding 232
-        -0.119458,  // embedding 233
-        0.159530,  // embedding 234
-        0.101152,  // embedding 235
-        -0.119793,  // embedding 236
-        0.029318,  // embedding 237
-        -0.029346,  // embedding 238
-        0.085882,  // embedding 239
-        0.241576,  // embedding 240
+        -0.128061,  // embedding 230
+        -0.391131,  // embedding 231
+        -0.022162,  // embedding 232
+        -0.119459,  // embedding 233
+        0.159529,  // embedding 234
+        0.101154,  // embedding 235
+        -0.119794,  // embedding 236
+        0.029317,  // embedding 237
+        -0.029347,  // embedding 238
+        0.085884,  // embedding 239
+        0.241581,  // embedding 240
         0.181619,  // embedding 241
-        0.145668,  // embedding 242
+        0.145666,  // embedding 242
         0.279835,  // embedding 243
-        0.254951,  // embedding 244
-        0.145241,  // embedding 245
-        -0.246274,  // embedding 246
-        -0.001211,  // embedding 247
-        -0.212414,  // embedding 248
-        0.143988,  // embedding 249
+        0.254952,  // embedding 244
+        0.145238,  // embedding 245
+        -0.246273,  // embedding 246
+        -0.001209,  // embedding 247
+        -0.212415,  // embedding 248
+        0.143992,  // embedding 249
         0.039083,  // embedding 250
-        0.197908,  // embedding 251
-        0.315215,  // embedding 252
-        0.232431,  // embedding 253
-        0.058361,  // embedding 254
-        0.304616,  // embedding 255
+        0.197909,  // embedding 251
+        0.315211,  // embedding 252
+        0.232429,  // embedding 253
+        0.058360,  // embedding 254
+        0.304618,  // embedding 255
         -0.037522,  // embedding 256
-        -0.151005,  // embedding 257
-        0.143489,  // embedding 258
-        0.103170,  // embedding 259
-        -0.028016,  // embedding 260
-        0.377409,  // embedding 261
-        -0.056858,  // embedding 262
+        -0.151002,  // embedding 257
+        0.143491,  // embedding 258
+        0.103169,  // embedding 259
+        -0.028019,  // embedding 260
+        0.377413,  // embedding 261
+        -0.056861,  // embedding 262
         0.085858,  // embedding 263
         0.269695,  // embedding 264
-        0.039704,  // embedding 265
-        -0.645363,  // embedding 266
-        -0.512855,  // embedding 267
-        0.277816,  // embedding 268
-        -0.310736,  // embedding 269
-        -0.104054,  // embedding 270
-        0.140176,  // embedding 271
-        -0.047006,  // embedding 272
-        0.194322,  // embedding 273
-        -0.002681,  // embedding 274
+        0.039702,  // embedding 265
+        -0.645370,  // embedding 266
+        -0.512853,  // embedding 267
+        0.277815,  // embedding 268
+        -0.310738,  // embedding 269
+        -0.104049,  // embedding 270
+        0.140173,  // embedding 271
+        -0.047004,  // embedding 272
+        0.194325,  // embedding 273
+        -0.002684,  // embedding 274
         -0.228285,  // embedding 275
-        -0.134456,  // embedding 276
-        0.097848,  // embedding 277
-        -0.398653,  // embedding 278
+        -0.134455,  // embedding 276
+        0.097849,  // embedding 277
+        -0.398655,  // embedding 278
         0.341365,  // embedding 279
-        0.315136,  // embedding 280
-        0.071513,  // embedding 281
-        -0.150425,  // embedding 282
-        -0.078516,  // embedding 283
+        0.315132,  // embedding 280
+        0.071511,  // embedding 281
+        -0.150421,  // embedding 282
+        -0.078515,  // embedding 283
         -0.460510,  // embedding 284
-        0.110708,  // embedding 285
-        0.167269,  // embedding 286
-        -0.273572,  // embedding 287
+        0.110706,  // embedding 285
+        0.167267,  // embedding 286
+        -0.273574,  // embedding 287
         0.180426,  // embedding 288
         -0.098681,  // embedding 289
-        -0.093300,  // embedding 290
-        0.235256,  // embedding 291
-        0.388881,  // embedding 292
-        -0.214427,  // embedding 293
-        -0.369695,  // embedding 294
-        -0.180430,  // embedding 295
-        0.053875,  // embedding 296
-        0.025492,  // embedding 297
-        0.530076,  // embedding 298
-        0.191093,  // embedding 299
-        -0.299133,  // embedding 300
+        -0.093301,  // embedding 290
+        0.235258,  // embedding 291
+        0.388882,  // embedding 292
+        -0.214426,  // embedding 293
+        -0.369694,  // embedding 294
+        -0.180431,  // embedding 295
+        0.053877,  // embedding 296
+        0.025495,  // embedding 297
+        0.530082,  // embedding 298
+        0.191092,  // embedding 299
+        -0.299134,  // embedding 300
         -0.015624,  // embedding 301
-        0.074317,  // embedding 302
-        0.070968,  // embedding 303
-        0.174617,  // embedding 304
-        0.009396,  // embedding 305
-        0.303730,  // embedding 306
-        -0.296232,  // embedding 307
-        0.256549,  // embedding 308
-        0.078975,  // embedding 309
+        0.074319,  // embedding 302
+        0.070971,  // embedding 303
+        0.174613,  // embedding 304
+        0.009393,  // embedding 305
+        0.303727,  // embedding 306
+        -0.296231,  // embedding 307
+        0.256553,  // embedding 308
+        0.078972,  // embedding 309
         0.068649,  // embedding 310
-        0.063232,  // embedding 311
+        0.063231,  // embedding 311
         -0.075372,  // embedding 312
-        -0.151789,  // embedding 313
-        -0.150630,  // embedding 314
-        0.030485,  // embedding 315
-        0.234376,  // embedding 316
+        -0.151788,  // embedding 313
+        -0.150629,  // embedding 314
+        0.030487,  // embedding 315
+        0.234374,  // embedding 316
         -0.081655,  // embedding 317
-        0.459002,  // embedding 318
+        0.459001,  // embedding 318
         -0.000000,  // embedding 319
-        0.130521,  // embedding 320
-        -0.414764,  // embedding 321
+        0.130526,  // embedding 320
+        -0.414768,  // embedding 321
         0.053547,  // embedding 322
-        0.468896,  // embedding 323
-        0.037559,  // embedding 324
-        0.083755,  // embedding 325
-        -0.593759,  // embedding 326
-        -0.129577,  // embedding 327
-        -0.024908,  // embedding 328
-        -0.317582,  // embedding 329
-        -0.423793,  // embedding 330
-        -0.342995,  // embedding 331
-        -0.294803,  // embedding 332
-        0.263000,  // embedding 333
-        -0.507554,  // embedding 334
-        0.377238,  // embedding 335
-        -0.413836,  // embedding 336
-        0.133373,  // embedding 337
-        -0.028856,  // embedding 338
-        0.049068,  // embedding 339
-        -0.008014,  // embedding 340
-        0.310317,  // embedding 341
-        0.140215,  // embedding 342
-        0.128474,  // embedding 343
-        -0.109440,  // embedding 344
-        0.146049,  // embedding 345
-        -0.374217,  // embedding 346
-        -0.262506,  // embedding 347
+        0.468891,  // embedding 323
+        0.037557,  // embedding 324
+        0.083758,  // embedding 325
+        -0.593762,  // embedding 326
+        -0.129580,  // embedding 327
+        -0.024906,  // embedding 328
+        -0.317581,  // embedding 329
+        -0.423791,  // embedding 330
+        -0.342996,  // embedding 331
+        -0.294805,  // embedding 332
+        0.262999,  // embedding 333
+        -0.507557,  // embedding 334
+        0.377240,  // embedding 335
+        -0.413837,  // embedding 336
+        0.133374,  // embedding 337
+        -0.028855,  // embedding 338
+        0.049067,  // embedding 339
+        -0.008015,  // embedding 340
+        0.310319,  // embedding 341
+        0.140219,  // embedding 342
+        0.128472,  // embedding 343
+        -0.109441,  // embedding 344
+        0.146050,  // embedding 345
+        -0.374218,  // embedding 346
+        -0.262512,  // embedding 347
         0.065796,  // embedding 348
-        0.293961,  // embedding 349
+        0.293969,  // embedding 349
         -0.148315,  // embedding 350
-        0.098730,  // embedding 351
+        0.098733,  // embedding 351
         0.131467,  // embedding 352
         0.180770,  // embedding 353
         -0.088673,  // embedding 354
-        -0.358768,  // embedding 355
-        0.052488,  // embedding 356
-        0.181316,  // embedding 357
-        -0.106833,  // embedding 358
-        0.050631,  // embedding 359
-        0.024771,  // embedding 360
-        0.256736,  // embedding 361
-        -0.331223,  // embedding 362
-        -0.134153,  // embedding 363
-        0.026248,  // embedding 364
-        -0.118666,  // embedding 365
-        -0.262809,  // embedding 366
-        -0.171734,  // embedding 367
-        -0.092055,  // embedding 368
-        0.333644,  // embedding 369
+        -0.358766,  // embedding 355
+        0.052487,  // embedding 356
+        0.181317,  // embedding 357
+        -0.106837,  // embedding 358
+        0.050634,  // embedding 359
+        0.024773,  // embedding 360
+        0.256739,  // embedding 361
+        -0.331221,  // embedding 362
+        -0.134151,  // embedding 363
+        0.026247,  // embedding 364
+        -0.118664,  // embedding 365
+        -0.262811,  // embedding 366
+        -0.171736,  // embedding 367
+        -0.092051,  // embedding 368
+        0.333643,  // embedding 369
         0.218395,  // embedding 370
         -0.093214,  // embedding 371
-        -0.167083,  // embedding 372
+        -0.167085,  // embedding 372
         -0.018774,  // embedding 373
-        0.213450,  // embedding 374
-        -0.103220,  // embedding 375
-        -0.057945,  // embedding 376
-        0.500469,  // embedding 377
-        -0.017244,  // embedding 378
-        0.167640,  // embedding 379
-        0.233686,  // embedding 380
-        -0.022111,  // embedding 381
-        -0.276142,  // embedding 382
-        0.092149,  // embedding 383
-        -0.125079,  // bias
+        0.213448,  // embedding 374
+        -0.103218,  // embedding 375
+        -0.057941,  // embedding 376
+        0.500466,  // embedding 377
+        -0.017245,  // embedding 378
+        0.167636,  // embedding 379
+        0.233683,  // embedding 380
+        -0.022112,  // embedding 381
+        -0.276141,  // embedding 382
+        0.092151,  // embedding 383
+        -0.125083,  // bias
     ]
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Canon
 import Foundation
 
@@ -29,7 +30,7 @@ public struct CanonLayer: Sendable {
     }
 
     /// Neither hidden by a layer above nor injected text.
-    @inline(__always) func isVisible(chunk: Int) -> Bool {
+    @inline(__always) public func isVisible(chunk: Int) -> Bool {
         !self.hidden[Int(self.index.chunkEntry[chunk])] && !self.index.chunkInjected[chunk]
     }
 }
@@ -128,7 +129,13 @@ public struct HybridRetriever: Sendable {
         return RetrievalResult(entries: ranked, lexicalOrder: lexicalOrder, vectorOrder: vectorOrder)
     }
 
-    /// The top `depth` chunks by BM25, best first.
+    /// The top `depth` chunks by BM25, best first, ties to the lower layer and chunk.
+    ///
+    /// Term at a time: each term's postings are walked once in C (`zaas_bm25_walk`, about 3 ns
+    /// a posting here), adding its part to an accumulator per chunk; every chunk's score is
+    /// summed over its terms heaviest first, one fixed order, so it is the same to the last bit
+    /// however the work is split. (MaxScore pruning was built and measured against this walk
+    /// and lost: see docs/benchmarks.md.)
     public func lexical(layers: [CanonLayer], terms: [String]) -> [(ChunkReference, Float)] {
         guard !terms.isEmpty else { return [] }
         var chunkCount = 0
@@ -139,40 +146,52 @@ public struct HybridRetriever: Sendable {
         }
         guard chunkCount > 0 else { return [] }
         let averageLength = max(Float(totalTerms) / Float(chunkCount), 1)
-        var queryTerms: [String: Int] = [:]
-        for term in terms { queryTerms[term, default: 0] += 1 }
+        var repeats: [String: Int] = [:]
+        for term in terms { repeats[term, default: 0] += 1 }
+        // Each distinct term's weight (IDF over all layers, × repeats × (k1 + 1)), heaviest first.
+        var weighted: [(term: String, weight: Float)] = []
+        for (term, count) in repeats {
+            var documentFrequency = 0
+            for layer in layers { documentFrequency += layer.index.documentFrequency(of: term) }
+            guard documentFrequency > 0 else { continue }
+            let n = Float(chunkCount)
+            let df = Float(documentFrequency)
+            weighted.append((term, logf(1 + (n - df + 0.5) / (df + 0.5)) * Float(count) * (self.k1 + 1)))
+        }
+        weighted.sort { $0.weight != $1.weight ? $0.weight > $1.weight : $0.term < $1.term }
+        let constant = self.k1 * (1 - self.b)
+        let lengthWeight = self.k1 * self.b / averageLength
 
         var top = TopScores(capacity: self.depth)
-        let k1 = self.k1
-        let lengthWeight = self.k1 * self.b / averageLength
-        let constant = self.k1 * (1 - self.b)
         for (layerNumber, layer) in layers.enumerated() {
             let index = layer.index
             var accumulated = [Float](repeating: 0, count: index.chunkCount)
-            var touched: [Int32] = []
-            index.chunkLength.withUnsafeBufferPointer { lengths in
+            var touchedCount = 0
+            // Every chunk is touched at most once (parts are above 0: the index refuses zero counts);
+            // the walk writes one slot ahead before it counts.
+            let touched = [Int32](unsafeUninitializedCapacity: index.chunkCount + 1) { touched, initialized in
                 accumulated.withUnsafeMutableBufferPointer { accumulated in
-                    for (term, repeats) in queryTerms {
-                        var documentFrequency = 0
-                        for other in layers { documentFrequency += other.index.documentFrequency(of: term) }
-                        guard documentFrequency > 0, let postings = index.postings(of: term) else { continue }
-                        let n = Float(chunkCount)
-                        let df = Float(documentFrequency)
-                        let weight = logf(1 + (n - df + 0.5) / (df + 0.5)) * Float(repeats) * (k1 + 1)
-                        var position = postings.counts.startIndex
-                        for chunk in postings.chunks {
-                            let chunk = Int(chunk)
-                            let tf = Float(postings.counts[position])
-                            position += 1
-                            let norm = constant + lengthWeight * Float(lengths[chunk])
-                            if accumulated[chunk] == 0 { touched.append(Int32(chunk)) }
-                            accumulated[chunk] += weight * tf / (tf + norm)
+                    index.chunkLength.withUnsafeBufferPointer { lengths in
+                        for (term, weight) in weighted {
+                            // The index checked at load that postings are ascending, distinct
+                            // and in range: the walk relies on it.
+                            guard let postings = index.postings(of: term) else { continue }
+                            touchedCount = zaas_bm25_walk(
+                                postings.chunks.base.baseAddress! + postings.chunks.startIndex,
+                                postings.counts.base.baseAddress! + postings.counts.startIndex,
+                                postings.chunks.count, lengths.baseAddress, weight, constant, lengthWeight,
+                                accumulated.baseAddress, touched.baseAddress, touchedCount)
                         }
                     }
                 }
+                initialized = touchedCount
             }
-            for chunk in touched where accumulated[Int(chunk)] > top.threshold && layer.isVisible(chunk: Int(chunk)) {
-                top.insert(ChunkReference(layer: layerNumber, chunk: Int(chunk)), accumulated[Int(chunk)])
+            // Touched chunks come in no particular order: equal scores are settled by the heap.
+            for chunk in touched {
+                let score = accumulated[Int(chunk)]
+                if score >= top.threshold && layer.isVisible(chunk: Int(chunk)) {
+                    top.insert(ChunkReference(layer: layerNumber, chunk: Int(chunk)), score)
+                }
             }
         }
         return top.sorted()

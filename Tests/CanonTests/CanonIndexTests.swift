@@ -103,6 +103,34 @@ struct CanonIndexTests {
         #expect(throws: CanonIndexError.malformed("artifact format 9; this build reads formats 1 and 2")) {
             try CanonIndex(bytes: ArtifactBytes(copying: wrongFormat))
         }
+        // Postings must run in ascending chunk order (the BM25 walk relies on it): swapped, refused.
+        let shared = [
+            CanonEntry(id: "a", kind: .definition, title: "A", body: "Pendulums swing.", status: .proven),
+            CanonEntry(id: "b", kind: .definition, title: "B", body: "Doors swing.", status: .proven),
+        ]
+        var ordered = CanonIndexWriter.artifact(
+            label: "t", entries: shared, chunks: Chunker().chunks(of: shared),
+            embeddings: [Float](repeating: 1, count: 8),
+            dimensions: 4)
+        let table = 32 + 2 + "t".utf8.count
+        let postingsAt = (0..<8).reduce(0) { $0 | Int(ordered[table + 3 * 8 + $1]) << (8 * $1) }
+        // Terms sorted: door [1], pendulum [0], swing [0, 1]; swing's two postings swap to [1, 0].
+        let swing = postingsAt + 2 * 4
+        #expect(Array(ordered[swing..<(swing + 8)]) == [0, 0, 0, 0, 1, 0, 0, 0])
+        _ = try CanonIndex(bytes: ArtifactBytes(copying: ordered))
+        var zeroCount = ordered
+        ordered.replaceSubrange(swing..<(swing + 8), with: [1, 0, 0, 0, 0, 0, 0, 0])
+        #expect(throws: CanonIndexError.malformed("term swing: postings out of order or range at chunk 0")) {
+            try CanonIndex(bytes: ArtifactBytes(copying: ordered))
+        }
+        // Each posting holds its term at least once: a count of 0 is refused.
+        let countsAt = (0..<8).reduce(0) { $0 | Int(zeroCount[table + 4 * 8 + $1]) << (8 * $1) }
+        let swingCounts = countsAt + 2 * 2
+        #expect(Array(zeroCount[swingCounts..<(swingCounts + 4)]) == [1, 0, 1, 0])
+        zeroCount.replaceSubrange((swingCounts + 2)..<(swingCounts + 4), with: [0, 0])
+        #expect(throws: CanonIndexError.malformed("term swing: postings out of order or range at chunk 1")) {
+            try CanonIndex(bytes: ArtifactBytes(copying: zeroCount))
+        }
         // Flip every byte of the header and entry sections in turn: each either reads or is refused.
         for position in 0..<min(bytes.count, 400) {
             var damaged = bytes

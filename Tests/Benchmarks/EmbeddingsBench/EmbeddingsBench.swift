@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Embeddings
 import Foundation
 import TestSupport
@@ -61,8 +62,56 @@ func runBenchmark() async throws {
             + "  p99 \(String(format: "%.2f", percentile(latencies, 99))) ms;"
             + " tokenizing p50 \(String(format: "%.3f", percentile(tokenizeTimes, 50))) ms")
     print(
-        "  matrix products: \(String(format: "%.0f", 100 * milliseconds(profile.matrixProducts) / milliseconds(profile.total)))% of the forward pass"
+        "  of the forward pass: Linear products \(String(format: "%.0f", 100 * milliseconds(profile.matrixProducts) / milliseconds(profile.total)))%,"
+            + " attention \(String(format: "%.0f", 100 * milliseconds(profile.attention) / milliseconds(profile.total)))%,"
+            + " the rest (embedding lookup, layer norms, pooling) \(String(format: "%.0f", 100 * (1 - milliseconds(profile.matrixProducts + profile.attention) / milliseconds(profile.total))))%"
     )
+
+    // 1b. The packed kernels against OpenBLAS, alternating rounds in this run: a second copy of the
+    // model loaded without packing multiplies in OpenBLAS (the path before issue 20).
+    if model.encoder.usesPackedKernels {
+        let kernel = zaas_gemm_isa()
+        _ = zaas_gemm_set_isa(Int32(ZAAS_GEMM_GENERIC))
+        let unpacked = try SentenceModel(directory: TestEnvironment.modelDirectory)
+        _ = zaas_gemm_set_isa(kernel)
+        var packedTimes: [Double] = []
+        var blasTimes: [Double] = []
+        let ids = questions.map(model.tokenizer.encode)
+        for round in 0..<20 {
+            for (encoder, index) in [(model.encoder, 0), (unpacked.encoder, 1)] {
+                for repetition in 0..<25 {
+                    let start = clock.now
+                    _ = encoder.embed([ids[(round + repetition) % ids.count]])
+                    (index == 0 ? { packedTimes.append($0) } : { blasTimes.append($0) })(
+                        milliseconds(clock.now - start))
+                }
+            }
+        }
+        let (packed, blas) = (percentile(packedTimes, 50), percentile(blasTimes, 50))
+        print(
+            "one question, one thread, alternating rounds: packed kernels p50 \(String(format: "%.2f", packed)) ms,"
+                + " OpenBLAS p50 \(String(format: "%.2f", blas)) ms (\(String(format: "%.2f", blas / packed))×)")
+    }
+
+    // 1c. One question on both cores (each Linear product split by columns), alternating with one.
+    do {
+        var oneThread: [Double] = []
+        var twoThreads: [Double] = []
+        let ids = questions.map(model.tokenizer.encode)
+        for round in 0..<20 {
+            for split in [false, true] {
+                for repetition in 0..<25 {
+                    let start = clock.now
+                    _ = model.encoder.embed([ids[(round + repetition) % ids.count]], split: split)
+                    let took = milliseconds(clock.now - start)
+                    if split { twoThreads.append(took) } else { oneThread.append(took) }
+                }
+            }
+        }
+        print(
+            "one question, alternating rounds: one thread p50 \(String(format: "%.2f", percentile(oneThread, 50))) ms,"
+                + " both cores p50 \(String(format: "%.2f", percentile(twoThreads, 50))) ms")
+    }
 
     // 2. Throughput at batch 32, one and two threads (each thread runs whole batches).
     func throughput(_ texts: [String], threads: Int, batches: Int) -> (perSecond: Double, gemmShare: Double) {
