@@ -21,7 +21,15 @@ run_pass() { # report, then swift test's selection arguments
     summary=$(grep -aE 'Test run with [0-9]+ tests? in [0-9]+ suites? (passed|failed)' "$report" | tail -1 \
         | sed 's/\x1b\[[0-9;]*m//g')
     ran=$(sed -nE 's/.*Test run with ([0-9]+) tests?.*/\1/p' <<<"$summary")
-    failed=$(grep -acE '✘ Test ".*" failed after' "$report" || true)
+    # Swift Testing writes `✘ Test "display name" failed after …` or `✘ Test name() failed after …`;
+    # XCTest writes `Test Case '…' failed (…)`.
+    failed=$(grep -acE "✘ Test .* failed after|Test Case '.*' failed \(" "$report" || true)
+}
+
+# What failed, and why, in a few lines at the end of the output where a CI log's tail shows it.
+failure_lines() { # reports
+    sed 's/\x1b\[[0-9;]*m//g' "$@" | grep -aE "✘|error:|Test Case '.*' failed \(|Fatal error|Crash|signal [0-9]+" \
+        | grep -avE '^✘ Test run with|Suite .* failed after' | head -40
 }
 
 # The AirLLM sidecar's cluster tests run in a pass of their own after the rest: their generations
@@ -34,7 +42,8 @@ run_pass "$ZAAS_HOME/logs/swift-test-airllm.log" --filter AirLLMClusterTests
 tests=$((tests + ${ran:-0}))
 failures=$((failures + failed))
 if [ "$first_status" -ne 0 ] || [ "$status" -ne 0 ] || [ "${ran:-0}" -eq 0 ] || [ "$tests" -eq 0 ]; then
-    echo "swift test: $tests run, exit statuses $first_status and $status"
+    echo "swift test: $tests run, exit statuses $first_status and $status; what failed:"
+    failure_lines "$ZAAS_HOME/logs/swift-test.log" "$ZAAS_HOME/logs/swift-test-airllm.log" | sed 's/^/  /'
     echo "tests: $(( tests - failures )) passed, $(( failures > 0 ? failures : 1 )) failed"
     exit 1
 fi

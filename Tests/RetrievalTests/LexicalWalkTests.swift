@@ -1,6 +1,7 @@
 import Canon
 import Foundation
 import Retrieval
+import TestSupport
 import Testing
 
 /// BM25 walked in C, term at a time, must give exactly what BM25 written out plainly gives: the
@@ -10,15 +11,11 @@ import Testing
 struct LexicalWalkTests {
     /// Deterministic words: half from a short list of common ones, half from a Zipf tail.
     struct Words {
-        var state: UInt64
+        var random: SplitMix
 
-        mutating func next() -> UInt64 {
-            self.state &+= 0x9E37_79B9_7F4A_7C15
-            var z = self.state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        init(seed: UInt64) { self.random = SplitMix(seed: seed) }
+
+        mutating func next() -> UInt64 { self.random.next() }
 
         static let common = """
             action lagrangian field symmetry energy momentum charge gauge potential velocity equation motion
@@ -107,7 +104,7 @@ struct LexicalWalkTests {
 
     @Test("the walk and a plain reference agree exactly over a base, an overlay and hidden entries")
     func agreesWithReference() throws {
-        var words = Words(state: 11)
+        var words = Words(seed: 11)
         let base = try Self.index(label: "base", entries: 4000, prefix: "base", words: &words)
         let overlay = try Self.index(label: "overlay", entries: 300, prefix: "base", words: &words)
         let hiddenIDs = Set((0..<200).map { "base.\($0 * 7)" })
@@ -145,7 +142,7 @@ struct LexicalWalkTests {
 
     @Test("no terms, only unknown terms, and an empty stack give nothing")
     func nothingToFind() throws {
-        var words = Words(state: 3)
+        var words = Words(seed: 3)
         let base = try Self.index(label: "base", entries: 50, prefix: "base", words: &words)
         let retriever = HybridRetriever()
         #expect(retriever.lexical(layers: [CanonLayer(index: base)], terms: []).isEmpty)

@@ -99,15 +99,11 @@ func recallBenchmark() async throws {
 
 /// Deterministic text of realistic length (SplitMix64).
 struct TextGenerator {
-    var state: UInt64
+    var random: SplitMix
 
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    init(state: UInt64) { self.random = SplitMix(seed: state) }
+
+    mutating func next() -> UInt64 { self.random.next() }
 
     mutating func pick<T>(_ items: [T]) -> T { items[Int(self.next() % UInt64(items.count))] }
 
