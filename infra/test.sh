@@ -28,7 +28,7 @@ run_pass() { # report, then swift test's selection arguments
 
 # What failed, and why, in a few lines at the end of the output where a CI log's tail shows it.
 failure_lines() { # reports
-    sed 's/\x1b\[[0-9;]*m//g' "$@" | grep -aE "✘|error:|Test Case '.*' failed \(|Fatal error|Crash|signal [0-9]+" \
+    sed 's/\x1b\[[0-9;]*m//g' "$@" | grep -aE "^ *✘|Test Case '.*' failed \(|Fatal error|[Cc]rashed|exited with signal" \
         | grep -avE '^✘ Test run with|Suite .* failed after' | head -40
 }
 

@@ -103,40 +103,42 @@ struct LexicalWalkTests {
     }
 
     @Test("the walk and a plain reference agree exactly over a base, an overlay and hidden entries")
-    func agreesWithReference() throws {
-        var words = Words(seed: 11)
-        let base = try Self.index(label: "base", entries: 4000, prefix: "base", words: &words)
-        let overlay = try Self.index(label: "overlay", entries: 300, prefix: "base", words: &words)
-        let hiddenIDs = Set((0..<200).map { "base.\($0 * 7)" })
-        let stacks = [
-            [CanonLayer(index: base)],
-            CanonLayer.stack(base: base, overlay: overlay, deletedFromBase: hiddenIDs),
-        ]
-        var compared = 0
-        var filled = 0
-        for depth in [1, 5, 40] {
-            let retriever = HybridRetriever(depth: depth)
-            for layers in stacks {
-                for _ in 0..<150 {
-                    // Questions of 1–14 words, some repeated, some unknown to the canon.
-                    var terms = TextAnalyzer.terms(words.text(words: 1...12))
-                    if words.next() % 3 == 0, let first = terms.first { terms.append(first) }
-                    if words.next() % 5 == 0 { terms.append("unknownword\(words.next() % 100)") }
-                    let walked = retriever.lexical(layers: layers, terms: terms)
-                    let reference = Self.reference(layers: layers, terms: terms, retriever: retriever)
-                    #expect(Self.same(walked, reference), "\(terms) depth \(depth)")
-                    compared += 1
-                    if walked.count == depth { filled += 1 }
+    func agreesWithReference() async throws {
+        try await onOwnThread {
+            var words = Words(seed: 11)
+            let base = try Self.index(label: "base", entries: 4000, prefix: "base", words: &words)
+            let overlay = try Self.index(label: "overlay", entries: 300, prefix: "base", words: &words)
+            let hiddenIDs = Set((0..<200).map { "base.\($0 * 7)" })
+            let stacks = [
+                [CanonLayer(index: base)],
+                CanonLayer.stack(base: base, overlay: overlay, deletedFromBase: hiddenIDs),
+            ]
+            var compared = 0
+            var filled = 0
+            for depth in [1, 5, 40] {
+                let retriever = HybridRetriever(depth: depth)
+                for layers in stacks {
+                    for _ in 0..<150 {
+                        // Questions of 1–14 words, some repeated, some unknown to the canon.
+                        var terms = TextAnalyzer.terms(words.text(words: 1...12))
+                        if words.next() % 3 == 0, let first = terms.first { terms.append(first) }
+                        if words.next() % 5 == 0 { terms.append("unknownword\(words.next() % 100)") }
+                        let walked = retriever.lexical(layers: layers, terms: terms)
+                        let reference = Self.reference(layers: layers, terms: terms, retriever: retriever)
+                        #expect(Self.same(walked, reference), "\(terms) depth \(depth)")
+                        compared += 1
+                        if walked.count == depth { filled += 1 }
+                    }
                 }
             }
-        }
-        #expect(compared == 900)
-        // The comparison is not vacuous: most questions fill the list, so the cut-off is tested.
-        #expect(filled > 700)
-        // Hidden entries never come back.
-        let layers = stacks[1]
-        for (reference, _) in HybridRetriever(depth: 400).lexical(layers: layers, terms: ["action", "energy"]) {
-            #expect(layers[reference.layer].isVisible(chunk: reference.chunk))
+            #expect(compared == 900)
+            // The comparison is not vacuous: most questions fill the list, so the cut-off is tested.
+            #expect(filled > 700)
+            // Hidden entries never come back.
+            let layers = stacks[1]
+            for (reference, _) in HybridRetriever(depth: 400).lexical(layers: layers, terms: ["action", "energy"]) {
+                #expect(layers[reference.layer].isVisible(chunk: reference.chunk))
+            }
         }
     }
 
