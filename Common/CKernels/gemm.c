@@ -152,10 +152,10 @@ kernel_avx2(const float *a, size_t lda, size_t k, const float *panel, const floa
     }
 }
 
-__attribute__((target("avx2,fma"))) static void gemm_avx2(const float *a, size_t lda, size_t m, size_t k,
-                                                          const float *packed, const float *bias, float *out,
-                                                          size_t ldo, int epilogue, size_t panel_begin,
-                                                          size_t panel_end) {
+__attribute__((target("avx2,fma"))) static void gemm_avx2_rows(const float *a, size_t lda, size_t m, size_t k,
+                                                               const float *packed, const float *bias, float *out,
+                                                               size_t ldo, int epilogue, size_t panel_begin,
+                                                               size_t panel_end) {
     for (size_t p = panel_begin; p < panel_end; p++) {
         const float *panel = packed + p * k * PANEL;
         const float *b = bias ? bias + p * PANEL : NULL;
@@ -177,6 +177,24 @@ __attribute__((target("avx2,fma"))) static void gemm_avx2(const float *a, size_t
             default: kernel_avx2(ar, lda, k, panel, next, b, o, ldo, epilogue, 1); break;
             }
         }
+    }
+}
+
+// Rows of `a` taken at a time: as many as fit in half of a core's L2 (512 KiB here), a multiple
+// of the kernel's 6. Every panel of the weights passes over the same rows, so those rows are read
+// from L2, not from memory once per panel: a canon build's batch (32 chunks of ~80 tokens, 2 500
+// rows; 15 MB for the 1536-wide products) was read 24 to 96 times per product before.
+#define AVX2_CHUNK_BYTES (256 * 1024)
+
+__attribute__((target("avx2,fma"))) static void gemm_avx2(const float *a, size_t lda, size_t m, size_t k,
+                                                          const float *packed, const float *bias, float *out,
+                                                          size_t ldo, int epilogue, size_t panel_begin,
+                                                          size_t panel_end) {
+    size_t chunk = AVX2_CHUNK_BYTES / (k * sizeof(float)) / AVX2_ROWS * AVX2_ROWS;
+    if (chunk < AVX2_ROWS) chunk = AVX2_ROWS;
+    for (size_t r = 0; r < m; r += chunk) {
+        size_t rows = m - r < chunk ? m - r : chunk;
+        gemm_avx2_rows(a + r * lda, lda, rows, k, packed, bias, out + r * ldo, ldo, epilogue, panel_begin, panel_end);
     }
 }
 

@@ -153,7 +153,10 @@ struct ChatCompletionClientTests {
                 ) { partial.append($0) }
             }
             #expect(kind == .connectionLost || kind == .timedOut, "\(String(describing: kind))")
-            #expect(partial == ["Energy", " is"])
+            // What arrived before the cut, in order, and nothing else. Not necessarily both pieces:
+            // AsyncHTTPClient fails a body stream as soon as the connection closes, and a piece still
+            // in its buffer then is dropped (seen on a loaded machine: only "Energy").
+            #expect(["Energy", " is"].starts(with: partial), "\(partial)")
         }
     }
 

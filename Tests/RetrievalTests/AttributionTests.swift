@@ -17,8 +17,9 @@ struct AttributionTests {
             for id in example.passages { #expect(index.entryIndexByID[id] != nil, "\(id) is not in the demo canon") }
         }
         let attribution = SentenceAttribution()
-        let scores = attribution.bestSupport(
-            examples, vectors: DemoIndex.model.embedNow(examples.map(\.sentence)), index: index)
+        let scores = await onOwnThread {
+            attribution.bestSupport(examples, vectors: DemoIndex.model.embedNow(examples.map(\.sentence)), index: index)
+        }
         let confusion = SentenceAttribution.confusion(examples, scores: scores, threshold: attribution.threshold)
         #expect(confusion.precision >= 0.9, "\(confusion)")
         #expect(confusion.recall >= 0.95, "\(confusion)")

@@ -13,14 +13,16 @@ struct RouterTests {
     /// Every labelled question's features: its embedding and what retrieval on the demo canon found.
     static func labelled() async throws -> [(features: [Double], label: Bool)] {
         let index = try await DemoIndex.built.value
-        let vectors = DemoIndex.model.embedNow(examples.map(\.question))
-        return zip(examples, vectors).map { example, vector in
-            let retrieval = HybridRetriever().retrieve(
-                layers: [CanonLayer(index: index)], question: example.question, vector: vector, limit: 5)
-            return (
-                ComplexityRouter.features(question: example.question, vector: vector, retrieval: retrieval),
-                example.needsCloud
-            )
+        return await onOwnThread {
+            let vectors = DemoIndex.model.embedNow(examples.map(\.question))
+            return zip(examples, vectors).map { example, vector in
+                let retrieval = HybridRetriever().retrieve(
+                    layers: [CanonLayer(index: index)], question: example.question, vector: vector, limit: 5)
+                return (
+                    ComplexityRouter.features(question: example.question, vector: vector, retrieval: retrieval),
+                    example.needsCloud
+                )
+            }
         }
     }
 
