@@ -190,8 +190,9 @@ func buildBenchmark() async throws {
     let embedder = BatchingEmbedder(model: model, threads: 2)
     defer { embedder.shutdown() }
     let before = memory()
+    let indexer = CanonIndexer(batchSize: buildBatch, concurrency: 2)
     let start = ContinuousClock.now
-    let artifact = try await CanonIndexer(batchSize: buildBatch, concurrency: 2).artifact(
+    let artifact = try await indexer.artifact(
         label: "bench-v1", entries: entries, embedder: embedder)
     let took = ContinuousClock.now - start
     let index = try CanonIndex(bytes: ArtifactBytes(copying: artifact))
@@ -205,12 +206,13 @@ func buildBenchmark() async throws {
         String(
             format: "  memory: resident %.0f MiB before, peak %.0f MiB (model and embedder included)",
             before.resident, after.peak))
-    // What the model read: the tokens of every chunk's embedded text (at most the model's sequence
-    // length each), so the build's rate compares with the embeddings benchmark's tokens per second.
-    let indexer = CanonIndexer()
+    // What the model read: the tokens of every chunk's embedded text (`encode` stops at the model's
+    // sequence length), so the build's rate compares with the embeddings benchmark's tokens per second.
     let tokens = indexer.chunker.chunks(of: entries).reduce(0) { sum, chunk in
-        let text = CanonIndexer.embeddingText(title: entries[chunk.entryIndex].title, chunk: chunk.text)
-        return sum + min(model.tokenizer.encode(text).count, SentenceModel.maximumSequenceLength)
+        sum
+            + model.tokenizer.encode(
+                CanonIndexer.embeddingText(title: entries[chunk.entryIndex].title, chunk: chunk.text)
+            ).count
     }
     print(
         String(
@@ -222,7 +224,7 @@ func buildBenchmark() async throws {
         changed[position].body += " Revised."
     }
     let rebuildStart = ContinuousClock.now
-    _ = try await CanonIndexer(concurrency: 2).artifact(
+    _ = try await indexer.artifact(
         label: "bench-v2", entries: changed, embedder: embedder, reusing: index)
     print(
         "  rebuild after changing 10 entries (reusing the rest): "
