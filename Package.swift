@@ -28,6 +28,8 @@ let package = Package(
         .executable(name: "bench-soak", targets: ["bench-soak"]),
         .executable(name: "bench-gateway", targets: ["bench-gateway"]),
         .executable(name: "bench-usage", targets: ["bench-usage"]),
+        // bench-cache's anchor: a bare Hummingbird route (not a bench-*, which `make bench` runs).
+        .executable(name: "anchor-hello", targets: ["anchor-hello"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -348,6 +350,15 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Tests/Benchmarks/CacheBench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "anchor-hello",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/Benchmarks/HelloAnchor",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

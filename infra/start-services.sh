@@ -68,6 +68,11 @@ CONF
 fi
 if pg_running; then
     log "PostgreSQL already running on 127.0.0.1:$ZAAS_PG_PORT"
+    # A test run that was killed may have left fsync off (infra/test.sh turns it off while it runs).
+    if [ -n "$(pg_super -c "SELECT 1 FROM pg_file_settings WHERE name = 'fsync' AND sourcefile LIKE '%postgresql.auto.conf'")" ]; then
+        pg_super -c "ALTER SYSTEM RESET fsync" -c "SELECT pg_reload_conf()" >/dev/null
+        log "PostgreSQL: fsync back on (a test run had turned it off)"
+    fi
 else
     log "starting PostgreSQL on 127.0.0.1:$ZAAS_PG_PORT"
     as_pg "$ZAAS_PG_BIN/pg_ctl" -D "$ZAAS_PG_DATA" -l "$ZAAS_PG_LOG" -w -t 60 start >/dev/null

@@ -16,13 +16,17 @@ import _ConnectionPoolModule
 /// `database-unavailable` and `Retry-After` instead (`DatabaseAvailabilityMiddleware`).
 ///
 /// One slow or failed probe is not an outage: a machine busy enough to delay a connection by a
-/// couple of seconds would otherwise refuse every admin call meanwhile. PostgreSQL counts as
-/// unreachable once every probe has failed for `outageAfter`; one success ends it.
+/// couple of seconds would otherwise refuse every admin call meanwhile. Nor is a stall of this
+/// process: a probe that began before its threads were held up for longer than `outageAfter`
+/// times out when they run again, yet says nothing about PostgreSQL. PostgreSQL counts as
+/// unreachable once every probe has failed for `outageAfter` and at least `outageFailures` probes
+/// in a row have failed; one success ends it.
 final class DatabaseProbe: Service, Sendable {
     let client: PostgresClient
     let interval: Duration
     let timeout: Duration
     let outageAfter: Duration
+    let outageFailures: Int
     let logger: Logger
     private let state = Mutex<State>(State())
 
@@ -30,20 +34,25 @@ final class DatabaseProbe: Service, Sendable {
         var reachable = true
         /// When the first probe of the current run of failures began (nil after a success).
         var failingSince: ContinuousClock.Instant?
+        /// Probes failed in a row.
+        var failures = 0
     }
 
     init(
         configuration: PostgresClient.Configuration, interval: Duration = .seconds(1),
-        timeout: Duration = .seconds(2), outageAfter: Duration = .seconds(8), logger: Logger
+        timeout: Duration = .seconds(2), outageAfter: Duration = .seconds(8), outageFailures: Int = 3,
+        logger: Logger
     ) {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.interval = interval
         self.timeout = timeout
         self.outageAfter = outageAfter
+        self.outageFailures = outageFailures
         self.logger = logger
     }
 
-    /// The verdict: false once probes have failed for `outageAfter`, true again after one success.
+    /// The verdict: false once probes have failed for `outageAfter` (and `outageFailures` in a
+    /// row), true again after one success.
     var isReachable: Bool { self.state.withLock { $0.reachable } }
 
     func run() async throws {
@@ -80,7 +89,8 @@ final class DatabaseProbe: Service, Sendable {
             } else {
                 let since = state.failingSince ?? attemptStarted
                 state.failingSince = since
-                if now - since >= self.outageAfter { state.reachable = false }
+                state.failures += 1
+                if now - since >= self.outageAfter && state.failures >= self.outageFailures { state.reachable = false }
             }
             return (before != state.reachable, state.reachable)
         }

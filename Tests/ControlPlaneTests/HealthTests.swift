@@ -175,7 +175,9 @@ struct DatabaseProbeVerdictTests {
             configuration: configuration, outageAfter: .seconds(4), logger: Logger(label: "test.probe"))
     }
 
-    @Test("one slow or failed probe is no outage; failures lasting outageAfter are; one success ends it")
+    @Test(
+        "one slow or failed probe is no outage, nor a stall of the process; failures lasting outageAfter are; one success ends it"
+    )
     func verdict() {
         let probe = Self.probe()
         let start = ContinuousClock.now
@@ -195,6 +197,16 @@ struct DatabaseProbeVerdictTests {
         probe.record(succeeded: false, attemptStarted: start + .seconds(7), now: start + .seconds(10))
         #expect(probe.isReachable)
         probe.record(succeeded: false, attemptStarted: start + .seconds(11), now: start + .seconds(11))
+        #expect(probe.isReachable)
+        probe.record(succeeded: false, attemptStarted: start + .seconds(12), now: start + .seconds(12))
         #expect(!probe.isReachable)
+        probe.record(succeeded: true, attemptStarted: start + .seconds(13), now: start + .seconds(13))
+        #expect(probe.isReachable)
+        // The process stalled for 10 s while a probe was out: it times out when the process runs
+        // again, one failure 10 s long, and the next probe answers. Never unreachable.
+        probe.record(succeeded: false, attemptStarted: start + .seconds(14), now: start + .seconds(24))
+        #expect(probe.isReachable)
+        probe.record(succeeded: true, attemptStarted: start + .seconds(14), now: start + .seconds(25))
+        #expect(probe.isReachable)
     }
 }

@@ -10,7 +10,8 @@ public final class BenchStack: @unchecked Sendable {
 
     public let control: ServerProcess
     public let nodes: [ServerProcess]
-    let directory: String
+    /// Where the processes' logs and state are (removed when `with` returns).
+    public let directory: String
 
     /// Starts the control plane (healthy) and `nodeCount` nodes (answering health), runs `body`,
     /// stops everything. `settingsOfNode` adds settings to one node (by index from 1).

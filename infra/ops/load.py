@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections import Counter
 
 url, key, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 9.0
@@ -62,7 +63,8 @@ summary = {
     "requests": len(results),
     "ok": len(results) - len(failed),
     "failed": len(failed),
-    "failed_outcomes": sorted({str(r[2]) for r in failed}),
+    "failed_outcomes": dict(Counter(str(r[2]) for r in failed).most_common()),
+    "failed_outcomes_after_kill_settled": dict(Counter(str(r[2]) for r in late_failures).most_common()),
     "failed_after_kill_settled": len(late_failures),
     "connections": connections,
     "requests_per_second": round(len(results) / seconds, 1),

@@ -22,7 +22,13 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let headTimeout: TimeAmount
     private let bodyTimeout: TimeAmount
     private let idleTimeout: TimeAmount
-    private var deadline: Scheduled<Void>?
+    /// When the connection is cut unless it moves on: nil while the server works on an answer.
+    private var deadline: NIODeadline?
+    /// The one timer, and when it fires. A deadline moved later leaves it as it is (when it fires
+    /// it reads the deadline and waits again for what is left), so a busy keep-alive connection
+    /// does not schedule and cancel timers on every request; only a deadline earlier than the
+    /// timer replaces it.
+    private var timer: (task: Scheduled<Void>, firesAt: NIODeadline)?
     /// Requests read whose response has not ended yet (no head deadline meanwhile).
     private var inFlight = 0
 
@@ -37,7 +43,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.disarm()
+        self.stop()
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -46,7 +52,7 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.disarm()
+        self.stop()
         context.fireChannelInactive()
     }
 
@@ -60,8 +66,8 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
         case .end:
             // The body is in: no deadline while the server works on the answer. (The answer may
             // already have ended, when the handler did not wait for the body: then the idle
-            // deadline for the next request stays armed.)
-            if self.inFlight > 0 { self.disarm() }
+            // deadline for the next request stays.)
+            if self.inFlight > 0 { self.deadline = nil }
         }
         context.fireChannelRead(data)
     }
@@ -75,16 +81,32 @@ final class RequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     private func arm(_ context: ChannelHandlerContext, after timeout: TimeAmount) {
-        self.disarm()
-        let channel = context.channel
-        self.deadline = context.eventLoop.scheduleTask(in: timeout) {
-            channel.close(promise: nil)
+        let deadline = NIODeadline.now() + timeout
+        self.deadline = deadline
+        if let timer = self.timer {
+            if timer.firesAt <= deadline { return }
+            timer.task.cancel()
         }
+        self.schedule(context, at: deadline)
     }
 
-    private func disarm() {
-        self.deadline?.cancel()
+    private func schedule(_ context: ChannelHandlerContext, at time: NIODeadline) {
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: time) {
+            self.timer = nil
+            guard let deadline = self.deadline else { return }
+            if deadline <= .now() {
+                context.channel.close(promise: nil)
+            } else {
+                self.schedule(context, at: deadline)
+            }
+        }
+        self.timer = (task, time)
+    }
+
+    private func stop() {
         self.deadline = nil
+        self.timer?.task.cancel()
+        self.timer = nil
     }
 }
 

@@ -15,17 +15,20 @@ import TestSupport
 // two nodes, one recording every query in its audit spool, one with `audit.enabled=false`.
 // nginx's cost (issue 19): the same hits straight to a node and through nginx in front of it (the
 // repository's configuration, infra/nginx), in alternating rounds.
-// BENCH_PARTS picks parts (limiter,semantic,hits,audit,nginx); BENCH_HIT_SECONDS and BENCH_HIT_CLIENTS
+// The node's own HTTP overhead (issue 20): `GET /livez` of a node against the same route of a bare
+// Hummingbird application (anchor-hello), in alternating rounds.
+// BENCH_PARTS picks parts (limiter,semantic,livez,hits,audit,nginx); BENCH_HIT_SECONDS and BENCH_HIT_CLIENTS
 // size the last two. BENCH_AUDIT_SETTINGS (`key=value,…`) adds settings to the audited node, for
 // example `audit.ship_interval_ms=60000` to measure the node's share without shipping.
 
 @main
 struct CacheBench {
     static func main() async throws {
-        let parts = Set((environment["BENCH_PARTS"] ?? "limiter,semantic,hits,audit,nginx").split(separator: ","))
+        let parts = Set((environment["BENCH_PARTS"] ?? "limiter,semantic,livez,hits,audit,nginx").split(separator: ","))
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores")
         if parts.contains("limiter") { try await limiterBenchmark() }
         if parts.contains("semantic") { semanticBenchmark() }
+        if parts.contains("livez") { try await livezBenchmark() }
         if parts.contains("hits") { try await hitBenchmark() }
         if parts.contains("audit") { try await auditBenchmark() }
         if parts.contains("nginx") { try await nginxBenchmark() }
@@ -284,10 +287,38 @@ func hitBenchmark() async throws {
         let rounds = try await PairedRounds.run(baseline: noop, measured: hit)
         rounds.report(
             per: "route", baseline: "GET /livez (no-op)", measured: "POST /api/v1/query (exact hits)",
-            ratio: "cache-hit rate / no-op rate", target: 35)
+            ratio: "cache-hit rate / no-op rate", target: 50)
         let memory = try await TestHTTP.send("GET", node.metricsURL).text.split(separator: "\n")
             .filter { $0.hasPrefix("zaas_cache_lookups_total") }
         print("  node metrics: \(memory.joined(separator: "; "))")
+    }
+}
+
+/// A node's `GET /livez` (its middleware: request id, problem rendering, metrics; its server
+/// settings: timeouts, the connection limit) against the same route of a bare Hummingbird
+/// application, in alternating rounds: what the node's HTTP layer costs before any route work.
+func livezBenchmark() async throws {
+    print(
+        "\n[livez] one node (release) and anchor-hello (a bare Hummingbird route), \(hitClients) concurrent clients: GET /livez of each, alternating"
+    )
+    try await BenchStack.with { stack in
+        let node = stack.node
+        let anchor = try ServerProcess(
+            name: "anchor-hello", executable: "anchor-hello", settings: [:], port: try RedisServerProcess.freePort(),
+            logDirectory: stack.directory)
+        try await anchor.start()
+        defer { anchor.stop() }
+        func livez(_ process: ServerProcess) -> @Sendable () async throws -> TestHTTP.Reply {
+            { try await TestHTTP.send("GET", process.baseURL + "/livez") }
+        }
+        for _ in 0..<200 {
+            _ = try await livez(anchor)()
+            _ = try await livez(node)()
+        }
+        let rounds = try await PairedRounds.run(baseline: livez(anchor), measured: livez(node), alternateOrder: true)
+        rounds.report(
+            per: "server", baseline: "bare Hummingbird", measured: "node's /livez   ", ratio: "node / bare",
+            target: 70)
     }
 }
 
