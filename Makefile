@@ -106,6 +106,11 @@ format:
 
 format-check:
 	swift format lint --strict --recursive --parallel $(SWIFT_SOURCES)
+	@# PostgresNIO 1.33.2 can lease a just-closed connection, and a statement on it waits forever:
+	@# the control plane leases only through ControlPlane/Database/OpenConnection.swift.
+	@! grep -rnE '\b(client|postgres)\.(query|withConnection|withTransaction)\b' ControlPlane --include='*.swift' \
+		| grep -v '^ControlPlane/Database/OpenConnection.swift:' \
+		|| { echo 'lease through withOpenConnection / withOpenTransaction / queryRows (OpenConnection.swift)'; exit 1; }
 
 clean:
 	rm -rf .build

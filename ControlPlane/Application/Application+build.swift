@@ -91,7 +91,7 @@ func buildRouter(
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: ProblemMiddleware(translate: Problem.databaseUnavailability))
     router.add(middleware: MetricsMiddleware())
-    HealthController(postgres: postgres, timeout: .seconds(2)).addRoutes(to: router)
+    HealthController(postgres: postgres, timeout: .seconds(2), probe: probe).addRoutes(to: router)
     // Everything after health needs the database: 503 at once while it is out of reach.
     if let probe { router.add(middleware: DatabaseAvailabilityMiddleware(probe: probe)) }
     // Before the session authenticator: nodes authenticate with their own credential.

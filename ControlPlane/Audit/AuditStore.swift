@@ -49,7 +49,7 @@ struct AuditStore: Sendable {
 
     /// Makes the partitions of the coming days and drops those past the longest retention.
     func maintain(daysAhead: Int, unattributedDays: Int, logger: Logger) async throws -> Maintenance {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             """
             SELECT created, dropped, ran FROM zaas_audit_maintain(\(Int32(daysAhead)), \(Int32(unattributedDays)))
             """, logger: logger)
@@ -62,7 +62,7 @@ struct AuditStore: Sendable {
 
     /// Deletes up to `batch` events past their retention; how many went.
     func expire(batch: Int, unattributedDays: Int, logger: Logger) async throws -> Int {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             "SELECT zaas_audit_expire(\(Int32(batch)), \(Int32(unattributedDays)))", logger: logger)
         var removed = 0
         for try await count in rows.decode(Int32.self) { removed = Int(count) }

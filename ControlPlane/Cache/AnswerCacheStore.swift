@@ -37,7 +37,7 @@ struct AnswerCacheStore: Sendable {
     }
 
     private func write(_ entries: [AnswerCacheRecord], logger: Logger) async throws -> Int {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             """
             SELECT zaas_answer_cache_put(
                 \(entries.map(\.tenantId)), \(entries.map(\.digest)), \(entries.map(\.scope)),
@@ -52,7 +52,7 @@ struct AnswerCacheStore: Sendable {
 
     /// An unexpired answer (JSON text) and the seconds it has left.
     func get(tenant: UUID, digest: String, logger: Logger) async throws -> (answer: String, ttlSeconds: Int32)? {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             "SELECT answer::text, ttl_seconds FROM zaas_answer_cache_get(\(tenant), \(digest))", logger: logger)
         for try await (answer, ttl) in rows.decode((String, Int32).self) { return (answer, ttl) }
         return nil

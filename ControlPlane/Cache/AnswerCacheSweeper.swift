@@ -26,7 +26,7 @@ struct AnswerCacheSweeper: Service {
         var total = 0
         do {
             while true {
-                let rows = try await self.client.query(
+                let rows = try await self.client.queryRows(
                     "SELECT zaas_answer_cache_sweep(\(Self.batch))", logger: self.logger)
                 var removed: Int32 = 0
                 for try await count in rows.decode(Int32.self) { removed = count }

@@ -83,7 +83,7 @@ final class CanonBuildWorker: Service, Sendable {
     /// Builds one queued version; false when there was none.
     func buildNext() async throws -> Bool {
         var claimed: (UUID, UUID?, String)?
-        let rows = try await self.postgres.query(
+        let rows = try await self.postgres.queryRows(
             "SELECT id, tenant_id, label FROM zaas_canon_claim_build(\(Int32(self.leaseSeconds)))", logger: self.logger)
         for try await row in rows.decode((UUID, UUID?, String).self) { claimed = row }
         guard let (id, tenantID, label) = claimed else { return false }
@@ -110,7 +110,7 @@ final class CanonBuildWorker: Service, Sendable {
                     return true
                 }
                 guard due else { return }
-                _ = try? await self.postgres.query(
+                _ = try? await self.postgres.queryRows(
                     """
                     SELECT zaas_canon_build_progress(
                         \(id), \(Int32(progress.embeddedChunks)), \(Int32(progress.totalChunks)),
@@ -122,7 +122,7 @@ final class CanonBuildWorker: Service, Sendable {
             let index = try CanonIndex(bytes: ArtifactBytes(copying: artifact))
             let sha256 = index.sha256
             let warnings = String(decoding: try JSONEncoder().encode(index.warnings), as: UTF8.self)
-            _ = try await self.postgres.query(
+            _ = try await self.postgres.queryRows(
                 "SELECT zaas_canon_build_warnings(\(id), \(warnings)::jsonb)", logger: logger)
             let outcome = try await self.finish(
                 id, sha256: sha256, bytes: artifact, chunks: index.chunkCount, error: nil, logger: logger)
@@ -145,7 +145,7 @@ final class CanonBuildWorker: Service, Sendable {
             // to expire instead.
             let (postgres, logger) = (self.postgres, logger)
             await Task {
-                _ = try? await postgres.query(
+                _ = try? await postgres.queryRows(
                     "SELECT zaas_canon_build_progress(\(id), 0, 0, 0)", logger: logger)
             }.value
             logger.notice("canon build handed back on shutdown")
@@ -161,7 +161,7 @@ final class CanonBuildWorker: Service, Sendable {
     /// The artifact of the version this one derives from, whose unchanged chunks need no model
     /// time; nil when there is none or it cannot be read (the build then embeds everything).
     private func reusable(for version: UUID, logger: Logger) async throws -> CanonIndex? {
-        let rows = try await self.postgres.query("SELECT zaas_canon_reuse_artifact(\(version))", logger: logger)
+        let rows = try await self.postgres.queryRows("SELECT zaas_canon_reuse_artifact(\(version))", logger: logger)
         for try await bytes in rows.decode(ByteBuffer?.self) {
             guard let bytes else { return nil }
             do {
@@ -176,7 +176,7 @@ final class CanonBuildWorker: Service, Sendable {
     }
 
     private func entries(of version: UUID, logger: Logger) async throws -> [CanonEntry] {
-        let rows = try await self.postgres.query(
+        let rows = try await self.postgres.queryRows(
             "SELECT entry_id, kind, title, body, status, tags, links, source FROM zaas_canon_build_entries(\(version))",
             logger: logger)
         var entries: [CanonEntry] = []
@@ -199,7 +199,7 @@ final class CanonBuildWorker: Service, Sendable {
     ) async throws -> String {
         let buffer = bytes.map { ByteBuffer(bytes: $0) }
         let chunks = chunks.map { Int32(clamping: $0) }
-        let rows = try await self.postgres.query(
+        let rows = try await self.postgres.queryRows(
             "SELECT zaas_canon_finish_build(\(id), \(sha256), \(buffer), \(chunks), \(error))", logger: logger)
         for try await outcome in rows.decode(String.self) { return outcome }
         return "gone"

@@ -439,7 +439,7 @@ struct CanonStore: Sendable {
 
     /// An artifact's bytes by SHA-256, whoever owns the version (nodes fetch by hash).
     func artifact(sha256: String, logger: Logger) async throws -> ByteBuffer? {
-        let rows = try await self.database.client.query("SELECT zaas_canon_artifact(\(sha256))", logger: logger)
+        let rows = try await self.database.client.queryRows("SELECT zaas_canon_artifact(\(sha256))", logger: logger)
         for try await bytes in rows.decode(ByteBuffer?.self) { return bytes }
         return nil
     }
@@ -455,7 +455,7 @@ struct CanonStore: Sendable {
 
     /// Whether `key` may act for `tenant` with `scope` now, or why not.
     func keyMayAct(tenant: UUID, key: UUID, scope: String, logger: Logger) async throws -> KeyVerdict {
-        let rows = try await self.database.client.query(
+        let rows = try await self.database.client.queryRows(
             "SELECT zaas_key_may_act(\(tenant), \(key), \(scope))", logger: logger)
         for try await verdict in rows.decode(String.self) { return KeyVerdict(rawValue: verdict) ?? .unknown }
         return .unknown

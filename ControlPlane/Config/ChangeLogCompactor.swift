@@ -28,7 +28,7 @@ struct ChangeLogCompactor: Service {
     @discardableResult
     static func compact(client: PostgresClient, olderThan age: Duration, logger: Logger) async throws -> Int64 {
         let seconds = Double(age.components.seconds)
-        let rows = try await client.query(
+        let rows = try await client.queryRows(
             "SELECT zaas_compact_config_changes(now() - make_interval(secs => \(seconds)))", logger: logger)
         for try await through in rows.decode(Int64.self) { return through }
         return 0

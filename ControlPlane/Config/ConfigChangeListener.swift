@@ -27,7 +27,7 @@ struct ConfigChangeListener: Service {
         var failures = 0
         while !Task.isCancelled {
             do {
-                try await self.client.withConnection { connection in
+                try await self.client.withOpenConnection { connection in
                     try await connection.listen(on: "zaas_config") { notifications in
                         await self.notifier.advance(to: try await self.source.head(logger: self.logger).version)
                         failures = 0

@@ -36,14 +36,15 @@ public struct ConfigSource: Sendable {
     }
 
     public func head(logger: Logger) async throws -> Head {
-        try await self.client.withConnection { connection in try await Self.head(connection: connection, logger: logger)
+        try await self.client.withOpenConnection { connection in
+            try await Self.head(connection: connection, logger: logger)
         }
     }
 
     /// Moves the version past `past` (migration 13): the new version, which every node gets as a
     /// full snapshot.
     public func advance(past: Int64, logger: Logger) async throws -> Int64 {
-        let rows = try await self.client.query("SELECT zaas_config_advance(\(past))", logger: logger)
+        let rows = try await self.client.queryRows("SELECT zaas_config_advance(\(past))", logger: logger)
         for try await version in rows.decode(Int64.self) { return version }
         throw ConfigSourceError.missingHead
     }
@@ -114,7 +115,7 @@ public struct ConfigSource: Sendable {
         logger: Logger,
         _ body: (PostgresConnection, Head) async throws -> Result
     ) async throws -> Result {
-        try await self.client.withConnection { connection in
+        try await self.client.withOpenConnection { connection in
             try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
             do {
                 let head = try await Self.head(connection: connection, logger: logger)

@@ -64,9 +64,15 @@ final class DatabaseProbe: Service, Sendable {
                 // until that attempt ends and a later one succeeds).
                 var attempt: (task: Task<Bool, Never>, started: ContinuousClock.Instant)?
                 while !Task.isCancelled {
+                    // An attempt unanswered for as long as an outage takes is given up: it may
+                    // never end (see `withOpenConnection`), and the verdict must still come back.
+                    if let pending = attempt, .now - pending.started >= self.outageAfter {
+                        pending.task.cancel()
+                        attempt = nil
+                    }
                     if attempt == nil {
                         let (client, logger) = (self.client, self.logger)
-                        attempt = (Task { (try? await client.query("SELECT 1", logger: logger)) != nil }, .now)
+                        attempt = (Task { (try? await client.queryRows("SELECT 1", logger: logger)) != nil }, .now)
                     }
                     let started = attempt!.started
                     let reachable = await result(of: attempt!.task, within: self.timeout)
@@ -175,6 +181,8 @@ extension Problem {
             }
             return nil
         case let error as ConnectionPoolError where error == .connectionCreationCircuitBreakerTripped:
+            return .databaseUnavailable
+        case is DatabaseConnectionClosed:
             return .databaseUnavailable
         default:
             return nil

@@ -13,7 +13,7 @@ public enum ApplicationRoleCheck {
     }
 
     public static func verify(client: PostgresClient, logger: Logger) async throws {
-        let rows = try await client.query(
+        let rows = try await client.queryRows(
             """
             SELECT r.rolname, r.rolsuper, r.rolbypassrls,
                    (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid

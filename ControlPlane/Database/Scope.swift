@@ -54,7 +54,7 @@ public struct ScopedDatabase: Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await Self.unwrapping {
-            try await self.client.withTransaction(logger: logger) { connection in
+            try await self.client.withOpenTransaction(logger: logger) { connection in
                 try await connection.query(
                     "SELECT set_config(\(setting), \(id.uuidString.lowercased()), true)",
                     logger: logger
@@ -70,7 +70,7 @@ public struct ScopedDatabase: Sendable {
         _ body: (PostgresConnection) async throws -> Result
     ) async throws -> Result {
         try await Self.unwrapping {
-            try await self.client.withTransaction(logger: logger) { connection in
+            try await self.client.withOpenTransaction(logger: logger) { connection in
                 try await body(connection)
             }
         }

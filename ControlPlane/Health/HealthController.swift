@@ -3,11 +3,13 @@ import Logging
 import PostgresNIO
 import Shared
 
-/// `GET /healthz`: PostgreSQL reachable as the application role, and every migration this binary
-/// knows applied.
+/// `GET /healthz`: PostgreSQL reachable as the application role, every migration this binary
+/// knows applied, and (`database_probe`) whether the availability probe has declared PostgreSQL
+/// out of reach, in which case admin calls are being answered 503 `database-unavailable`.
 struct HealthController: Sendable {
     let postgres: PostgresClient
     let timeout: Duration
+    var probe: DatabaseProbe? = nil
 
     func addRoutes(to router: Router<some RequestContext>) {
         router.get("/healthz") { request, context in
@@ -22,7 +24,7 @@ struct HealthController: Sendable {
         do {
             let postgres = self.postgres
             let applied = try await withTimeout(self.timeout) {
-                let rows = try await postgres.query(
+                let rows = try await postgres.queryRows(
                     "SELECT coalesce(max(version), 0) FROM zaas_schema_migrations",
                     logger: logger
                 )
@@ -40,6 +42,12 @@ struct HealthController: Sendable {
             logger.warning("health check: postgres unreachable", metadata: ["error": "\(String(describing: error))"])
             checks["postgres"] = .init(status: "down", detail: Self.describe(error))
             checks["migrations"] = .init(status: "unknown")
+        }
+        if let probe = self.probe {
+            checks["database_probe"] =
+                probe.isReachable
+                ? .init(status: "up")
+                : .init(status: "down", detail: "no answer for a while: admin calls get 503 database-unavailable")
         }
         let healthy = checks.values.allSatisfy { $0.status == "up" }
         return HealthReport(status: healthy ? .ok : .down, service: "zaas-control", checks: checks)

@@ -52,7 +52,7 @@ public struct Migrator: Sendable {
     }
 
     public func migrate(client: PostgresClient) async throws -> Report {
-        try await client.withConnection { connection in
+        try await client.withOpenConnection { connection in
             try await self.migrate(connection: connection)
         }
     }

@@ -44,13 +44,13 @@ struct ModelCatalogStore: Sendable {
     let database: ScopedDatabase
 
     func list(logger: Logger) async throws -> [Entry] {
-        try await self.database.client.withConnection { connection in
+        try await self.database.client.withOpenConnection { connection in
             try await Self.entries(connection: connection, logger: logger)
         }
     }
 
     func fetch(_ id: UUID, logger: Logger) async throws -> Entry? {
-        try await self.database.client.withConnection { connection in
+        try await self.database.client.withOpenConnection { connection in
             try await Self.entries(id: id, connection: connection, logger: logger).first
         }
     }

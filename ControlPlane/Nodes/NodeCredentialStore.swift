@@ -86,7 +86,7 @@ struct NodeCredentialStore: Sendable {
     }
 
     func list(logger: Logger) async throws -> [Credential] {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             "SELECT \(unescaped: Self.columns) FROM node_credentials ORDER BY node_id, created_at", logger: logger)
         var credentials: [Credential] = []
         for try await row in rows.decode(Self.Row.self) { credentials.append(Self.credential(row)) }
@@ -95,7 +95,7 @@ struct NodeCredentialStore: Sendable {
 
     /// Revokes one credential (again: no change); nil when there is no such credential.
     func revoke(id: UUID, logger: Logger) async throws -> Credential? {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             """
             UPDATE node_credentials SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id)
             RETURNING \(unescaped: Self.columns)
@@ -108,7 +108,7 @@ struct NodeCredentialStore: Sendable {
     /// Revokes an enrolled credential its own node hands back as it stops; nil when it is not an
     /// active enrolled credential.
     func release(id: UUID, logger: Logger) async throws -> Credential? {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             """
             UPDATE node_credentials SET revoked_at = now() WHERE id = \(id) AND enrolled AND revoked_at IS NULL
             RETURNING \(unescaped: Self.columns)
@@ -122,7 +122,7 @@ struct NodeCredentialStore: Sendable {
     /// `after` (a pod killed before it could hand its credential back), and returns them.
     func retireEnrolled(after: Duration, logger: Logger) async throws -> [Credential] {
         let seconds = Double(after.components.seconds)
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             """
             UPDATE node_credentials c SET revoked_at = now()
             WHERE c.enrolled AND c.revoked_at IS NULL AND c.created_at < now() - make_interval(secs => \(seconds))
@@ -140,7 +140,7 @@ struct NodeCredentialStore: Sendable {
     /// The credential id and node id of an active credential with this digest; marks it used
     /// (at most once a minute, so authentication does not write on every request).
     func authenticate(digest: [UInt8], logger: Logger) async throws -> NodeIdentity? {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             """
             WITH found AS (
                 SELECT id, node_id, last_used_at FROM node_credentials

@@ -32,7 +32,7 @@ struct NodeRegistry: Sendable {
     func register(_ report: Report, logger: Logger) async throws -> Int {
         let staleSeconds = Double(self.staleAfter.components.seconds)
         // The CTE's insert is not visible to the count (one snapshot): others are counted, plus one.
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             """
             WITH registered AS (
                 INSERT INTO data_plane_nodes (id, address, software_version, config_version)
@@ -68,7 +68,7 @@ struct NodeRegistry: Sendable {
 
     /// Every node that ever registered, by id.
     func list(logger: Logger) async throws -> [Node] {
-        let rows = try await self.client.query(
+        let rows = try await self.client.queryRows(
             """
             SELECT id, address, software_version, config_version, first_seen_at, last_seen_at,
                    extract(epoch FROM now() - last_seen_at)::float8,
@@ -92,7 +92,7 @@ struct NodeRegistry: Sendable {
 
     func recordUsage(_ usage: [(UUID, Date)], logger: Logger) async throws {
         guard !usage.isEmpty else { return }
-        try await self.client.query(
+        try await self.client.queryRows(
             "SELECT zaas_record_key_usage(\(usage.map(\.0)), \(usage.map(\.1)))", logger: logger)
     }
 }

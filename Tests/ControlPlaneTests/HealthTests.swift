@@ -45,6 +45,7 @@ struct ControlPlaneHealthTests {
                     let checks = try #require(body["checks"] as? [String: [String: Any]])
                     #expect(checks["postgres"]?["status"] as? String == "up")
                     #expect(checks["migrations"]?["status"] as? String == "up")
+                    #expect(checks["database_probe"]?["status"] as? String == "up")
                 }
                 try await client.execute(uri: "/nowhere", method: .get) { response in
                     #expect(response.status == .notFound)

@@ -39,8 +39,8 @@ extension ProcessClusters {
 
                 // Taken away while writes are being made: each answered (none hangs past the
                 // client's 20 s), none with a 500. The first may fail at once (its connection is
-                // closed under it) or wait for the probe's verdict; once the control plane has
-                // noticed (its health says so), every write is refused at once.
+                // closed under it) or wait for the probe's verdict; once the probe has given it
+                // (health says so), every write is refused at once.
                 proxy.cut()
                 let clock = ContinuousClock()
                 func write(_ index: Int) async -> Duration? {
@@ -49,7 +49,8 @@ extension ProcessClusters {
                     do {
                         reply = try await Self.createTenant(cluster, ops, slug: "during-\(index)")
                     } catch {
-                        Issue.record("write \(index) during the outage: \(error) after \(clock.now - started)")
+                        let log = cluster.control.logTail(40)
+                        Issue.record("write \(index) during the outage: \(error) after \(clock.now - started)\n\(log)")
                         return nil
                     }
                     #expect(reply.status == 503, "\(reply.status) \(reply.text)")
@@ -60,8 +61,11 @@ extension ProcessClusters {
                     return clock.now - started
                 }
                 _ = await write(0)
+                // Health fails on its own query at once; the probe's verdict comes after 8 s.
                 let noticed = try await TestHTTP.waitUntil(timeout: .seconds(20)) {
-                    (try? await TestHTTP.send("GET", control + "/healthz"))?.status == 503
+                    let health = try? await TestHTTP.send("GET", control + "/healthz")
+                    let checks = health?.json?["checks"] as? [String: [String: Any]]
+                    return health?.status == 503 && checks?["database_probe"]?["status"] as? String == "down"
                 }
                 #expect(noticed != nil, "the control plane never noticed the outage")
                 for index in 1..<6 {
