@@ -18,7 +18,8 @@ import _ConnectionPoolModule
 /// One slow or failed probe is not an outage: a machine busy enough to delay a connection by a
 /// couple of seconds would otherwise refuse every admin call meanwhile. Nor is a stall of this
 /// process: a probe that began before its threads were held up for longer than `outageAfter`
-/// times out when they run again, yet says nothing about PostgreSQL. PostgreSQL counts as
+/// times out when they run again, yet says nothing about PostgreSQL, and a wait whose own timer
+/// ran late (`verdict`) is not counted at all. PostgreSQL counts as
 /// unreachable once every probe has failed for `outageAfter` and at least `outageFailures` probes
 /// in a row have failed; one success ends it.
 final class DatabaseProbe: Service, Sendable {
@@ -27,6 +28,8 @@ final class DatabaseProbe: Service, Sendable {
     let timeout: Duration
     let outageAfter: Duration
     let outageFailures: Int
+    /// How late the probe's own timer may run before a silent attempt proves nothing (`verdict`).
+    let stallTolerance: Duration
     let logger: Logger
     private let state = Mutex<State>(State())
 
@@ -41,13 +44,14 @@ final class DatabaseProbe: Service, Sendable {
     init(
         configuration: PostgresClient.Configuration, interval: Duration = .seconds(1),
         timeout: Duration = .seconds(2), outageAfter: Duration = .seconds(8), outageFailures: Int = 3,
-        logger: Logger
+        stallTolerance: Duration = .seconds(1), logger: Logger
     ) {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.interval = interval
         self.timeout = timeout
         self.outageAfter = outageAfter
         self.outageFailures = outageFailures
+        self.stallTolerance = stallTolerance
         self.logger = logger
     }
 
@@ -75,15 +79,29 @@ final class DatabaseProbe: Service, Sendable {
                         attempt = (Task { (try? await client.queryRows("SELECT 1", logger: logger)) != nil }, .now)
                     }
                     let started = attempt!.started
+                    let waitStarted = ContinuousClock.now
                     let reachable = await result(of: attempt!.task, within: self.timeout)
                     if reachable != nil { attempt = nil }
-                    self.record(succeeded: reachable == true, attemptStarted: started, now: .now)
+                    if let succeeded = self.verdict(reachable, waited: .now - waitStarted) {
+                        self.record(succeeded: succeeded, attemptStarted: started, now: .now)
+                    } else {
+                        self.logger.debug("database probe inconclusive: this process was held up")
+                    }
                     try await Task.sleep(for: self.interval)
                 }
                 attempt?.task.cancel()
             }
             group.cancelAll()
         }
+    }
+
+    /// What one wait for an attempt says: true (answered), false (failed, or no answer within the
+    /// timeout), or nil when the wait itself ended more than `stallTolerance` after the timeout.
+    /// Then this process was held up (its threads busy with other work, its CPU quota spent), and
+    /// the attempt may not have had a thread to take PostgreSQL's answer either: no evidence.
+    func verdict(_ reachable: Bool?, waited: Duration) -> Bool? {
+        if let reachable { return reachable }
+        return waited > self.timeout + self.stallTolerance ? nil : false
     }
 
     /// Takes one probe's outcome (a failure includes an attempt still unanswered at its timeout).

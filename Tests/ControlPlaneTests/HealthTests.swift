@@ -210,4 +210,17 @@ struct DatabaseProbeVerdictTests {
         probe.record(succeeded: true, attemptStarted: start + .seconds(14), now: start + .seconds(25))
         #expect(probe.isReachable)
     }
+
+    @Test("a wait that ends on time is evidence (an answer, a failure, or silence); one that ends late is none")
+    func waits() {
+        let probe = Self.probe()  // timeout 2 s, stall tolerance 1 s
+        #expect(probe.verdict(true, waited: .milliseconds(3)) == true)
+        #expect(probe.verdict(false, waited: .milliseconds(3)) == false)
+        #expect(probe.verdict(nil, waited: .seconds(2.2)) == false)
+        // Its own timer ran 4 s late: the attempt may not have had a thread either.
+        #expect(probe.verdict(nil, waited: .seconds(6)) == nil)
+        // An answer is an answer, however late it was taken.
+        #expect(probe.verdict(true, waited: .seconds(6)) == true)
+        #expect(probe.verdict(false, waited: .seconds(6)) == false)
+    }
 }
