@@ -5,8 +5,8 @@
 // micro-kernels stream it with plain loads.
 //
 // Kernels: AVX2 + FMA (6 rows × 16 columns, 12 accumulators in ymm registers) and plain C. The
-// processor is asked once which it has; ZAAS_GEMM_ISA=avx2|generic (or zaas_gemm_set_isa) picks
-// one, for tests and benchmarks. Accumulation is float32 throughout, in k order per output.
+// processor is asked once which it has; ZAAS_GEMM_ISA=generic picks plain C for the process, and
+// zaas_gemm_set_isa picks one for the calling thread only (tests and benchmarks). Accumulation is float32 throughout, in k order per output.
 //
 // No AVX-512 kernel: on Zen 4 a 512-bit FMA issues as two 256-bit halves, so the peak is the same
 // two 8-wide FMAs a cycle AVX2 reaches; and the machines here do not report AVX-512, so such a
@@ -23,27 +23,36 @@
 
 enum { PANEL = 16 };
 
-static int selected_isa = -1;
+// The processor's choice, made once for the process; a thread may override it for itself
+// (zaas_gemm_set_isa), so a test comparing kernels never changes what other threads compute.
+static _Atomic int process_isa = -1;
+static _Thread_local int thread_isa = -1;
+
+static int best_isa(void) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ZAAS_GEMM_AVX2;
+#endif
+    return ZAAS_GEMM_GENERIC;
+}
 
 int zaas_gemm_isa(void) {
-    if (selected_isa >= 0) return selected_isa;
-    int isa = ZAAS_GEMM_GENERIC;
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = ZAAS_GEMM_AVX2;
-#endif
+    if (thread_isa >= 0) return thread_isa;
+    int isa = process_isa;
+    if (isa >= 0) return isa;
+    isa = best_isa();
     const char *forced = getenv("ZAAS_GEMM_ISA");
     if (forced && strcmp(forced, "generic") == 0) isa = ZAAS_GEMM_GENERIC;
-    selected_isa = isa;
+    process_isa = isa;
     return isa;
 }
 
 int zaas_gemm_set_isa(int isa) {
-    int best = ZAAS_GEMM_GENERIC;
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = ZAAS_GEMM_AVX2;
-#endif
-    if (isa < ZAAS_GEMM_GENERIC || isa > best) return 0;
-    selected_isa = isa;
+    if (isa == -1) {
+        thread_isa = -1;
+        return 1;
+    }
+    if (isa < ZAAS_GEMM_GENERIC || isa > best_isa()) return 0;
+    thread_isa = isa;
     return 1;
 }
 
@@ -203,10 +212,18 @@ __attribute__((target("avx2,fma"))) static void gemm_avx2(const float *a, size_t
 void zaas_sgemm_packed(const float *a, size_t lda, size_t m, size_t k, const float *packed, size_t n,
                        const float *bias, float *out, size_t ldo, int epilogue, size_t column_begin,
                        size_t column_end) {
+    zaas_sgemm_packed_isa(zaas_gemm_isa(), a, lda, m, k, packed, n, bias, out, ldo, epilogue, column_begin,
+                          column_end);
+}
+
+void zaas_sgemm_packed_isa(int isa, const float *a, size_t lda, size_t m, size_t k, const float *packed, size_t n,
+                           const float *bias, float *out, size_t ldo, int epilogue, size_t column_begin,
+                           size_t column_end) {
     if (column_end > n) column_end = n;
     if (m == 0 || column_begin >= column_end) return;
+    if (isa < ZAAS_GEMM_GENERIC || isa > best_isa()) isa = ZAAS_GEMM_GENERIC;
     size_t panel_begin = column_begin / PANEL, panel_end = (column_end + PANEL - 1) / PANEL;
-    switch (zaas_gemm_isa()) {
+    switch (isa) {
 #if defined(__x86_64__)
     case ZAAS_GEMM_AVX2:
         gemm_avx2(a, lda, m, k, packed, bias, out, ldo, epilogue, panel_begin, panel_end);

@@ -318,9 +318,11 @@ public final class BertEncoder: @unchecked Sendable {
                         let call = PackedCall(
                             input: source.baseAddress!, weight: packed.pointer, bias: bias.baseAddress!,
                             output: out.baseAddress!)
+                        // The caller's kernel on both threads (a test may have chosen one for its thread).
+                        let isa = zaas_gemm_isa()
                         @Sendable func run(_ begin: Int, _ end: Int) {
-                            zaas_sgemm_packed(
-                                call.input, inputs, rows, inputs, call.weight, outputs, call.bias, call.output,
+                            zaas_sgemm_packed_isa(
+                                isa, call.input, inputs, rows, inputs, call.weight, outputs, call.bias, call.output,
                                 outputs, epilogue.kernel, begin, end)
                         }
                         // Halves on panel boundaries (16 columns).

@@ -10,18 +10,42 @@ import Testing
 struct PackedGemmTests {
     /// The kernels this processor can run, generic first.
     static var kernels: [Int32] {
-        let best = zaas_gemm_isa()
-        defer { _ = zaas_gemm_set_isa(best) }
+        defer { _ = zaas_gemm_set_isa(-1) }
         return [ZAAS_GEMM_GENERIC, ZAAS_GEMM_AVX2].map { Int32($0) }.filter {
             zaas_gemm_set_isa($0) == 1
         }
     }
 
+    /// Runs `body` with `isa` chosen for this thread only: tests running meanwhile on other threads
+    /// keep the process's kernel (a shared choice once changed the router's fitted weights in the
+    /// last digits when `RouterTests` embedded its questions at the same moment).
     static func withKernel<Result>(_ isa: Int32, _ body: () throws -> Result) rethrows -> Result {
-        let before = zaas_gemm_isa()
         #expect(zaas_gemm_set_isa(isa) == 1)
-        defer { _ = zaas_gemm_set_isa(before) }
+        defer { _ = zaas_gemm_set_isa(-1) }
         return try body()
+    }
+
+    @Test("a kernel chosen on one thread is not the kernel of another")
+    func choicePerThread() async {
+        guard Self.kernels.count > 1 else { return }
+        let processKernel = zaas_gemm_isa()
+        let other = processKernel == Int32(ZAAS_GEMM_GENERIC) ? Int32(ZAAS_GEMM_AVX2) : Int32(ZAAS_GEMM_GENERIC)
+        await onOwnThread {
+            Self.withKernel(other) {
+                #expect(zaas_gemm_isa() == other)
+                // A new thread of its own (not a queue's, which may run a block on this thread).
+                final class Seen: @unchecked Sendable { var kernel: Int32 = -2 }
+                let seen = Seen()
+                let done = DispatchSemaphore(value: 0)
+                Thread {
+                    seen.kernel = zaas_gemm_isa()
+                    done.signal()
+                }.start()
+                done.wait()
+                #expect(seen.kernel == processKernel)
+            }
+            #expect(zaas_gemm_isa() == processKernel)
+        }
     }
 
     func unit(_ random: inout SplitMix) -> Double { Double(random.next() >> 11) / Double(1 << 53) }

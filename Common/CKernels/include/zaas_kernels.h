@@ -38,10 +38,13 @@ void zaas_attention(const float *qkv, size_t length, size_t valid, size_t hidden
                     float *context, size_t context_stride, float *scratch);
 
 /// Matrix products with weights packed once (gemm.c). Which kernel runs: AVX2 + FMA when the
-/// processor has them, unless ZAAS_GEMM_ISA=generic or zaas_gemm_set_isa chose plain C.
+/// processor has them, unless ZAAS_GEMM_ISA=generic (for the process) or zaas_gemm_set_isa (for
+/// the calling thread) chose plain C.
 enum { ZAAS_GEMM_GENERIC = 0, ZAAS_GEMM_AVX2 = 1 };
+/// The kernel this thread uses.
 int zaas_gemm_isa(void);
-/// Chooses the kernel (for tests and benchmarks); 0 when the processor lacks it.
+/// Chooses the kernel for the calling thread only (tests and benchmarks; other threads keep the
+/// process's choice); -1 goes back to the process's choice. 0 when the processor lacks it.
 int zaas_gemm_set_isa(int isa);
 
 /// A copy of `weights` ([k][n], row-major; n a multiple of 16) in the kernels' layout, 64-byte
@@ -59,5 +62,9 @@ enum { ZAAS_EPILOGUE_STORE = 0, ZAAS_EPILOGUE_GELU = 1, ZAAS_EPILOGUE_ACCUMULATE
 void zaas_sgemm_packed(const float *a, size_t lda, size_t m, size_t k, const float *packed, size_t n,
                        const float *bias, float *out, size_t ldo, int epilogue, size_t column_begin,
                        size_t column_end);
+/// The same with the kernel named (threads that share one product run the caller's kernel).
+void zaas_sgemm_packed_isa(int isa, const float *a, size_t lda, size_t m, size_t k, const float *packed, size_t n,
+                           const float *bias, float *out, size_t ldo, int epilogue, size_t column_begin,
+                           size_t column_end);
 
 #endif

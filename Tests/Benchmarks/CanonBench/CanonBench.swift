@@ -10,9 +10,10 @@ import TestSupport
 
 // Canon, retrieval and the query API (issue 6): recall@5 on the evaluation file; building a
 // 10k-entry canon; retrieval alone over 100k chunks with memory; POST /api/v1/query end to end
-// against one node. Figures go to docs/benchmarks.md. BENCH_PARTS picks parts
-// (recall,build,retrieval,query); BENCH_BUILD_ENTRIES, BENCH_RETRIEVAL_CHUNKS, BENCH_QUERY_SECONDS
-// and BENCH_QUERY_CLIENTS size them.
+// against one node, in rounds alternating with LiteLLM's proxy passing calls through to an instant
+// backend (ZAAS_LITELLM; issue 20). Figures go to docs/benchmarks.md. BENCH_PARTS picks parts
+// (recall,build,retrieval,query); BENCH_BUILD_ENTRIES, BENCH_RETRIEVAL_CHUNKS, BENCH_QUERY_SECONDS,
+// BENCH_QUERY_ROUNDS, BENCH_QUERY_CLIENTS and BENCH_EMBED_THREADS size them.
 
 @main
 struct CanonBench {
@@ -319,24 +320,81 @@ func retrievalBenchmark() throws {
     )
 }
 
-// MARK: - 4. POST /api/v1/query against one node
+// MARK: - 4. POST /api/v1/query against one node, and its anchor
 
+/// `clients` callers sending requests back to back for `seconds`; each request's latency and the
+/// count of requests `request` judged failed (it returns false).
+func closedLoop(clients: Int, seconds: Int, _ request: @escaping @Sendable (Int) async throws -> Bool) async throws
+    -> (times: [Double], failures: Int, elapsed: Double)
+{
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    let start = ContinuousClock.now
+    let (times, failures) = try await withThrowingTaskGroup(of: ([Double], Int).self) { group in
+        for client in 0..<clients {
+            group.addTask {
+                var times: [Double] = []
+                var failures = 0
+                var next = client
+                while ContinuousClock.now < deadline {
+                    let begin = ContinuousClock.now
+                    let succeeded = try await request(next)
+                    times.append(milliseconds(ContinuousClock.now - begin))
+                    if !succeeded { failures += 1 }
+                    next += 1
+                }
+                return (times, failures)
+            }
+        }
+        return try await group.reduce(into: ([Double](), 0)) {
+            $0.0 += $1.0; $0.1 += $1.1
+        }
+    }
+    return (times, failures, milliseconds(ContinuousClock.now - start) / 1000)
+}
+
+/// Uncached queries through one node, in rounds alternating with the issue's anchor: LiteLLM's
+/// proxy passing the same number of callers' chat completions through to an instant backend
+/// (nginx), when `ZAAS_LITELLM` names it (`make bench` does).
 func queryBenchmark() async throws {
+    let rounds = Int(environment["BENCH_QUERY_ROUNDS"] ?? "3") ?? 3
     print(
-        "\n[query] one node (release, \(environment["BENCH_EMBED_THREADS"] ?? "1") embedding thread(s)), demo canon as base,"
-            + " \(queryClients) concurrent clients, \(querySeconds) s")
-    try await BenchStack.with(
-        controlSettings: ["canon.build_threads": "2"],
-        nodeSettings: ["embeddings.threads": environment["BENCH_EMBED_THREADS"] ?? "1"]
-    ) { stack in
+        "\n[query] one node (release, \(environment["BENCH_EMBED_THREADS"] ?? "default") embedding thread(s)),"
+            + " demo canon as base, \(queryClients) concurrent clients, \(rounds) rounds of \(querySeconds) s")
+    let directory = ConfigFixtures.temporaryDirectory()
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    var anchor: (nginx: ChildProcess, litellm: ChildProcess, port: Int)?
+    if let executable = environment["ZAAS_LITELLM"] {
+        let (nginx, nginxPort) = try await BenchAnchors.startNginx(directory: directory)
+        do {
+            let (litellm, port) = try await BenchAnchors.startLiteLLM(
+                executable, nginxPort: nginxPort, directory: directory)
+            anchor = (nginx, litellm, port)
+        } catch {
+            nginx.kill()
+            throw error
+        }
+    } else {
+        print("  (ZAAS_LITELLM not set: the LiteLLM anchor is not measured; `make bench` sets it)")
+    }
+    defer {
+        anchor?.litellm.kill()
+        anchor?.nginx.kill()
+    }
+    var nodeSettings: [String: String] = [:]
+    if let threads = environment["BENCH_EMBED_THREADS"] { nodeSettings["embeddings.threads"] = threads }
+    let anchorPort = anchor?.port
+    try await BenchStack.with(controlSettings: ["canon.build_threads": "2"], nodeSettings: nodeSettings) { stack in
         let node = stack.node
         try await stack.publishBaseCanon(String(decoding: try JSONEncoder().encode(demoEntries()), as: UTF8.self))
-        let (_, key) = try await stack.makeTenantKey(slug: "bench", tier: "enterprise")
+        let (_, key) = try await stack.makeTenantKey(
+            slug: "bench", tier: "enterprise",
+            quotaPolicy: #"{"queries_per_hour": 100000000, "tenant_queries_per_hour": 100000000}"#)
         let questions = try evaluationQuestions().map(\.question)
         // A context of its own on every request: the answer cache (exact and semantic) never
-        // answers, so this measures retrieval and the answerer (the extractive answerer ignores
-        // the context). The cache is measured by bench-cache.
-        func ask(_ question: String) async throws -> TestHTTP.Reply {
+        // answers, so this measures embedding, retrieval and the answerer (the extractive answerer
+        // ignores the context). The cache is measured by bench-cache.
+        @Sendable func ask(_ question: String) async throws -> TestHTTP.Reply {
             let body = String(
                 decoding: try JSONSerialization.data(withJSONObject: [
                     "question": question, "context": "bench request \(UUID().uuidString)",
@@ -352,38 +410,52 @@ func queryBenchmark() async throws {
         guard ready != nil else { throw TestEnvironment.SetupError(message: "node never answered with citations") }
         for question in questions { _ = try await ask(question) }  // warm
 
-        let deadline = ContinuousClock.now + .seconds(querySeconds)
-        let start = ContinuousClock.now
-        let results = try await withThrowingTaskGroup(of: ([Double], Int).self) { group in
-            for client in 0..<queryClients {
-                group.addTask {
-                    var times: [Double] = []
-                    var failures = 0
-                    var next = client
-                    while ContinuousClock.now < deadline {
-                        let begin = ContinuousClock.now
-                        let reply = try await ask(questions[next % questions.count])
-                        times.append(milliseconds(ContinuousClock.now - begin))
-                        if reply.status != 200 { failures += 1 }
-                        next += 1
-                    }
-                    return (times, failures)
+        @Sendable func zaas(_ n: Int) async throws -> Bool {
+            let reply = try await ask(questions[n % questions.count])
+            return reply.status == 200 && reply.json?["cache_hit"] as? Bool == false
+        }
+        @Sendable func litellm(_ n: Int) async throws -> Bool {
+            guard let port = anchorPort else { return false }
+            let reply = try await TestHTTP.send(
+                "POST", "http://127.0.0.1:\(port)/v1/chat/completions", bearer: BenchAnchors.litellmKey,
+                json: BenchAnchors.chat, timeout: .seconds(30))
+            return reply.status == 200 && reply.json?["choices"] != nil
+        }
+        if anchorPort != nil { _ = try await closedLoop(clients: queryClients, seconds: 2, litellm) }  // warm
+        var zaasRates: [Double] = []
+        var anchorRates: [Double] = []
+        var zaasTimes: [Double] = []
+        for round in 1...rounds {
+            // The order alternates, so neither side always runs on a machine the other just warmed.
+            var sides: [(String, @Sendable (Int) async throws -> Bool)] = [("ZaaS uncached query", zaas)]
+            if anchorPort != nil { sides.append(("LiteLLM pass-through", litellm)) }
+            if round % 2 == 0 { sides.reverse() }
+            for (name, request) in sides {
+                let result = try await closedLoop(clients: queryClients, seconds: querySeconds, request)
+                let rate = Double(result.times.count) / result.elapsed
+                print(
+                    "  round \(round), \(name): \(String(format: "%.1f", rate)) requests/s, p50 "
+                        + "\(format(percentile(result.times, 50))), p99 \(format(percentile(result.times, 99))), "
+                        + "\(result.failures) failed")
+                if name.hasPrefix("ZaaS") {
+                    zaasRates.append(rate)
+                    zaasTimes += result.times
+                } else {
+                    anchorRates.append(rate)
                 }
             }
-            var all: [Double] = []
-            var failures = 0
-            for try await (times, failed) in group {
-                all += times
-                failures += failed
-            }
-            return (all, failures)
         }
-        let elapsed = milliseconds(ContinuousClock.now - start) / 1000
         print(
-            String(
-                format: "  %d queries in %.1f s: %.1f requests/s, %d failed", results.0.count, elapsed,
-                Double(results.0.count) / elapsed, results.1))
-        print("  latency p50 \(format(percentile(results.0, 50)))  p99 \(format(percentile(results.0, 99)))")
+            "  ZaaS uncached queries, median of rounds: \(String(format: "%.1f", percentile(zaasRates, 50))) requests/s"
+                + " (target ≥ 250); latency p50 \(format(percentile(zaasTimes, 50))), p99 \(format(percentile(zaasTimes, 99)))"
+        )
+        if !anchorRates.isEmpty {
+            let ratios = zip(zaasRates, anchorRates).map { $0 / $1 }
+            print(
+                "  LiteLLM pass-through, median of rounds: \(String(format: "%.1f", percentile(anchorRates, 50)))"
+                    + " requests/s; ZaaS / LiteLLM per round: "
+                    + ratios.map { String(format: "%.2f", $0) }.joined(separator: ", "))
+        }
         if let memory = node.memory {
             print(
                 String(

@@ -100,82 +100,6 @@ func describe(_ values: [Double]) -> String {
 
 // MARK: - The gateway's overhead
 
-/// The completion nginx returns for every call: one sentence the demo canon's Lagrangian entry supports.
-let completion =
-    #"{"id":"bench","object":"chat.completion","created":0,"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"The Lagrangian is kinetic minus potential energy [1]."},"finish_reason":"stop"}],"usage":{"prompt_tokens":100,"completion_tokens":12,"total_tokens":112}}"#
-
-/// nginx on loopback answering every request with `completion`.
-func startNginx(directory: String) async throws -> (ChildProcess, Int) {
-    let port = try RedisServerProcess.freePort()
-    let config = """
-        worker_processes 1;
-        daemon off;
-        pid \(directory)/nginx.pid;
-        error_log \(directory)/nginx-error.log warn;
-        events { worker_connections 4096; }
-        http {
-            access_log off;
-            client_body_temp_path \(directory)/body;
-            proxy_temp_path \(directory)/proxy;
-            fastcgi_temp_path \(directory)/fastcgi;
-            uwsgi_temp_path \(directory)/uwsgi;
-            scgi_temp_path \(directory)/scgi;
-            keepalive_requests 10000000;
-            server {
-                listen 127.0.0.1:\(port);
-                location / { default_type application/json; return 200 '\(completion)'; }
-            }
-        }
-        """
-    try config.write(toFile: directory + "/nginx.conf", atomically: true, encoding: .utf8)
-    let binary = FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx"
-    let process = try ChildProcess(
-        arguments: [binary, "-c", directory + "/nginx.conf", "-e", directory + "/nginx-error.log"],
-        environment: ProcessInfo.processInfo.environment, logFile: directory + "/nginx.log")
-    let up = try await TestHTTP.waitUntil(timeout: .seconds(10)) {
-        (try? await TestHTTP.send("POST", "http://127.0.0.1:\(port)/v1/chat/completions", json: "{}"))?.status == 200
-    }
-    guard up != nil else { throw TestEnvironment.SetupError(message: "nginx did not start (\(directory))") }
-    return (process, port)
-}
-
-/// The key callers present to LiteLLM's proxy (it refuses to start without one, as it should).
-let litellmKey = "sk-bench-" + (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-
-/// LiteLLM's proxy in front of nginx, one worker, no database, one master key.
-func startLiteLLM(_ executable: String, nginxPort: Int, directory: String) async throws -> (ChildProcess, Int) {
-    let port = try RedisServerProcess.freePort()
-    let config = """
-        model_list:
-          - model_name: bench
-            litellm_params:
-              model: openai/bench
-              api_base: http://127.0.0.1:\(nginxPort)/v1
-              api_key: none
-        litellm_settings:
-          telemetry: false
-        """
-    try config.write(toFile: directory + "/litellm.yaml", atomically: true, encoding: .utf8)
-    var environment = ProcessInfo.processInfo.environment
-    environment["LITELLM_LOG"] = "ERROR"
-    environment["LITELLM_MASTER_KEY"] = litellmKey
-    environment["LITELLM_TELEMETRY"] = "False"
-    environment["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    let process = try ChildProcess(
-        arguments: [
-            executable, "--config", directory + "/litellm.yaml", "--host", "127.0.0.1", "--port", String(port),
-            "--num_workers", "1",
-        ], environment: environment, logFile: directory + "/litellm.log")
-    let up = try await TestHTTP.waitUntil(timeout: .seconds(180)) {
-        (try? await TestHTTP.send("GET", "http://127.0.0.1:\(port)/health/liveliness"))?.status == 200
-    }
-    guard up != nil else {
-        let log = (try? String(contentsOfFile: directory + "/litellm.log", encoding: .utf8)) ?? ""
-        throw TestEnvironment.SetupError(message: "LiteLLM did not start: \(log.suffix(2000))")
-    }
-    return (process, port)
-}
-
 func overheadBenchmark(_ client: HTTPClient) async throws {
     print(
         "\n[overhead] an instant backend (nginx returning a fixed completion); \(seconds) s per run; one node (release)"
@@ -183,12 +107,12 @@ func overheadBenchmark(_ client: HTTPClient) async throws {
     let directory = ConfigFixtures.temporaryDirectory()
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let (nginx, nginxPort) = try await startNginx(directory: directory)
+    let (nginx, nginxPort) = try await BenchAnchors.startNginx(directory: directory)
     defer { nginx.kill() }
     let backend = "http://127.0.0.1:\(nginxPort)/v1"
     var litellm: (ChildProcess, Int)?
     if let executable = environment["ZAAS_LITELLM"] {
-        litellm = try await startLiteLLM(executable, nginxPort: nginxPort, directory: directory)
+        litellm = try await BenchAnchors.startLiteLLM(executable, nginxPort: nginxPort, directory: directory)
     } else {
         print("  (ZAAS_LITELLM not set: LiteLLM is not measured; `make bench` sets it)")
     }
@@ -229,10 +153,9 @@ func overheadBenchmark(_ client: HTTPClient) async throws {
         guard ready != nil else { throw TestEnvironment.SetupError(message: "the node never answered through nginx") }
 
         let direct = "http://127.0.0.1:\(nginxPort)/v1/chat/completions"
-        let chat = #"{"model": "bench", "messages": [{"role": "user", "content": "How is the Lagrangian defined?"}]}"#
         @Sendable func call(_ url: String, bearer: String? = nil) async throws -> Sample {
             let started = ContinuousClock.now
-            let (status, json) = try await post(client, url, body: chat, bearer: bearer)
+            let (status, json) = try await post(client, url, body: BenchAnchors.chat, bearer: bearer)
             let elapsed = milliseconds(ContinuousClock.now - started)
             guard status == 200, json["choices"] != nil else {
                 throw TestEnvironment.SetupError(message: "\(url): \(status) \(json)")
@@ -267,7 +190,7 @@ func overheadBenchmark(_ client: HTTPClient) async throws {
 
             if let (_, port) = litellm {
                 let proxied = try await load(connections: connections, seconds: seconds) { _, _ in
-                    try await call("http://127.0.0.1:\(port)/v1/chat/completions", bearer: litellmKey)
+                    try await call("http://127.0.0.1:\(port)/v1/chat/completions", bearer: BenchAnchors.litellmKey)
                 }
                 print("    LiteLLM, latency:    \(describe(proxied.map(\.milliseconds)))")
                 print(
