@@ -389,7 +389,7 @@ func queryBenchmark() async throws {
         try await stack.publishBaseCanon(String(decoding: try JSONEncoder().encode(demoEntries()), as: UTF8.self))
         let (_, key) = try await stack.makeTenantKey(
             slug: "bench", tier: "enterprise",
-            quotaPolicy: #"{"queries_per_hour": 100000000, "tenant_queries_per_hour": 100000000}"#)
+            quotaPolicy: #"{"queries_per_hour": 10000000, "tenant_queries_per_hour": 10000000}"#)
         let questions = try evaluationQuestions().map(\.question)
         // A context of its own on every request: the answer cache (exact and semantic) never
         // answers, so this measures embedding, retrieval and the answerer (the extractive answerer
