@@ -6,7 +6,8 @@
 //
 // Kernels: AVX2 + FMA (6 rows × 16 columns, 12 accumulators in ymm registers) and plain C. The
 // processor is asked once which it has; ZAAS_GEMM_ISA=generic picks plain C for the process, and
-// zaas_gemm_set_isa picks one for the calling thread only (tests and benchmarks). Accumulation is float32 throughout, in k order per output.
+// zaas_gemm_set_isa picks one for the calling thread only (tests and benchmarks). Accumulation is
+// float32 throughout, in k order per output.
 //
 // No AVX-512 kernel: on Zen 4 a 512-bit FMA issues as two 256-bit halves, so the peak is the same
 // two 8-wide FMAs a cycle AVX2 reaches; and the machines here do not report AVX-512, so such a
@@ -28,11 +29,18 @@ enum { PANEL = 16 };
 static _Atomic int process_isa = -1;
 static _Thread_local int thread_isa = -1;
 
+static _Atomic int processor_isa = -1;
+
+// The best kernel the processor runs, asked once (products check a named kernel against it).
 static int best_isa(void) {
+    int isa = processor_isa;
+    if (isa >= 0) return isa;
+    isa = ZAAS_GEMM_GENERIC;
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ZAAS_GEMM_AVX2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = ZAAS_GEMM_AVX2;
 #endif
-    return ZAAS_GEMM_GENERIC;
+    processor_isa = isa;
+    return isa;
 }
 
 int zaas_gemm_isa(void) {
