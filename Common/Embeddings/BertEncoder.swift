@@ -175,8 +175,10 @@ public final class BertEncoder: @unchecked Sendable {
         public init() {}
     }
 
-    /// Sentence embeddings of token-id sequences (each with `[CLS]`…`[SEP]`), padded to the
-    /// longest in the batch and masked. Each result is L2-normalised. With `split`, each Linear
+    /// Sentence embeddings of token-id sequences (each with `[CLS]`…`[SEP]`). The sequences'
+    /// tokens are laid one after another, without padding: the Linear products treat each row
+    /// alone, and attention runs per sequence over its own rows, so a short question in a batch
+    /// costs only its own tokens. Each result is L2-normalised. With `split`, each Linear
     /// product is shared by two threads (halves of its columns): one question's latency on an idle
     /// machine, where a single core is bound by the memory bandwidth the weights stream at.
     public func embed(_ sequences: [[Int32]], split: Bool = false, profile: Profile? = nil) -> [[Float]] {
@@ -196,9 +198,17 @@ public final class BertEncoder: @unchecked Sendable {
         let heads = self.configuration.numAttentionHeads
         let headSize = hidden / heads
         let intermediate = self.configuration.intermediateSize
-        let batch = sequences.count
-        let length = sequences.map(\.count).max()!
-        let rows = batch * length
+        // Where each sequence's rows begin.
+        var offsets: [Int] = []
+        offsets.reserveCapacity(sequences.count)
+        var rows = 0
+        for sequence in sequences {
+            offsets.append(rows)
+            rows += sequence.count
+        }
+        let longest = sequences.map(\.count).max()!
+        // Only empty sequences: nothing to run (each would pool to the zero vector).
+        guard rows > 0 else { return sequences.map { _ in [Float](repeating: 0, count: hidden) } }
         let epsilon = Float(self.configuration.layerNormEps)
 
         var states = [Float](repeating: 0, count: rows * hidden)
@@ -208,10 +218,9 @@ public final class BertEncoder: @unchecked Sendable {
                 self.positionEmbeddings.withUnsafeBufferPointer { positions in
                     self.tokenTypeEmbeddings.withUnsafeBufferPointer { types in
                         for (b, sequence) in sequences.enumerated() {
-                            for t in 0..<length {
-                                let token = t < sequence.count ? Int(sequence[t]) : 0
-                                let row = out.baseAddress! + (b * length + t) * hidden
-                                let word = words.baseAddress! + token * hidden
+                            for (t, token) in sequence.enumerated() {
+                                let row = out.baseAddress! + (offsets[b] + t) * hidden
+                                let word = words.baseAddress! + Int(token) * hidden
                                 let position = positions.baseAddress! + t * hidden
                                 for i in 0..<hidden { row[i] = word[i] + position[i] + types[i] }
                             }
@@ -226,22 +235,22 @@ public final class BertEncoder: @unchecked Sendable {
 
         var qkv = [Float](repeating: 0, count: rows * 3 * hidden)
         var context = [Float](repeating: 0, count: rows * hidden)
-        var scratch = [Float](repeating: 0, count: (headSize + 1) * ((length + 31) / 32 * 32))
+        var scratch = [Float](repeating: 0, count: (headSize + 1) * ((longest + 31) / 32 * 32))
         var expanded = [Float](repeating: 0, count: rows * intermediate)
         let scale = 1 / Float(headSize).squareRoot()
 
         for layer in self.layers {
             gemm { Self.apply(layer.qkv, to: states, rows: rows, into: &qkv, epilogue: .store, split: split) }
             // Attention per sequence, every head in one call (zaas_attention): scores against the
-            // real tokens only, softmax, the weighted values into this sequence's rows of `context`.
+            // sequence's own tokens, softmax, the weighted values into its rows of `context`.
             timed(\.attention) {
                 qkv.withUnsafeBufferPointer { qkvBuffer in
                     context.withUnsafeMutableBufferPointer { contextBuffer in
                         scratch.withUnsafeMutableBufferPointer { scratchBuffer in
                             for (b, sequence) in sequences.enumerated() {
                                 zaas_attention(
-                                    qkvBuffer.baseAddress! + b * length * 3 * hidden, length, sequence.count, hidden,
-                                    heads, scale, contextBuffer.baseAddress! + b * length * hidden, hidden,
+                                    qkvBuffer.baseAddress! + offsets[b] * 3 * hidden, sequence.count, sequence.count,
+                                    hidden, heads, scale, contextBuffer.baseAddress! + offsets[b] * hidden, hidden,
                                     scratchBuffer.baseAddress!)
                             }
                         }
@@ -272,7 +281,7 @@ public final class BertEncoder: @unchecked Sendable {
         return sequences.enumerated().map { b, sequence in
             var pooled = [Float](repeating: 0, count: hidden)
             for t in 0..<sequence.count {
-                let row = (b * length + t) * hidden
+                let row = (offsets[b] + t) * hidden
                 for i in 0..<hidden { pooled[i] += states[row + i] }
             }
             let count = Float(max(sequence.count, 1))

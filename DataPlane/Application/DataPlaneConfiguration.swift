@@ -222,7 +222,11 @@ public struct DataPlaneConfiguration: Sendable {
                 "control.watch_wait_seconds": "25",
                 "control.max_backoff_ms": "2000",
                 "embeddings.model_dir": ".zaas/models/all-MiniLM-L6-v2",
-                "embeddings.threads": "1",
+                // One worker per core: under load each takes its own batch, and the uncached
+                // query rate rose by a fifth to a third from one worker to two on 2 cores
+                // (docs/benchmarks.md, issue 20).
+                "embeddings.threads": .init(
+                    stringLiteral: String(min(64, max(1, ProcessInfo.processInfo.activeProcessorCount)))),
                 "embeddings.batch_window_us": "500",
                 "embeddings.max_batch": "32",
                 "embeddings.max_queued": "1024",

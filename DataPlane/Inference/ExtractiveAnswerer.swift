@@ -1,6 +1,7 @@
 import Canon
 import Foundation
 import Retrieval
+import Synchronization
 
 /// A citation as the query API returns it.
 public struct Citation: Sendable, Equatable, Codable {
@@ -55,6 +56,8 @@ public struct ExtractiveAnswerer: Sendable {
     public var maximumSentencesPerEntry: Int
     /// Entries whose similarity is more than this below the best one's are cited but not quoted.
     public var answerSimilarityMargin: Float = 0.12
+    /// The sentences of chunks already quoted from, shared by every copy of this answerer.
+    let sentenceCache = ChunkSentences()
 
     public init(
         coverageThreshold: Float = 0.35, citationThreshold: Float = 0.25, maximumSentences: Int = 4,
@@ -98,19 +101,15 @@ public struct ExtractiveAnswerer: Sendable {
             // still listed as citations.
             let speaks = found.similarity >= best - self.answerSimilarityMargin
             for chunk in chunks {
-                for sentence in Self.sentences(of: index.chunkText[chunk]) {
-                    var seen: Set<String> = []
+                for analysed in self.sentenceCache.sentences(of: chunk, in: index) {
+                    let sentence = analysed.text
                     var score = 0.0
-                    var length = 0
-                    TextAnalyzer.forEachTerm(in: sentence) { term in
-                        length += 1
-                        if let weight = weights[term], seen.insert(term).inserted { score += weight }
-                    }
-                    score /= (1 + Double(length) / 25).squareRoot()
+                    for term in analysed.distinctTerms { score += weights[term] ?? 0 }
+                    score /= (1 + Double(analysed.termCount) / 25).squareRoot()
                     // The opening sentence of an entry usually states what it is; one that opens
                     // with a pronoun needs the sentence before it.
                     if position == 0 { score += 1 }
-                    if Self.opensWithPronoun(sentence) { score -= 0.75 }
+                    if analysed.opensWithPronoun { score -= 0.75 }
                     score += 0.5 / Double(number + 1) + 2 * Double(found.similarity - best)
                     if speaks {
                         candidates.append(Candidate(citation: number, position: position, text: sentence, score: score))
@@ -244,4 +243,56 @@ public struct ExtractiveAnswerer: Sendable {
     static func rounded(_ value: Double) -> Double {
         (value * 1000).rounded() / 1000
     }
+}
+
+/// A chunk's sentences as the extractive answerer scores them, kept by the canon index's hash and
+/// the chunk's number (an index's text never changes, so neither do they). Splitting a chunk into
+/// sentences and terms is Foundation string work that cost more than the rest of an answer;
+/// a question's passages are mostly ones asked about before. At most `capacity` chunks are kept;
+/// past it the cache starts again empty.
+final class ChunkSentences: Sendable {
+    struct Sentence: Sendable {
+        let text: String
+        /// The sentence's terms, each once, in order of first use (so scores add in the same order).
+        let distinctTerms: [String]
+        /// Every term, repeats included.
+        let termCount: Int
+        let opensWithPronoun: Bool
+    }
+
+    private struct Key: Hashable {
+        let index: String
+        let chunk: Int
+    }
+
+    let capacity: Int
+    private let kept = Mutex<[Key: [Sentence]]>([:])
+
+    init(capacity: Int = 20_000) {
+        self.capacity = capacity
+    }
+
+    func sentences(of chunk: Int, in index: CanonIndex) -> [Sentence] {
+        let key = Key(index: index.sha256, chunk: chunk)
+        if let known = self.kept.withLock({ $0[key] }) { return known }
+        let sentences = ExtractiveAnswerer.sentences(of: index.chunkText[chunk]).map { text in
+            var seen: Set<String> = []
+            var distinct: [String] = []
+            var count = 0
+            TextAnalyzer.forEachTerm(in: text) { term in
+                count += 1
+                if seen.insert(term).inserted { distinct.append(term) }
+            }
+            return Sentence(
+                text: text, distinctTerms: distinct, termCount: count,
+                opensWithPronoun: ExtractiveAnswerer.opensWithPronoun(text))
+        }
+        self.kept.withLock {
+            if $0.count >= self.capacity { $0.removeAll(keepingCapacity: true) }
+            $0[key] = sentences
+        }
+        return sentences
+    }
+
+    var count: Int { self.kept.withLock { $0.count } }
 }

@@ -1,10 +1,11 @@
 import Canon
-import DataPlane
 import Embeddings
 import Foundation
 import Retrieval
 import TestSupport
 import Testing
+
+@testable import DataPlane
 
 @Suite("hybrid retrieval and the extractive answerer over the demo canon")
 struct RetrievalTests {
@@ -53,6 +54,34 @@ struct RetrievalTests {
                 #expect(citation.canonVersion == "base-v1")
                 #expect(!citation.snippet.isEmpty && (0...1).contains(citation.score))
             }
+        }
+    }
+
+    @Test(
+        "the answerer's kept sentences change nothing: every evaluation answer is the same from a cold and a warm cache"
+    )
+    func keptSentences() async throws {
+        let index = try await DemoIndex.built.value
+        let layers = [CanonLayer(index: index)]
+        let warm = ExtractiveAnswerer()
+        let small = ChunkSentences(capacity: 2)
+        for question in DemoIndex.questions {
+            let retrieval = self.retriever.retrieve(
+                layers: layers, question: question.question, vector: DemoIndex.vector(question.question), limit: 5)
+            func ask(_ answerer: ExtractiveAnswerer) -> ExtractiveAnswer {
+                answerer.answer(question: question.question, retrieval: retrieval, layers: layers, maxCitations: 5)
+            }
+            let cold = ask(ExtractiveAnswerer())
+            _ = ask(warm)
+            #expect(ask(warm) == cold, "\(question.question)")
+        }
+        #expect(warm.sentenceCache.count > 0)
+        // A cache of two chunks is emptied again and again, stays within its bound, and still
+        // gives each chunk's own sentences.
+        for chunk in 0..<index.chunkCount {
+            let sentences = small.sentences(of: chunk, in: index)
+            #expect(sentences.map(\.text) == ExtractiveAnswerer.sentences(of: index.chunkText[chunk]))
+            #expect(small.count <= 2)
         }
     }
 

@@ -62,6 +62,20 @@ public final class ChildProcess: @unchecked Sendable {
 
     public var processID: Int32? { self.lock.withLock { self.pid } }
 
+    /// Processor time the process has used so far (user and system, its reaped children
+    /// included), from /proc; nil once it has ended.
+    public var processorSeconds: Double? {
+        guard let pid = self.processID,
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // After "pid (comm) ": state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 14 else { return nil }
+        let ticks = fields[11...14].compactMap { Double($0) }.reduce(0, +)
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     public var isRunning: Bool {
         self.lock.withLock {
             guard let pid = self.pid else { return false }

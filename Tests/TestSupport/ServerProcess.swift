@@ -47,6 +47,9 @@ public final class ServerProcess: @unchecked Sendable {
     public var metricsURL: String { "http://127.0.0.1:\(self.metricsPort)/metrics" }
     public var isRunning: Bool { self.process?.isRunning ?? false }
 
+    /// Processor time the server has used so far, from /proc.
+    public var processorSeconds: Double? { self.process?.processorSeconds }
+
     /// Resident and peak resident memory in KiB, from /proc.
     public var memory: (residentKiB: Int, peakKiB: Int)? {
         guard let pid = self.process?.processID,
@@ -106,6 +109,19 @@ public final class ServerProcess: @unchecked Sendable {
 
 /// Minimal JSON-over-HTTP for tests that talk to real processes.
 public enum TestHTTP {
+    /// The client `send` uses: `HTTPClient.shared` unless a benchmark binds `benchmarkClient`
+    /// (`TestHTTP.$client.withValue(TestHTTP.benchmarkClient) { … }`; child tasks inherit it).
+    @TaskLocal public static var client: HTTPClient = .shared
+
+    /// A client whose pool opens a connection for every concurrent caller. The shared client
+    /// opens at most 8 to a host and queues the rest, so "16 concurrent clients" would be 8
+    /// connections to the server with 8 callers waiting in the client.
+    public static let benchmarkClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     public struct Reply: Sendable {
         public let status: Int
         public let headers: [String: String]
@@ -134,7 +150,7 @@ public enum TestHTTP {
             request.body = .bytes(ByteBuffer(string: json))
         }
         let (seconds, attoseconds) = timeout.components
-        let response = try await HTTPClient.shared.execute(
+        let response = try await Self.client.execute(
             request, timeout: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
         let body = try await response.body.collect(upTo: 64 << 20)
         var replyHeaders: [String: String] = [:]

@@ -23,7 +23,10 @@ struct CanonBench {
         if parts.contains("recall") { try await recallBenchmark() }
         if parts.contains("build") { try await buildBenchmark() }
         if parts.contains("retrieval") { try retrievalBenchmark() }
-        if parts.contains("query") { try await queryBenchmark() }
+        // A connection per client (the shared client would open 8 and queue the rest).
+        if parts.contains("query") {
+            try await TestHTTP.$client.withValue(TestHTTP.benchmarkClient) { try await queryBenchmark() }
+        }
     }
 }
 
@@ -352,13 +355,37 @@ func closedLoop(clients: Int, seconds: Int, _ request: @escaping @Sendable (Int)
     return (times, failures, milliseconds(ContinuousClock.now - start) / 1000)
 }
 
+/// The node's `timings_ms` of every answer, by stage, collected from concurrent clients.
+final class StageSamples: @unchecked Sendable {
+    private let lock = NSLock()
+    private var samples: [String: [Double]] = [:]
+    private var order: [String] = []
+
+    func add(_ timings: [String: Double]) {
+        self.lock.withLock {
+            for (stage, milliseconds) in timings {
+                if self.samples[stage] == nil { self.order.append(stage) }
+                self.samples[stage, default: []].append(milliseconds)
+            }
+        }
+    }
+
+    /// `embed 12.1 ms, …`, stages in the order first seen, `total` last.
+    func summary() -> String {
+        self.lock.withLock {
+            let stages = self.order.filter { $0 != "total" } + (self.samples["total"] == nil ? [] : ["total"])
+            return stages.map { "\($0) \(format(percentile(self.samples[$0]!, 50)))" }.joined(separator: ", ")
+        }
+    }
+}
+
 /// Uncached queries through one node, in rounds alternating with the issue's anchor: LiteLLM's
 /// proxy passing the same number of callers' chat completions through to an instant backend
 /// (nginx), when `ZAAS_LITELLM` names it (`make bench` does).
 func queryBenchmark() async throws {
     let rounds = Int(environment["BENCH_QUERY_ROUNDS"] ?? "3") ?? 3
     print(
-        "\n[query] one node (release, \(environment["BENCH_EMBED_THREADS"] ?? "default") embedding thread(s)),"
+        "\n[query] one node (release, \(environment["BENCH_EMBED_THREADS"] ?? "one per core (the default)") embedding thread(s)),"
             + " demo canon as base, \(queryClients) concurrent clients, \(rounds) rounds of \(querySeconds) s")
     let directory = ConfigFixtures.temporaryDirectory()
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -410,8 +437,10 @@ func queryBenchmark() async throws {
         guard ready != nil else { throw TestEnvironment.SetupError(message: "node never answered with citations") }
         for question in questions { _ = try await ask(question) }  // warm
 
+        let stages = StageSamples()
         @Sendable func zaas(_ n: Int) async throws -> Bool {
             let reply = try await ask(questions[n % questions.count])
+            if let timings = reply.json?["timings_ms"] as? [String: Double] { stages.add(timings) }
             return reply.status == 200 && reply.json?["cache_hit"] as? Bool == false
         }
         @Sendable func litellm(_ n: Int) async throws -> Bool {
@@ -425,19 +454,46 @@ func queryBenchmark() async throws {
         var zaasRates: [Double] = []
         var anchorRates: [Double] = []
         var zaasTimes: [Double] = []
+        // Processor time per request of the server process alone (the node; LiteLLM's proxy),
+        // from /proc: what a request costs the server, apart from the other processes sharing
+        // the cores here (the client, the control plane, PostgreSQL, Redis, nginx).
+        var zaasCPU: [Double] = []
+        var anchorCPU: [Double] = []
+        struct Side {
+            let name: String
+            let isZaaS: Bool
+            let request: @Sendable (Int) async throws -> Bool
+            let processorSeconds: () -> Double?
+        }
         for round in 1...rounds {
             // The order alternates, so neither side always runs on a machine the other just warmed.
-            var sides: [(String, @Sendable (Int) async throws -> Bool)] = [("ZaaS uncached query", zaas)]
-            if anchorPort != nil { sides.append(("LiteLLM pass-through", litellm)) }
+            var sides = [
+                Side(
+                    name: "ZaaS uncached query", isZaaS: true, request: zaas,
+                    processorSeconds: { node.processorSeconds })
+            ]
+            if let anchor {
+                sides.append(
+                    Side(
+                        name: "LiteLLM pass-through", isZaaS: false, request: litellm,
+                        processorSeconds: { anchor.litellm.processorSeconds }))
+            }
             if round % 2 == 0 { sides.reverse() }
-            for (name, request) in sides {
-                let result = try await closedLoop(clients: queryClients, seconds: querySeconds, request)
+            for side in sides {
+                let before = side.processorSeconds()
+                let result = try await closedLoop(clients: queryClients, seconds: querySeconds, side.request)
                 let rate = Double(result.times.count) / result.elapsed
+                var cpu = ""
+                if let before, let after = side.processorSeconds(), !result.times.isEmpty {
+                    let perRequest = (after - before) * 1000 / Double(result.times.count)
+                    cpu = String(format: ", server processor time %.2f ms a request", perRequest)
+                    if side.isZaaS { zaasCPU.append(perRequest) } else { anchorCPU.append(perRequest) }
+                }
                 print(
-                    "  round \(round), \(name): \(String(format: "%.1f", rate)) requests/s, p50 "
+                    "  round \(round), \(side.name): \(String(format: "%.1f", rate)) requests/s, p50 "
                         + "\(format(percentile(result.times, 50))), p99 \(format(percentile(result.times, 99))), "
-                        + "\(result.failures) failed")
-                if name.hasPrefix("ZaaS") {
+                        + "\(result.failures) failed\(cpu)")
+                if side.isZaaS {
                     zaasRates.append(rate)
                     zaasTimes += result.times
                 } else {
@@ -449,6 +505,20 @@ func queryBenchmark() async throws {
             "  ZaaS uncached queries, median of rounds: \(String(format: "%.1f", percentile(zaasRates, 50))) requests/s"
                 + " (target ≥ 250); latency p50 \(format(percentile(zaasTimes, 50))), p99 \(format(percentile(zaasTimes, 99)))"
         )
+        print("  the node's own timings_ms, median per stage over the ZaaS rounds: " + stages.summary())
+        if !zaasCPU.isEmpty {
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            let perQuery = percentile(zaasCPU, 50)
+            print(
+                String(
+                    format: "  node processor time a query, median of rounds: %.2f ms; the rate %d cores of its own"
+                        + " would allow: %.0f queries/s", perQuery, cores, Double(cores) * 1000 / perQuery))
+        }
+        if !anchorCPU.isEmpty {
+            print(
+                String(
+                    format: "  LiteLLM processor time a call, median of rounds: %.2f ms", percentile(anchorCPU, 50)))
+        }
         if !anchorRates.isEmpty {
             let ratios = zip(zaasRates, anchorRates).map { $0 / $1 }
             print(
