@@ -123,16 +123,12 @@ func runBenchmark() async throws {
     }
 }
 
-func percentile(_ sorted: [Double], _ p: Double) -> Double {
-    sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
-}
-
 func report(_ name: String, _ samples: [Double]) {
     let sorted = samples.sorted()
     print(
         String(
             format: "%@: n=%d p50=%.2f ms p99=%.2f ms min=%.2f ms max=%.2f ms",
-            name, sorted.count, percentile(sorted, 0.5), percentile(sorted, 0.99), sorted.first!, sorted.last!
+            name, sorted.count, percentile(sorted, 50), percentile(sorted, 99), sorted.first!, sorted.last!
         )
     )
 }

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import Shared
+import Synchronization
 import TestSupport
 
 // Rate limiting and caching (issue 7): the limiter's step against the local Redis; semantic
@@ -169,31 +170,22 @@ extension SplitMix {
 func load(seconds: Int, _ request: @escaping @Sendable () async throws -> TestHTTP.Reply) async throws
     -> (rate: Double, times: [Double], failures: Int)
 {
-    let clock = ContinuousClock()
-    let deadline = clock.now + .seconds(seconds)
-    let start = clock.now
-    let results = try await withThrowingTaskGroup(of: ([Double], Int).self) { group in
-        for _ in 0..<hitClients {
-            group.addTask {
-                var times: [Double] = []
-                var failures = 0
-                while clock.now < deadline {
-                    let begin = clock.now
-                    let reply = try await request()
-                    times.append(milliseconds(clock.now - begin))
-                    if reply.status != 200 {
-                        failures += 1
-                        if failures == 1 { print("  not 200: \(reply.status) \(reply.text.prefix(300))") }
-                    }
-                }
-                return (times, failures)
+    let reported = Mutex(false)
+    let result = try await closedLoop(clients: hitClients, seconds: seconds) { _ in
+        let reply = try await request()
+        guard reply.status == 200 else {
+            let first = reported.withLock { wasReported in
+                defer { wasReported = true }
+                return !wasReported
             }
+            if first {
+                print("  not 200: \(reply.status) \(reply.text.prefix(300))")
+            }
+            return false
         }
-        return try await group.reduce(into: ([Double](), 0)) {
-            $0.0 += $1.0; $0.1 += $1.1
-        }
+        return true
     }
-    return (Double(results.0.count) / (milliseconds(clock.now - start) / 1000), results.0, results.1)
+    return (Double(result.times.count) / result.elapsed, result.times, result.failures)
 }
 
 /// Two loads in alternating rounds of 2 s, so the machine's drift affects both alike: the ratio

@@ -325,36 +325,6 @@ func retrievalBenchmark() throws {
 
 // MARK: - 4. POST /api/v1/query against one node, and its anchor
 
-/// `clients` callers sending requests back to back for `seconds`; each request's latency and the
-/// count of requests `request` judged failed (it returns false).
-func closedLoop(clients: Int, seconds: Int, _ request: @escaping @Sendable (Int) async throws -> Bool) async throws
-    -> (times: [Double], failures: Int, elapsed: Double)
-{
-    let deadline = ContinuousClock.now + .seconds(seconds)
-    let start = ContinuousClock.now
-    let (times, failures) = try await withThrowingTaskGroup(of: ([Double], Int).self) { group in
-        for client in 0..<clients {
-            group.addTask {
-                var times: [Double] = []
-                var failures = 0
-                var next = client
-                while ContinuousClock.now < deadline {
-                    let begin = ContinuousClock.now
-                    let succeeded = try await request(next)
-                    times.append(milliseconds(ContinuousClock.now - begin))
-                    if !succeeded { failures += 1 }
-                    next += 1
-                }
-                return (times, failures)
-            }
-        }
-        return try await group.reduce(into: ([Double](), 0)) {
-            $0.0 += $1.0; $0.1 += $1.1
-        }
-    }
-    return (times, failures, milliseconds(ContinuousClock.now - start) / 1000)
-}
-
 /// The node's `timings_ms` of every answer, by stage, collected from concurrent clients.
 final class StageSamples: @unchecked Sendable {
     private let lock = NSLock()
