@@ -52,10 +52,9 @@ public struct CanonIndexer: Sendable {
                 return true
             }
         }
-        // Similar lengths together: less padding in each batch.
-        let order = pending.sorted { texts[$0].utf8.count < texts[$1].utf8.count }
-        let batches = stride(from: 0, to: order.count, by: self.batchSize).map {
-            Array(order[$0..<min($0 + self.batchSize, order.count)])
+        // In the chunks' order: a forward pass does not pad, so sorting by length would gain nothing.
+        let batches = stride(from: 0, to: pending.count, by: self.batchSize).map {
+            Array(pending[$0..<min($0 + self.batchSize, pending.count)])
         }
         var done = chunks.count - pending.count
         await progress(Progress(embeddedChunks: done, totalChunks: chunks.count))

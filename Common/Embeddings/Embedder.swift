@@ -85,8 +85,7 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
 
 /// The in-process embedder: its own worker threads (never a NIO event loop or the cooperative
 /// pool), and concurrent callers batched — requests that arrive within `batchWindow` of each
-/// other run as one forward pass of up to `maximumBatch` sentences, grouped by length so little
-/// is spent on padding.
+/// other run as one forward pass of up to `maximumBatch` sentences.
 public final class BatchingEmbedder: Embedder, @unchecked Sendable {
     struct Job {
         let sequences: [[Int32]]
@@ -201,23 +200,20 @@ public final class BatchingEmbedder: Embedder, @unchecked Sendable {
     }
 
     private func run(_ jobs: [Job]) {
-        // Flatten, sort by length, run in chunks of similar length, then hand results back.
-        let flat = jobs.enumerated().flatMap { job, entry in
-            entry.sequences.enumerated().map { (job: job, index: $0.offset, sequence: $0.element) }
+        // Forward passes of up to `maximumBatch` sentences in arrival order: a pass lays its
+        // sentences' tokens one after another without padding, so grouping by length gains nothing.
+        let sequences = jobs.flatMap(\.sequences)
+        var vectors: [[Float]] = []
+        vectors.reserveCapacity(sequences.count)
+        for start in stride(from: 0, to: sequences.count, by: self.maximumBatch) {
+            vectors += self.model.encoder.embed(
+                Array(sequences[start..<min(start + self.maximumBatch, sequences.count)]))
         }
-        let order = flat.indices.sorted { flat[$0].sequence.count < flat[$1].sequence.count }
-        var results = jobs.map { [[Float]](repeating: [], count: $0.sequences.count) }
-        var start = 0
-        while start < order.count {
-            let end = min(start + self.maximumBatch, order.count)
-            let chunk = Array(order[start..<end])
-            let vectors = self.model.encoder.embed(chunk.map { flat[$0].sequence })
-            for (position, flatIndex) in chunk.enumerated() {
-                results[flat[flatIndex].job][flat[flatIndex].index] = vectors[position]
-            }
-            start = end
+        var next = 0
+        for job in jobs {
+            job.continuation.resume(returning: Array(vectors[next..<next + job.sequences.count]))
+            next += job.sequences.count
         }
-        for (job, vectors) in zip(jobs, results) { job.continuation.resume(returning: vectors) }
     }
 }
 

@@ -91,6 +91,22 @@ struct MiniLMTests {
         #expect(try await embedder.embed([]).isEmpty)
     }
 
+    @Test("empty token sequences pool to the zero vector, alone or beside real ones, which they leave as they are")
+    func emptySequences() async throws {
+        let text = Reference.shared.items[0].text
+        let tokens = sharedModel.tokenizer.encode(text)
+        let (alone, mixed, single) = await onOwnThread {
+            (
+                sharedModel.encoder.embed([[], []]), sharedModel.encoder.embed([[], tokens, []]),
+                sharedModel.encoder.embed([tokens])[0]
+            )
+        }
+        let zero = [Float](repeating: 0, count: sharedModel.encoder.dimension)
+        #expect(alone == [zero, zero])
+        #expect(mixed.count == 3 && mixed[0] == zero && mixed[2] == zero)
+        #expect(cosine(mixed[1], single) >= 0.9999 && maximumDifference(mixed[1], single) <= 1e-4)
+    }
+
     @Test("the embedder's queue is bounded and its waits have a deadline: callers past either are refused, not queued")
     func boundedQueue() async throws {
         let text = String(repeating: "a sentence long enough to take a while to embed ", count: 10)
